@@ -1,0 +1,59 @@
+/**
+ * Every error fedmq reports on the wire or in logs has a stable code, defined here and
+ * documented in docs/protocol.md ("Error codes"). Tests assert the code, not the message
+ * (the habit of Fastify's `lib/errors.js`).
+ */
+export const ErrorCodes = {
+  /** A topic does not match any fedmq topic, or a segment (job, nodeId) is invalid. */
+  BAD_TOPIC: 'FEDMQ_BAD_TOPIC',
+  /** A payload could not be decoded (not msgpack / not JSON / truncated). */
+  BAD_PAYLOAD: 'FEDMQ_BAD_PAYLOAD',
+  /** A payload decoded but does not match the message schema. */
+  SCHEMA: 'FEDMQ_SCHEMA',
+  /** The payload's protocol version is not one this build speaks. */
+  UNSUPPORTED_VERSION: 'FEDMQ_UNSUPPORTED_VERSION',
+  /** A tensor's byte length does not match its shape and dtype, or its dtype is unknown. */
+  BAD_TENSOR: 'FEDMQ_BAD_TENSOR',
+  /** An update names a codec the round task did not ask for. */
+  WRONG_CODEC: 'FEDMQ_WRONG_CODEC',
+  /** A message belongs to another job. */
+  WRONG_JOB: 'FEDMQ_WRONG_JOB',
+  /** An update for a round (or model version) other than the open one. */
+  STALE_UPDATE: 'FEDMQ_STALE_UPDATE',
+  /** A second update from the same node for the same round. */
+  DUPLICATE_UPDATE: 'FEDMQ_DUPLICATE_UPDATE',
+  /** An update from a node that was not selected for the round. */
+  NOT_SELECTED: 'FEDMQ_NOT_SELECTED',
+  /** Tensor names, shapes or dtypes do not match the global model. */
+  MODEL_MISMATCH: 'FEDMQ_MODEL_MISMATCH',
+  /** A tensor holds NaN or ±Infinity. */
+  NON_FINITE: 'FEDMQ_NON_FINITE',
+  /** The global model's sha256 does not match its tensors. */
+  HASH_MISMATCH: 'FEDMQ_HASH_MISMATCH',
+  /** Local training failed on a node. */
+  TRAINING_FAILED: 'FEDMQ_TRAINING_FAILED',
+  /** A configuration value (CLI flag, option) is invalid. */
+  BAD_CONFIG: 'FEDMQ_BAD_CONFIG',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/**
+ * An error with a stable {@link ErrorCode}. `details` carries structured context for logs
+ * (job, round, nodeId, field path …).
+ */
+export class FedmqError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FedmqError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** True when `err` is a {@link FedmqError}, optionally with the given code. */
+export function isFedmqError(err: unknown, code?: ErrorCode): err is FedmqError {
+  return err instanceof FedmqError && (code === undefined || err.code === code);
+}

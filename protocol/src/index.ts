@@ -1,0 +1,5 @@
+export * from './errors.ts';
+export * from './tensor.ts';
+export * from './topics.ts';
+export * from './codec.ts';
+export * from './messages.ts';
