@@ -4,7 +4,7 @@ import { toWireTensor } from './codec.ts';
 import { NodeStatusSchema, RoundTaskSchema, decodeJson, decodeUpdate, encodeJson, encodePacked, type UpdateMessage } from './messages.ts';
 
 const task = {
-  v: 1, job: 'j', round: 1, modelVersion: 1, selected: ['a', 'b'], deadline: 1_700_000_000_000, timeoutMs: 60_000,
+  v: 1, job: 'j', runId: 'r1', round: 1, modelVersion: 1, selected: ['a', 'b'], deadline: 1_700_000_000_000, timeoutMs: 60_000,
   config: { epochs: 1, batchSize: 32, learningRate: 0.1 }, codec: 'float32', updateKind: 'delta', ts: 1_700_000_000_000,
 };
 
@@ -15,7 +15,7 @@ describe('messages', () => {
 
   it('round-trips an update as MessagePack', () => {
     const update: UpdateMessage = {
-      v: 1, job: 'j', nodeId: 'a', round: 3, modelVersion: 3, numExamples: 10, codec: 'float32', kind: 'delta',
+      v: 1, job: 'j', runId: 'r1', nodeId: 'a', round: 3, modelVersion: 3, numExamples: 10, codec: 'float32', kind: 'delta',
       metrics: { loss: 0.5, trainMs: 12 }, tensors: [toWireTensor({ name: 'fc1/kernel', shape: [2], data: new Float32Array([1, -1]) })], ts: 5,
     };
     const back = decodeUpdate(encodePacked(update));

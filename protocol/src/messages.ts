@@ -37,6 +37,8 @@ export type FitConfig = z.infer<typeof FitConfigSchema>;
 /** `fedmq/v1/{job}/coordinator/status` — retained JSON, also the coordinator's Last Will (state `offline`). */
 export const CoordinatorStatusSchema = z.object({
   ...envelope,
+  /** Identifies one run of the job (a resumed run keeps it); nodes reset their round bookkeeping when it changes. */
+  runId: id,
   state: z.enum(COORDINATOR_STATES),
   /** Current round (0 before the first). */
   round: count,
@@ -82,6 +84,8 @@ export type NodeStatus = z.infer<typeof NodeStatusSchema>;
 /** `fedmq/v1/{job}/task` — retained JSON: the open round's task. */
 export const RoundTaskSchema = z.object({
   ...envelope,
+  /** Identifies one run of the job (a resumed run keeps it); nodes reset their round bookkeeping when it changes. */
+  runId: id,
   /** Round number, from 1. */
   round: z.number().int().min(1),
   /** Global model version the nodes must train from (the retained model carries it). */
@@ -111,6 +115,8 @@ const wireTensor = z.object({
 /** `fedmq/v1/{job}/model` — retained MessagePack: the global model. */
 export const GlobalModelSchema = z.object({
   ...envelope,
+  /** Identifies one run of the job (a resumed run keeps it); nodes reset their round bookkeeping when it changes. */
+  runId: id,
   /** Increases by one each time the global model changes; starts at 1. */
   version: z.number().int().min(1),
   /** Round that produced it (0 for the initial model). */
@@ -127,6 +133,8 @@ export type GlobalModelMessage = Omit<z.infer<typeof GlobalModelSchema>, 'tensor
 /** `fedmq/v1/{job}/nodes/{nodeId}/update` — MessagePack, QoS 1: a node's update for one round. */
 export const UpdateSchema = z.object({
   ...envelope,
+  /** Identifies one run of the job (a resumed run keeps it); nodes reset their round bookkeeping when it changes. */
+  runId: id,
   nodeId: id,
   round: z.number().int().min(1),
   /** Global model version the node trained from. */
@@ -145,6 +153,8 @@ export type UpdateMessage = Omit<z.infer<typeof UpdateSchema>, 'tensors'> & { te
 /** `fedmq/v1/{job}/rounds/{round}/metrics` and `fedmq/v1/{job}/metrics` — retained JSON. */
 export const RoundMetricsSchema = z.object({
   ...envelope,
+  /** Identifies one run of the job (a resumed run keeps it); nodes reset their round bookkeeping when it changes. */
+  runId: id,
   round: z.number().int().min(1),
   /** Global model version after the round. */
   modelVersion: z.number().int().min(1),

@@ -1,0 +1,178 @@
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { pino, type Logger } from 'pino';
+import { startBroker } from '@fedmq/broker';
+import { Coordinator, FedAvg } from '@fedmq/coordinator';
+import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
+import { initBackend, listModels, loadDataset, loadMnist, parsePartition, type BackendName, type Dataset } from '@fedmq/ml';
+import { isFedmqError } from '@fedmq/protocol';
+import { DATASETS, DEFAULT_JOB, loadSimDataset, runLocalJob, startSimulation } from '@fedmq/simulator';
+import { roundHeader, roundLine } from './output.ts';
+
+const program = new Command('fedmq')
+  .description('Federated learning for IoT and edge fleets over MQTT')
+  .showHelpAfterError()
+  .addOption(new Option('--log-level <level>', 'log level of the JSON logs on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']));
+
+function logger(level: string): Logger {
+  return pino({ level: (program.opts().logLevel as string | undefined) ?? level }, pino.destination(2));
+}
+
+const int = (name: string, min = 0) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+  return n;
+};
+const num = (name: string, ok: (n: number) => boolean, what: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || !ok(n)) throw new InvalidArgumentError(`${name} must be ${what}`);
+  return n;
+};
+const fraction = num('fraction', (n) => n > 0 && n <= 1, 'in (0, 1]');
+const positive = (name: string) => num(name, (n) => n > 0, 'positive');
+
+/** Runs `stop` on the first SIGINT/SIGTERM; a second signal exits at once. */
+function onSignal(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (sig: NodeJS.Signals) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    process.stderr.write(`\n${sig}: stopping…\n`);
+    stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGINT', handler).once('SIGTERM', handler);
+  process.on('SIGINT', handler).on('SIGTERM', handler);
+}
+
+function runId(job: string): string {
+  return `${job}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-')}`;
+}
+
+/** Fit options shared by `coordinator` and the embedded `simulate`. */
+function withFitOptions(cmd: Command): Command {
+  return cmd
+    .option('--rounds <n>', 'rounds to run', int('rounds', 1), DEFAULT_JOB.rounds)
+    .option('--fraction <f>', 'fraction of online nodes selected each round', fraction, DEFAULT_JOB.fraction)
+    .option('--deadline-ms <ms>', 'round deadline in ms', int('deadline-ms', 1), DEFAULT_JOB.deadlineMs)
+    .option('--epochs <n>', 'local epochs E', int('epochs', 1), DEFAULT_JOB.fit.epochs)
+    .option('--batch-size <n>', 'local batch size B', int('batch-size', 1), DEFAULT_JOB.fit.batchSize)
+    .option('--lr <rate>', 'local SGD learning rate', positive('lr'), DEFAULT_JOB.fit.learningRate)
+    .option('--seed <n>', 'seed of the initial model, selection and partition', int('seed'), DEFAULT_JOB.seed);
+}
+
+program
+  .command('broker')
+  .description('run an Aedes MQTT broker')
+  .option('--port <port>', 'TCP port for MQTT', int('port'), 1883)
+  .option('--host <host>', 'interface to listen on', '0.0.0.0')
+  .action(async (o: { port: number; host: string }) => {
+    const log = logger('info');
+    const broker = await startBroker({ port: o.port, host: o.host, logger: log });
+    process.stdout.write(`fedmq broker listening on ${broker.url.replace('localhost', o.host === '0.0.0.0' ? '0.0.0.0' : o.host)}\n`);
+    onSignal(() => broker.close());
+  });
+
+withFitOptions(
+  program
+    .command('coordinator')
+    .description('run the rounds of a federated job')
+    .requiredOption('--broker <url>', 'broker URL, e.g. mqtt://localhost:1883')
+    .requiredOption('--job <id>', 'job id')
+    .option('--model <name>', `model to train (${listModelsSafe()})`, 'mnist-2nn')
+    .option('--min-nodes <k>', 'nodes that must be online before a round starts', int('min-nodes', 1), 2)
+    .option('--test-data <path>', 'held-out test set (IDX folder/pair or CSV); default for mnist-2nn: the MNIST test set')
+    .option('--out <dir>', 'run folder for history.json and model/'),
+).action(async (o) => {
+  const log = logger('info');
+  await initBackend();
+  const testData: Dataset | undefined = o.testData ? loadDataset(o.testData) : o.model === 'mnist-2nn' ? loadMnist('test') : undefined;
+  const out = resolve(o.out ?? join('runs', runId(o.job)));
+  await mkdir(out, { recursive: true });
+  const coordinator = new Coordinator({
+    brokerUrl: o.broker, job: o.job, model: o.model, rounds: o.rounds, minNodes: o.minNodes, deadlineMs: o.deadlineMs, outDir: out, testData,
+    seed: o.seed, logger: log,
+    strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr } }),
+  });
+  onSignal(() => coordinator.close());
+  process.stdout.write(`coordinator for job ${o.job} on ${o.broker}; waiting for ${o.minNodes} node(s); run folder ${out}\n${roundHeader()}\n`);
+  coordinator.on('round', (r) => process.stdout.write(`${roundLine(r)}\n`));
+  const history = await coordinator.run();
+  await coordinator.close();
+  const last = history.at(-1);
+  process.stdout.write(`done: ${history.length} rounds, test accuracy ${last?.testAccuracy?.toFixed(4) ?? '-'}; wrote ${out}/history.json and ${out}/model/model.json\n`);
+});
+
+program
+  .command('node')
+  .description('run an edge node on this device with its local data')
+  .requiredOption('--broker <url>', 'broker URL, e.g. mqtt://192.168.1.10:1883')
+  .requiredOption('--job <id>', 'job id')
+  .requiredOption('--id <nodeId>', 'this node\'s id (1-64 of A-Z a-z 0-9 _ . -)')
+  .requiredOption('--data <path>', 'local data: a CSV with a label column, or a folder with MNIST-style IDX files')
+  .addOption(new Option('--backend <name>', 'tfjs backend (default: tensorflow if installed, else wasm, else cpu)').choices(['tensorflow', 'wasm', 'cpu']))
+  .action(async (o: { broker: string; job: string; id: string; data: string; backend?: BackendName }) => {
+    const log = logger('info');
+    const backend = await initBackend(o.backend);
+    const data = loadDataset(o.data);
+    log.info({ backend, numExamples: data.numExamples, features: data.featureShape }, `tfjs backend: ${backend}`);
+    const node = new EdgeNode({ brokerUrl: o.broker, job: o.job, nodeId: o.id, data, device: deviceInfo(backend), logger: log });
+    node.on('updated', (u) => process.stdout.write(`round ${u.round}: trained on ${data.numExamples} examples, loss ${u.loss.toFixed(4)}, ${(u.trainMs / 1000).toFixed(1)} s, sent ${u.bytes} bytes\n`));
+    node.on('jobEnded', (e) => process.stdout.write(`job ${o.job} ${e.state} after round ${e.round}; waiting for the next run (Ctrl-C to exit)\n`));
+    onSignal(() => node.stop());
+    await node.start();
+    process.stdout.write(`node ${o.id} connected to ${o.broker} (tfjs backend ${backend}, ${data.numExamples} examples); waiting for rounds\n`);
+  });
+
+withFitOptions(
+  program
+    .command('simulate')
+    .description('simulate many edge nodes over real MQTT; without --broker, also run an embedded broker and coordinator')
+    .option('--broker <url>', 'broker URL (omit to run an embedded broker and coordinator)')
+    .option('--job <id>', 'job id', DEFAULT_JOB.job)
+    .option('--nodes <n>', 'number of nodes', int('nodes', 1), DEFAULT_JOB.nodes)
+    .addOption(new Option('--dataset <name>', 'dataset').choices([...DATASETS]).default(DEFAULT_JOB.dataset))
+    .option('--partition <spec>', 'iid | dirichlet:ALPHA | natural', DEFAULT_JOB.partition)
+    .option('--workers <n>', 'worker threads (default: one per core)', int('workers', 1))
+    .option('--port <port>', 'embedded broker port (default 1883, or a free one if taken)', int('port'))
+    .option('--out <dir>', 'run folder (embedded mode); default runs/<run-id>'),
+).action(async (o) => {
+  const partition = parsePartition(o.partition);
+  if (o.broker) {
+    const log = logger('info');
+    await initBackend();
+    const data = loadSimDataset(o.dataset);
+    const sim = await startSimulation({ brokerUrl: o.broker, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, partition, seed: o.seed, workers: o.workers, logLevel: log.level });
+    onSignal(() => sim.stop());
+    process.stdout.write(`${sim.plan.length} nodes of job ${o.job} on ${o.broker} in ${sim.workers} worker threads (tfjs ${sim.backend}); Ctrl-C to stop\n`);
+    return;
+  }
+  const log = logger('warn');
+  const id = runId(o.job);
+  const out = resolve(o.out ?? join('runs', id));
+  const t0 = performance.now();
+  process.stdout.write(`fedmq: ${o.nodes} nodes, ${o.dataset}, partition ${o.partition}, seed ${o.seed}, ${o.rounds} rounds of FedAvg (E=${o.epochs}, B=${o.batchSize}, lr=${o.lr}, fraction ${o.fraction})\n`);
+  const { history } = await runLocalJob({
+    job: o.job, dataset: o.dataset, nodes: o.nodes, partition, seed: o.seed, rounds: o.rounds, fraction: o.fraction, deadlineMs: o.deadlineMs,
+    fit: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr }, outDir: out, port: o.port, workers: o.workers, logger: log,
+    onBroker: (url) => process.stdout.write(`broker: ${url}\n`),
+    onNodes: (n) => process.stdout.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader()}\n`),
+    onRound: (r) => process.stdout.write(`${roundLine(r)}\n`),
+  });
+  const last = history.at(-1);
+  process.stdout.write(`final test accuracy ${last?.testAccuracy?.toFixed(4) ?? '-'} after ${history.length} rounds in ${((performance.now() - t0) / 1000).toFixed(1)} s; run written to ${out}\n`);
+});
+
+function listModelsSafe(): string {
+  try {
+    return listModels().map((m) => m.name).join(', ');
+  } catch {
+    return 'see docs';
+  }
+}
+
+program.parseAsync().catch((err: unknown) => {
+  const code = isFedmqError(err) ? `${err.code}: ` : '';
+  process.stderr.write(`fedmq: ${code}${(err as Error)?.message ?? err}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { WeightedDeltaSum, applyDelta } from './aggregate.ts';
+import { FedAvg, sample } from './strategies/fedavg.ts';
+
+const global = [{ name: 'w', shape: [3], data: new Float32Array([1, 1, 1]) }, { name: 'b', shape: [1], data: new Float32Array([0]) }];
+const t = (w: number[], b: number) => [{ name: 'w', shape: [3], data: new Float32Array(w) }, { name: 'b', shape: [1], data: new Float32Array([b]) }];
+
+describe('FedAvg aggregation', () => {
+  it('equals the hand-computed numExamples-weighted mean, not the unweighted one', () => {
+    // Node A: n=100, Δ=(1,0,2 | 4); node B: n=300, Δ=(−1,4,2 | 0); node C: n=600, Δ=(0,1,−2 | 1)
+    // weighted: w += (100·1 + 300·−1 + 600·0)/1000 = −0.2, (0 + 1200 + 600)/1000 = 1.8, (200 + 600 − 1200)/1000 = −0.4
+    //           b += (400 + 0 + 600)/1000 = 1.0
+    // unweighted would give w += (0, 5/3, 2/3), b += 5/3.
+    const fedavg = new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } });
+    const agg = fedavg.beginRound(1, global);
+    agg.add({ nodeId: 'a', numExamples: 100, delta: t([1, 0, 2], 4), loss: 1 });
+    agg.add({ nodeId: 'b', numExamples: 300, delta: t([-1, 4, 2], 0), loss: 2 });
+    agg.add({ nodeId: 'c', numExamples: 600, delta: t([0, 1, -2], 1), loss: 0.5 });
+    const next = fedavg.aggregateFit(1, global, agg, [])!;
+    const hand = [1 - 0.2, 1 + 1.8, 1 - 0.4];
+    for (let i = 0; i < 3; i++) expect(next[0].data[i]).toBeCloseTo(hand[i], 6);
+    expect(next[1].data[0]).toBeCloseTo(1.0, 6);
+    const unweighted = [1, 1 + 5 / 3, 1 + 2 / 3];
+    expect(Array.from(next[0].data).some((v, i) => Math.abs(v - unweighted[i]) > 0.1)).toBe(true);
+    expect(agg.trainLoss).toBeCloseTo((100 * 1 + 300 * 2 + 600 * 0.5) / 1000, 12);
+    expect(next[0].shape).toEqual([3]);
+    expect(next[0].name).toBe('w');
+  });
+
+  it('keeps the model when no update arrived', () => {
+    const fedavg = new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } });
+    expect(fedavg.aggregateFit(1, global, fedavg.beginRound(1, global), [{ reason: 'timeout' }])).toBeNull();
+  });
+
+  it('does not depend on arrival order beyond float32 rounding', () => {
+    const deltas = Array.from({ length: 20 }, (_, k) => ({ d: t([Math.sin(k) * 1e3, 1e-4 * k, -k], k / 7), n: 1 + ((k * 37) % 101) }));
+    const a = new WeightedDeltaSum(global);
+    const b = new WeightedDeltaSum(global);
+    for (const x of deltas) a.add(x.d, x.n);
+    for (const x of [...deltas].reverse()) b.add(x.d, x.n);
+    expect(Array.from(a.mean()[0].data)).toEqual(Array.from(b.mean()[0].data));
+    expect(a.mean()[0].shape).toEqual([3]);
+  });
+
+  it('refuses a non-positive weight or a wrong size', () => {
+    const s = new WeightedDeltaSum(global);
+    expect(() => s.add(t([1, 1, 1], 1), 0)).toThrow(RangeError);
+    expect(() => s.add([{ data: new Float32Array(2) }, { data: new Float32Array(1) }], 1)).toThrow(RangeError);
+    expect(() => s.mean()).toThrow(RangeError);
+  });
+
+  it('applies a step to the global weights', () => {
+    expect(Array.from(applyDelta(global, t([1, 2, 3], -1))[0].data)).toEqual([2, 3, 4]);
+  });
+});
+
+describe('node sampling', () => {
+  it('samples max(C·K, minFitNodes) distinct nodes, reproducibly', () => {
+    const nodes = Array.from({ length: 10 }, (_, i) => `n${i}`);
+    let s = 1;
+    const rng = () => ((s = (s * 16807) % 2147483647) / 2147483647);
+    const fedavg = new FedAvg({ fractionFit: 0.3, minFitNodes: 2, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } });
+    const { selected } = fedavg.configureFit(1, nodes, rng);
+    expect(selected).toHaveLength(3);
+    expect(new Set(selected).size).toBe(3);
+    expect(new FedAvg({ fractionFit: 0.1, minFitNodes: 4, fitConfig: { epochs: 1, batchSize: 1, learningRate: 1 } }).configureFit(1, nodes, rng).selected).toHaveLength(4);
+    s = 1;
+    const again = sample(nodes, 3, rng);
+    s = 1;
+    expect(sample(nodes, 3, rng)).toEqual(again);
+  });
+});

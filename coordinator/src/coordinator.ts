@@ -1,0 +1,384 @@
+import { EventEmitter } from 'node:events';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { pino, type Logger } from 'pino';
+import {
+  ErrorCodes, FedmqError, NodeStatusSchema, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
+  topics, weightsSha256, weightsToWire, type CoordinatorStatus, type FitConfig, type GlobalModelMessage, type NamedTensor, type RoundMetrics,
+  type RoundTask,
+} from '@fedmq/protocol';
+import { createModel, createRng, type Dataset, type FederatedModel } from '@fedmq/ml';
+import { NodeRegistry } from './registry.ts';
+import type { FitFailure, RoundAggregate, Strategy } from './strategy.ts';
+import { checkUpdateTensors } from './validate.ts';
+
+/** Options of {@link Coordinator}. */
+export interface CoordinatorOptions {
+  /** Broker URL, e.g. `mqtt://localhost:1883`. */
+  brokerUrl: string;
+  job: string;
+  /** Identifies this run in every message; default derived from the start time. */
+  runId?: string;
+  /** Model architecture, by `@fedmq/ml` registry name (e.g. `mnist-2nn`). */
+  model: string;
+  /** Rounds to run (≥ 1). */
+  rounds: number;
+  strategy: Strategy;
+  /** Nodes that must be online before a round starts (Flower's `minAvailableNodes`). */
+  minNodes: number;
+  /** Round deadline, ms after the task is published: updates after it are not accepted. */
+  deadlineMs: number;
+  /** Folder for `history.json` and `model/` (TensorFlow.js format); none written when omitted. */
+  outDir?: string;
+  /** Held-out test set for centralized evaluation after each round. */
+  testData?: Dataset;
+  /** Seed of the initial model and of node selection. Default 42. */
+  seed?: number;
+  logger?: Logger;
+  /** Extra mqtt.js options (credentials, TLS …). */
+  mqtt?: IClientOptions;
+}
+
+/** One round of the run, as written to `history.json`. */
+export interface RoundRecord {
+  round: number;
+  modelVersion: number;
+  /** Nodes selected / updates accepted. */
+  selected: number;
+  reported: number;
+  /** Rejected updates and missing nodes by error code (`timeout`, `offline`). */
+  failures: Record<string, number>;
+  /** numExamples-weighted mean of the nodes' training losses (null when none reported). */
+  trainLoss: number | null;
+  testLoss: number | null;
+  testAccuracy: number | null;
+  /** Bytes delivered to nodes (model + task × online nodes) and received from them (updates). */
+  bytesDown: number;
+  bytesUp: number;
+  /** Wall time from the task to the round's metrics, ms. */
+  durationMs: number;
+  /** Training phase (task → round closed), ms. */
+  trainMs: number;
+  /** Evaluation phase, ms. */
+  evalMs: number;
+}
+
+/** Events a {@link Coordinator} emits. */
+export interface CoordinatorEvents {
+  phase: [{ state: CoordinatorStatus['state']; round: number }];
+  round: [RoundRecord];
+  /** An update was rejected (with its code); the run goes on. */
+  rejected: [{ error: FedmqError; nodeId?: string; round: number }];
+  accepted: [{ nodeId: string; round: number; bytes: number }];
+}
+
+interface OpenRound {
+  round: number;
+  selected: Set<string>;
+  reported: Set<string>;
+  dropped: Set<string>;
+  failures: Record<string, number>;
+  aggregate: RoundAggregate;
+  bytesUp: number;
+  deadline: number;
+  close: () => void;
+}
+
+/**
+ * The coordinator (docs/protocol.md, "Round lifecycle"): keeps a registry of nodes from their
+ * retained status messages, and for each round samples nodes with the strategy, publishes the
+ * retained versioned global model and the round task, folds each valid update into the running
+ * aggregate as it arrives (memory O(model)), closes the round when every selected node reported,
+ * dropped offline, or the deadline passed, applies the strategy, evaluates the new global model on
+ * the test set, and publishes the round's metrics (retained JSON).
+ *
+ * Invalid updates are rejected with a coded reason, counted in the round's `failures`, and never
+ * folded in; a duplicate update (QoS 1 redelivery included) is folded in once.
+ */
+export class Coordinator extends EventEmitter<CoordinatorEvents> {
+  readonly job: string;
+  readonly runId: string;
+  readonly history: RoundRecord[] = [];
+  private readonly opts: CoordinatorOptions;
+  private readonly log: Logger;
+  private readonly registry = new NodeRegistry();
+  private readonly rng: () => number;
+  private readonly nodeWaiters = new Set<() => void>();
+  private client?: MqttClient;
+  private model?: FederatedModel;
+  private global: NamedTensor[] = [];
+  private version = 0;
+  private modelBytes = 0;
+  private open?: OpenRound;
+  private stopped = false;
+
+  constructor(opts: CoordinatorOptions) {
+    super();
+    topics.model(opts.job); // validates the job id
+    if (!(Number.isInteger(opts.rounds) && opts.rounds >= 1)) throw new FedmqError(ErrorCodes.BAD_CONFIG, `rounds must be an integer ≥ 1, got ${opts.rounds}`);
+    if (!(Number.isInteger(opts.minNodes) && opts.minNodes >= 1)) throw new FedmqError(ErrorCodes.BAD_CONFIG, `minNodes must be an integer ≥ 1, got ${opts.minNodes}`);
+    if (!(opts.deadlineMs > 0)) throw new FedmqError(ErrorCodes.BAD_CONFIG, `deadlineMs must be positive, got ${opts.deadlineMs}`);
+    this.opts = opts;
+    this.job = opts.job;
+    this.runId = opts.runId ?? `run-${Date.now().toString(36)}`;
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ job: opts.job });
+    this.rng = createRng(opts.seed ?? 42);
+  }
+
+  /** Online node ids (from the registry). */
+  onlineNodes(): string[] {
+    return this.registry.online();
+  }
+
+  /**
+   * Runs every round and resolves with the history. Writes `history.json` after each round and
+   * the final model to `outDir/model/` when `outDir` is set.
+   * @throws FedmqError FEDMQ_BAD_CONFIG when the model is unknown; the MQTT error when the broker is unreachable.
+   */
+  async run(): Promise<RoundRecord[]> {
+    try {
+      this.model = createModel(this.opts.model, this.opts.seed ?? 42);
+    } catch (err) {
+      throw new FedmqError(ErrorCodes.BAD_CONFIG, `unknown model ${JSON.stringify(this.opts.model)}`, {}, { cause: err });
+    }
+    this.global = this.model.getWeights();
+    await this.connect();
+    try {
+      await this.publishModel(0);
+      for (let round = 1; round <= this.opts.rounds && !this.stopped; round++) {
+        await this.waitForNodes(round);
+        if (this.stopped) break;
+        const record = await this.runRound(round);
+        this.history.push(record);
+        await this.publishMetrics(record);
+        await this.writeHistory();
+        this.emit('round', record);
+      }
+      if (this.opts.outDir) await this.model.save(join(this.opts.outDir, 'model'));
+      await this.publishStatus(this.stopped ? 'failed' : 'done', this.history.length);
+      await this.client!.publishAsync(topics.task(this.job), Buffer.alloc(0), { qos: 1, retain: true });
+      return this.history;
+    } catch (err) {
+      await this.publishStatus('failed', this.open?.round ?? this.history.length).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Ends the run after the current phase; `run()` then resolves with the rounds done so far. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.open?.close();
+    for (const w of this.nodeWaiters) w();
+  }
+
+  /** Disconnects from the broker and frees the model. */
+  async close(): Promise<void> {
+    await this.stop();
+    if (this.client) await this.client.endAsync();
+    this.model?.dispose();
+  }
+
+  private async connect(): Promise<void> {
+    const will = { topic: topics.coordinatorStatus(this.job), payload: encodeJson(this.status('offline', 0)), qos: 1 as const, retain: true };
+    this.client = await mqtt.connectAsync(this.opts.brokerUrl, {
+      clientId: `fedmq-coordinator-${this.job}`.slice(0, 128),
+      reconnectPeriod: 1000,
+      ...this.opts.mqtt,
+      will,
+    });
+    this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    this.client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt error'));
+    await this.client.subscribeAsync({ [topics.allNodeStatus(this.job)]: { qos: 1 }, [topics.allNodeUpdates(this.job)]: { qos: 1 } });
+    this.log.info({ broker: this.opts.brokerUrl, runId: this.runId }, 'coordinator connected');
+  }
+
+  private status(state: CoordinatorStatus['state'], round: number, deadline?: number): CoordinatorStatus {
+    const { strategy, testData: _t, logger: _l, mqtt: _m, ...rest } = this.opts;
+    return {
+      v: PROTOCOL_VERSION, job: this.job, runId: this.runId, state, round, rounds: this.opts.rounds, deadline, ts: Date.now(),
+      config: { ...rest, strategy: strategy.name },
+    };
+  }
+
+  private async publishStatus(state: CoordinatorStatus['state'], round: number, deadline?: number): Promise<void> {
+    this.emit('phase', { state, round });
+    await this.client!.publishAsync(topics.coordinatorStatus(this.job), encodeJson(this.status(state, round, deadline)), { qos: 1, retain: true });
+  }
+
+  private async publishModel(round: number): Promise<void> {
+    this.version++;
+    const tensors = weightsToWire(this.global);
+    const msg: GlobalModelMessage = {
+      v: PROTOCOL_VERSION, job: this.job, runId: this.runId, version: this.version, round, model: this.opts.model,
+      sha256: weightsSha256(tensors), tensors, ts: Date.now(),
+    };
+    const payload = encodePacked(msg);
+    this.modelBytes = payload.length;
+    await this.client!.publishAsync(topics.model(this.job), payload, { qos: 1, retain: true });
+    this.log.debug({ version: this.version, bytes: payload.length }, 'global model published');
+  }
+
+  private waitForNodes(round: number): Promise<void> {
+    if (this.registry.online().length >= this.opts.minNodes) return Promise.resolve();
+    this.log.info({ round, online: this.registry.online().length, minNodes: this.opts.minNodes }, 'waiting for nodes');
+    void this.publishStatus('waiting', round);
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.stopped || this.registry.online().length >= this.opts.minNodes) {
+          this.nodeWaiters.delete(check);
+          resolve();
+        }
+      };
+      this.nodeWaiters.add(check);
+    });
+  }
+
+  private async runRound(round: number): Promise<RoundRecord> {
+    const started = performance.now();
+    const online = this.registry.online();
+    const { selected, config } = this.opts.strategy.configureFit(round, online, this.rng);
+    const deadline = Date.now() + this.opts.deadlineMs;
+    const task: RoundTask = {
+      v: PROTOCOL_VERSION, job: this.job, runId: this.runId, round, modelVersion: this.version, selected, deadline,
+      timeoutMs: this.opts.deadlineMs, config, codec: 'float32', updateKind: 'delta', ts: Date.now(),
+    };
+    const taskPayload = encodeJson(task);
+    const log = this.log.child({ round });
+    const closed = new Promise<void>((resolve) => {
+      const timer = setTimeout(() => resolve(), this.opts.deadlineMs);
+      this.open = {
+        round, selected: new Set(selected), reported: new Set(), dropped: new Set(), failures: {},
+        aggregate: this.opts.strategy.beginRound(round, this.global), bytesUp: 0, deadline,
+        close: () => { clearTimeout(timer); resolve(); },
+      };
+    });
+    await this.publishStatus('training', round, deadline);
+    await this.client!.publishAsync(topics.task(this.job), taskPayload, { qos: 1, retain: true });
+    log.info({ selected: selected.length, online: online.length, config }, 'round started');
+    await closed;
+    const open = this.open!;
+    this.open = undefined;
+    const trainMs = performance.now() - started;
+    const missing = [...open.selected].filter((n) => !open.reported.has(n) && !open.dropped.has(n));
+    if (missing.length > 0) open.failures.timeout = (open.failures.timeout ?? 0) + missing.length;
+    if (open.dropped.size > 0) open.failures.offline = (open.failures.offline ?? 0) + open.dropped.size;
+    const failures: FitFailure[] = [
+      ...missing.map((nodeId) => ({ nodeId, reason: 'timeout' })),
+      ...[...open.dropped].map((nodeId) => ({ nodeId, reason: 'offline' })),
+    ];
+
+    await this.publishStatus('aggregating', round);
+    const next = this.opts.strategy.aggregateFit(round, this.global, open.aggregate, failures);
+    if (next) {
+      this.global = next;
+      await this.publishModel(round);
+    } else {
+      log.warn({ failures: open.failures }, 'no update accepted; global model unchanged');
+    }
+
+    const evalStart = performance.now();
+    let testLoss: number | null = null;
+    let testAccuracy: number | null = null;
+    if (this.opts.testData) {
+      await this.publishStatus('evaluating', round);
+      this.model!.setWeights(this.global);
+      const ev = await this.model!.evaluate(this.opts.testData);
+      testLoss = finiteOrNull(ev.loss);
+      testAccuracy = finiteOrNull(ev.accuracy);
+    }
+    const evalMs = performance.now() - evalStart;
+    return {
+      round, modelVersion: this.version, selected: selected.length, reported: open.reported.size, failures: open.failures,
+      trainLoss: finiteOrNull(open.aggregate.trainLoss), testLoss, testAccuracy,
+      bytesDown: (this.modelBytes + taskPayload.length) * online.length, bytesUp: open.bytesUp,
+      durationMs: performance.now() - started, trainMs, evalMs,
+    };
+  }
+
+  private async publishMetrics(r: RoundRecord): Promise<void> {
+    const msg: RoundMetrics = {
+      v: PROTOCOL_VERSION, job: this.job, runId: this.runId, round: r.round, modelVersion: r.modelVersion, selected: r.selected,
+      reported: r.reported, failures: r.failures, trainLoss: r.trainLoss, testLoss: r.testLoss, testAccuracy: r.testAccuracy,
+      bytesDown: r.bytesDown, bytesUp: r.bytesUp, durationMs: r.durationMs, ts: Date.now(),
+    };
+    const payload = encodeJson(msg);
+    await this.client!.publishAsync(topics.roundMetrics(this.job, r.round), payload, { qos: 1, retain: true });
+    await this.client!.publishAsync(topics.latestMetrics(this.job), payload, { qos: 1, retain: true });
+  }
+
+  private async writeHistory(): Promise<void> {
+    if (!this.opts.outDir) return;
+    await mkdir(this.opts.outDir, { recursive: true });
+    const file = join(this.opts.outDir, 'history.json');
+    await writeFile(`${file}.tmp`, `${JSON.stringify(this.history, null, 2)}\n`);
+    await rename(`${file}.tmp`, file);
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    let nodeId: string | undefined;
+    try {
+      const t = parseTopic(topic);
+      if (t.job !== this.job) return;
+      if (t.kind === 'nodeStatus') {
+        nodeId = t.nodeId;
+        this.onStatus(t.nodeId, payload);
+      } else if (t.kind === 'nodeUpdate') {
+        nodeId = t.nodeId;
+        this.onUpdate(t.nodeId, payload);
+      }
+    } catch (err) {
+      const error = isFedmqError(err) ? err : new FedmqError(ErrorCodes.BAD_PAYLOAD, String((err as Error)?.message ?? err));
+      const round = this.open?.round ?? this.history.length;
+      if (this.open && topic.endsWith('/update')) this.open.failures[error.code] = (this.open.failures[error.code] ?? 0) + 1;
+      this.log.warn({ code: error.code, nodeId, round, ...error.details }, error.message);
+      this.emit('rejected', { error, nodeId, round });
+    }
+  }
+
+  private onStatus(nodeId: string, payload: Buffer): void {
+    if (payload.length === 0) {
+      this.registry.remove(nodeId);
+      return;
+    }
+    const s = decodeJson(NodeStatusSchema, payload, 'node status');
+    if (s.nodeId !== nodeId) throw new FedmqError(ErrorCodes.SCHEMA, `status of ${s.nodeId} on the topic of ${nodeId}`);
+    this.registry.update(s);
+    const open = this.open;
+    if (s.state === 'offline' && open && open.selected.has(nodeId) && !open.reported.has(nodeId)) {
+      open.dropped.add(nodeId);
+      this.closeIfComplete(open);
+    }
+    for (const w of [...this.nodeWaiters]) w();
+  }
+
+  private onUpdate(nodeId: string, payload: Buffer): void {
+    const open = this.open;
+    const u = decodeUpdate(payload);
+    if (u.job !== this.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `update for job ${u.job}`);
+    if (u.nodeId !== nodeId) throw new FedmqError(ErrorCodes.SCHEMA, `update of ${u.nodeId} on the topic of ${nodeId}`);
+    if (!open || u.runId !== this.runId || u.round !== open.round || u.modelVersion !== this.version) {
+      throw new FedmqError(ErrorCodes.STALE_UPDATE, `update for round ${u.round} (model v${u.modelVersion}) while ${open ? `round ${open.round} (v${this.version})` : 'no round'} is open`, { updateRound: u.round });
+    }
+    if (!open.selected.has(nodeId)) throw new FedmqError(ErrorCodes.NOT_SELECTED, `${nodeId} was not selected for round ${open.round}`);
+    if (open.reported.has(nodeId)) throw new FedmqError(ErrorCodes.DUPLICATE_UPDATE, `${nodeId} already reported for round ${open.round}`);
+    if (u.codec !== 'float32') throw new FedmqError(ErrorCodes.WRONG_CODEC, `codec ${u.codec}, the task asked for float32`);
+    const delta = checkUpdateTensors(u, this.global);
+    open.aggregate.add({ nodeId, numExamples: u.numExamples, delta, loss: u.metrics.loss });
+    open.reported.add(nodeId);
+    open.dropped.delete(nodeId);
+    open.bytesUp += payload.length;
+    this.emit('accepted', { nodeId, round: open.round, bytes: payload.length });
+    this.closeIfComplete(open);
+  }
+
+  private closeIfComplete(open: OpenRound): void {
+    if (open.reported.size + open.dropped.size >= open.selected.size) open.close();
+  }
+}
+
+function finiteOrNull(x: number): number | null {
+  return Number.isFinite(x) ? x : null;
+}
+
+export type { FitConfig };

@@ -1,0 +1,56 @@
+import type { FitConfig, NamedTensor } from '@fedmq/protocol';
+import type { WeightedDeltaSum } from './aggregate.ts';
+
+/** One node's accepted update, as handed to a strategy. */
+export interface FitResult {
+  nodeId: string;
+  /** n_k, the node's local examples. */
+  numExamples: number;
+  /** delta = trained − global. */
+  delta: readonly NamedTensor[];
+  /** Mean local training loss. */
+  loss: number;
+}
+
+/** What went wrong with a selected node or a rejected update, by error code (or `timeout`). */
+export interface FitFailure {
+  nodeId?: string;
+  reason: string;
+}
+
+/**
+ * An aggregation strategy, in the shape of Flower's `Strategy` (flwr/server/strategy/strategy.py)
+ * in camelCase. The round loop lives in the coordinator; a strategy only decides whom to train,
+ * how to fold updates and what the next global model is. One file per algorithm.
+ */
+export interface Strategy {
+  /** Name used by `--strategy`. */
+  readonly name: string;
+  /**
+   * Picks the nodes of a round and their local training configuration.
+   * @param available ids of the nodes online now, sorted.
+   * @param rng uniform [0,1) generator of the run (seeded, so selections are reproducible).
+   */
+  configureFit(round: number, available: readonly string[], rng: () => number): { selected: string[]; config: FitConfig };
+  /** A fresh accumulator that updates of `round` are folded into as they arrive. */
+  beginRound(round: number, global: readonly NamedTensor[]): RoundAggregate;
+  /**
+   * The next global model from a closed round, or `null` to keep the current one
+   * (for example when no update was accepted).
+   */
+  aggregateFit(round: number, global: readonly NamedTensor[], aggregate: RoundAggregate, failures: readonly FitFailure[]): NamedTensor[] | null;
+}
+
+/** Per-round fold state of a strategy. */
+export interface RoundAggregate {
+  /** Folds one accepted update in. */
+  add(result: FitResult): void;
+  /** Updates folded in so far. */
+  readonly count: number;
+  /** Σ n_k so far. */
+  readonly totalExamples: number;
+  /** Σ n_k · loss_k / Σ n_k (NaN when empty). */
+  readonly trainLoss: number;
+  /** The running sum, for strategies built on the weighted mean. */
+  readonly sum: WeightedDeltaSum;
+}

@@ -1,0 +1,236 @@
+import { EventEmitter } from 'node:events';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { pino, type Logger } from 'pino';
+import {
+  ErrorCodes, FedmqError, PROTOCOL_VERSION, RoundTaskSchema, decodeGlobalModel, decodeJson, encodeJson, encodePacked, isFedmqError,
+  parseTopic, topics, weightsFromWire, weightsSha256, weightsToWire, type DeviceInfo, type NamedTensor, type NodeStatus, type RoundTask,
+  type UpdateMessage, CoordinatorStatusSchema,
+} from '@fedmq/protocol';
+import type { Dataset } from '@fedmq/ml';
+import { createTrainer, type LocalTrainer } from './trainer.ts';
+
+/** Options of {@link EdgeNode}. */
+export interface EdgeNodeOptions {
+  /** Broker URL, e.g. `mqtt://broker.local:1883`. */
+  brokerUrl: string;
+  job: string;
+  nodeId: string;
+  /** The node's local data; it never leaves the node. */
+  data: Dataset;
+  /** Device facts for the status topic (see `deviceInfo`). */
+  device: DeviceInfo;
+  /** Local trainer; default a new one. Simulated nodes in one thread share one. */
+  trainer?: LocalTrainer;
+  logger?: Logger;
+  /** Extra mqtt.js options (credentials, TLS, reconnectPeriod …). */
+  mqtt?: IClientOptions;
+}
+
+/** Events an {@link EdgeNode} emits. */
+export interface EdgeNodeEvents {
+  /** A message was rejected or a round could not be trained; the node keeps running. */
+  problem: [FedmqError];
+  /** The node published its update for a round. */
+  updated: [{ round: number; loss: number; trainMs: number; bytes: number }];
+  /** A valid global model was received. */
+  model: [{ version: number; round: number }];
+  /** The coordinator reported the job done (or failed). */
+  jobEnded: [{ state: 'done' | 'failed'; round: number }];
+}
+
+interface GlobalModel { runId: string; version: number; round: number; model: string; sha256: string; weights: NamedTensor[] }
+
+/**
+ * The device runtime (docs/protocol.md, "Round lifecycle"): connects to the broker, announces
+ * itself on its retained status topic with a Last Will (`offline`), keeps the latest valid global
+ * model, trains when a round task selects it, publishes its update (delta = trained − global,
+ * QoS 1), and waits for the next round. mqtt.js reconnects after a broker restart and the node
+ * re-announces itself and resubscribes.
+ *
+ * A malformed model or task, or a model of the wrong shape, is logged with its code, emitted as
+ * `problem`, and otherwise ignored: the node never crashes on a message.
+ */
+export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
+  readonly job: string;
+  readonly nodeId: string;
+  private readonly opts: EdgeNodeOptions;
+  private readonly log: Logger;
+  private readonly trainer: LocalTrainer;
+  private readonly ownsTrainer: boolean;
+  private client?: MqttClient;
+  private global?: GlobalModel;
+  private pending?: RoundTask;
+  private lastRound = 0;
+  private runId?: string;
+  private busy = false;
+  private state: NodeStatus['state'] = 'idle';
+  private last?: NodeStatus['lastRound'];
+  private stopped = false;
+
+  constructor(opts: EdgeNodeOptions) {
+    super();
+    // Validates ids (FEDMQ_BAD_TOPIC) before anything connects.
+    topics.nodeStatus(opts.job, opts.nodeId);
+    this.opts = opts;
+    this.job = opts.job;
+    this.nodeId = opts.nodeId;
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ job: opts.job, nodeId: opts.nodeId });
+    this.ownsTrainer = !opts.trainer;
+    this.trainer = opts.trainer ?? createTrainer();
+  }
+
+  /** Connects and announces the node. Resolves once connected the first time. */
+  async start(): Promise<void> {
+    const will = { topic: topics.nodeStatus(this.job, this.nodeId), payload: encodeJson(this.status('offline')), qos: 1 as const, retain: true };
+    this.client = mqtt.connect(this.opts.brokerUrl, {
+      clientId: `fedmq-${this.job}-${this.nodeId}`.slice(0, 128),
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      ...this.opts.mqtt,
+      will,
+    });
+    this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    this.client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt error'));
+    this.client.on('offline', () => this.log.warn('broker unreachable, reconnecting'));
+    this.client.on('connect', () => {
+      this.log.info({ broker: this.opts.brokerUrl }, 'connected');
+      void this.announce();
+    });
+    await new Promise<void>((resolve, reject) => {
+      const onConnect = () => { this.client!.off('error', onError); resolve(); };
+      const onError = (err: Error) => { if (!this.client!.connected && this.opts.mqtt?.reconnectPeriod === 0) reject(err); };
+      this.client!.once('connect', onConnect);
+      this.client!.on('error', onError);
+    });
+  }
+
+  private async announce(): Promise<void> {
+    const c = this.client!;
+    try {
+      await c.subscribeAsync(
+        { [topics.model(this.job)]: { qos: 1 }, [topics.task(this.job)]: { qos: 1 }, [topics.coordinatorStatus(this.job)]: { qos: 1 } },
+      );
+      await this.publishStatus(this.state === 'offline' ? 'idle' : this.state);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'announce failed; will retry on reconnect');
+    }
+  }
+
+  private status(state: NodeStatus['state']): NodeStatus {
+    return {
+      v: PROTOCOL_VERSION, job: this.job, nodeId: this.nodeId, state, ts: Date.now(),
+      numExamples: this.opts.data.numExamples, device: this.opts.device, lastRound: this.last,
+    };
+  }
+
+  private async publishStatus(state: NodeStatus['state']): Promise<void> {
+    this.state = state;
+    if (!this.client || this.stopped) return;
+    await this.client.publishAsync(topics.nodeStatus(this.job, this.nodeId), encodeJson(this.status(state)), { qos: 1, retain: true });
+  }
+
+  private problem(err: unknown, context: Record<string, unknown> = {}): void {
+    const e = isFedmqError(err) ? err : new FedmqError(ErrorCodes.TRAINING_FAILED, (err as Error)?.message ?? String(err), {}, { cause: err });
+    this.log.warn({ code: e.code, ...e.details, ...context }, e.message);
+    this.emit('problem', e);
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    try {
+      const t = parseTopic(topic);
+      if (t.job !== this.job) return;
+      if (t.kind === 'model') this.onModel(payload);
+      else if (t.kind === 'task') this.onTask(payload);
+      else if (t.kind === 'coordinatorStatus') this.onCoordinatorStatus(payload);
+    } catch (err) {
+      this.problem(err, { topic });
+    }
+  }
+
+  private onCoordinatorStatus(payload: Buffer): void {
+    if (payload.length === 0) return;
+    const s = decodeJson(CoordinatorStatusSchema, payload, 'coordinator status');
+    if (s.state === 'done' || s.state === 'failed') this.emit('jobEnded', { state: s.state, round: s.round });
+  }
+
+  private onModel(payload: Buffer): void {
+    if (payload.length === 0) return; // retained message cleared
+    const msg = decodeGlobalModel(payload);
+    if (msg.job !== this.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `model for job ${msg.job}`);
+    // The latest retained model wins (a new run may restart at version 1); an exact repeat is ignored.
+    if (this.global && this.global.runId === msg.runId && this.global.version >= msg.version) return;
+    if (weightsSha256(msg.tensors) !== msg.sha256) throw new FedmqError(ErrorCodes.HASH_MISMATCH, `global model v${msg.version}: sha256 does not match its weights`);
+    const weights = weightsFromWire(msg.tensors);
+    this.trainer.check(msg.model, weights, this.opts.data);
+    this.global = { runId: msg.runId, version: msg.version, round: msg.round, model: msg.model, sha256: msg.sha256, weights };
+    this.log.debug({ version: msg.version }, 'global model received');
+    this.emit('model', { version: msg.version, round: msg.round });
+    if (this.pending && this.pending.runId === msg.runId && this.pending.modelVersion === msg.version) {
+      const task = this.pending;
+      this.pending = undefined;
+      void this.train(task);
+    }
+  }
+
+  private onTask(payload: Buffer): void {
+    if (payload.length === 0) return;
+    const task = decodeJson(RoundTaskSchema, payload, 'round task');
+    if (task.job !== this.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `task for job ${task.job}`);
+    if (task.runId !== this.runId) {
+      this.runId = task.runId; // a new run of the job: its rounds start again from 1
+      this.lastRound = 0;
+    }
+    if (!task.selected.includes(this.nodeId) || task.round <= this.lastRound) return;
+    if (!this.global || this.global.runId !== task.runId || this.global.version !== task.modelVersion) {
+      this.pending = task; // the model it names has not arrived yet
+      return;
+    }
+    void this.train(task);
+  }
+
+  private async train(task: RoundTask): Promise<void> {
+    if (this.busy || task.round <= this.lastRound || this.stopped) return;
+    const global = this.global!;
+    this.busy = true;
+    this.lastRound = task.round;
+    const log = this.log.child({ round: task.round });
+    try {
+      await this.publishStatus('training');
+      const seed = (hashString(this.nodeId) ^ Math.imul(task.round, 0x9e3779b1)) >>> 0;
+      const r = await this.trainer.train({ modelName: global.model, global: global.weights, data: this.opts.data, config: task.config, seed });
+      if (this.stopped) return;
+      await this.publishStatus('uploading');
+      const update: UpdateMessage = {
+        v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, round: task.round, modelVersion: task.modelVersion,
+        numExamples: r.numExamples, codec: 'float32', kind: 'delta', metrics: { loss: r.loss, trainMs: r.trainMs },
+        tensors: weightsToWire(r.delta), ts: Date.now(),
+      };
+      const bytes = encodePacked(update);
+      await this.client!.publishAsync(topics.nodeUpdate(this.job, this.nodeId), bytes, { qos: 1 });
+      this.last = { round: task.round, loss: r.loss, trainMs: r.trainMs };
+      log.info({ loss: r.loss, trainMs: Math.round(r.trainMs), bytes: bytes.length }, 'update published');
+      this.emit('updated', { round: task.round, loss: r.loss, trainMs: r.trainMs, bytes: bytes.length });
+    } catch (err) {
+      this.problem(err, { round: task.round });
+    } finally {
+      this.busy = false;
+      if (!this.stopped) await this.publishStatus('idle').catch(() => undefined);
+    }
+  }
+
+  /** Publishes `offline`, disconnects, and frees the trainer it owns. Safe to call twice. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    const c = this.client;
+    if (c?.connected) await this.publishStatus('offline').catch(() => undefined);
+    this.stopped = true;
+    if (c) await c.endAsync();
+    if (this.ownsTrainer) this.trainer.dispose();
+  }
+}
+
+function hashString(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}

@@ -1,0 +1,4 @@
+export { startSimulation, type Simulation, type SimulationEvents, type SimulationOptions } from './simulation.ts';
+export { planNodes, balance, type NodePlan } from './plan.ts';
+export { loadSimDataset, DATASETS, type SimDataset } from './datasets.ts';
+export { runLocalJob, DEFAULT_JOB, type LocalJobOptions } from './job.ts';

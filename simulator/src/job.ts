@@ -1,0 +1,92 @@
+import { pino, type Logger } from 'pino';
+import { startBroker, type RunningBroker } from '@fedmq/broker';
+import { Coordinator, FedAvg, type RoundRecord } from '@fedmq/coordinator';
+import { initBackend, type PartitionSpec } from '@fedmq/ml';
+import type { FitConfig } from '@fedmq/protocol';
+import { loadSimDataset } from './datasets.ts';
+import { startSimulation, type Simulation } from './simulation.ts';
+
+/** The default job `npm start` runs, chosen by measurement (docs/defaults.md). */
+export const DEFAULT_JOB = {
+  job: 'mnist',
+  dataset: 'mnist',
+  nodes: 10,
+  partition: 'dirichlet:0.5',
+  seed: 42,
+  rounds: 12,
+  fraction: 1,
+  deadlineMs: 120_000,
+  fit: { epochs: 1, batchSize: 32, learningRate: 0.1 } satisfies FitConfig,
+};
+
+/** Options of {@link runLocalJob}. */
+export interface LocalJobOptions {
+  job: string;
+  dataset: string;
+  nodes: number;
+  partition: PartitionSpec;
+  seed: number;
+  rounds: number;
+  fraction: number;
+  /** Nodes that must be online before a round; default all of them. */
+  minNodes?: number;
+  deadlineMs: number;
+  fit: FitConfig;
+  /** Run folder (history.json, model/). */
+  outDir?: string;
+  /** Broker port: default 1883, falling back to a free port when taken; 0 for a free port. */
+  port?: number;
+  workers?: number;
+  logger?: Logger;
+  /** Called once the broker listens, with its URL. */
+  onBroker?: (url: string) => void;
+  /** Called when the nodes are up. */
+  onNodes?: (info: { nodes: number; workers: number; backend: string }) => void;
+  onRound?: (r: RoundRecord) => void;
+}
+
+/**
+ * Runs a whole federated job on this machine over real MQTT: an embedded Aedes broker, a
+ * coordinator (this thread) and `nodes` simulated edge nodes (worker threads).
+ * Everything it starts is closed before it resolves or rejects.
+ */
+export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundRecord[]; brokerUrl: string; runId: string }> {
+  const logger = o.logger ?? pino({ level: 'silent' });
+  const data = loadSimDataset(o.dataset);
+  await initBackend();
+  let broker: RunningBroker | undefined;
+  let sim: Simulation | undefined;
+  let coordinator: Coordinator | undefined;
+  try {
+    broker = await listen(o.port, logger);
+    o.onBroker?.(broker.url);
+    coordinator = new Coordinator({
+      brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minNodes: o.minNodes ?? o.nodes, deadlineMs: o.deadlineMs,
+      strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: o.fit }), outDir: o.outDir, testData: data.test,
+      seed: o.seed, logger,
+    });
+    if (o.onRound) coordinator.on('round', o.onRound);
+    const done = coordinator.run();
+    done.catch(() => undefined);
+    sim = await startSimulation({
+      brokerUrl: broker.url, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, partition: o.partition, seed: o.seed,
+      workers: o.workers, logLevel: logger.level,
+    });
+    o.onNodes?.({ nodes: sim.plan.length, workers: sim.workers, backend: sim.backend });
+    const history = await done;
+    return { history, brokerUrl: broker.url, runId: coordinator.runId };
+  } finally {
+    await sim?.stop();
+    await coordinator?.close();
+    await broker?.close();
+  }
+}
+
+async function listen(port: number | undefined, logger: Logger): Promise<RunningBroker> {
+  try {
+    return await startBroker({ port: port ?? 1883, logger });
+  } catch (err) {
+    if (port === undefined && (err as NodeJS.ErrnoException).code === 'EADDRINUSE') return startBroker({ port: 0, logger });
+    throw err;
+  }
+}

@@ -1,0 +1,22 @@
+/** Messages between the simulator's main thread and its worker threads. */
+export interface WorkerInit {
+  brokerUrl: string;
+  job: string;
+  nodes: { nodeId: string; indices: Int32Array }[];
+  /** Shared training set: features (Float32) and labels (Int32). */
+  x: SharedArrayBuffer;
+  y: SharedArrayBuffer;
+  featureShape: number[];
+  numClasses: number;
+  logLevel: string;
+  backend?: 'tensorflow' | 'wasm' | 'cpu';
+}
+
+export type FromWorker =
+  | { type: 'ready'; backend: string; nodes: number }
+  | { type: 'updated'; nodeId: string; round: number; loss: number; trainMs: number; bytes: number }
+  | { type: 'problem'; nodeId: string; code: string; message: string }
+  | { type: 'stopped' }
+  | { type: 'fatal'; message: string };
+
+export type ToWorker = { type: 'stop' };

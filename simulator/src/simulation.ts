@@ -1,0 +1,108 @@
+import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { Dataset, PartitionSpec } from '@fedmq/ml';
+import { balance, planNodes, type NodePlan } from './plan.ts';
+import type { FromWorker, WorkerInit } from './protocol.ts';
+
+/** Options of {@link startSimulation}. */
+export interface SimulationOptions {
+  brokerUrl: string;
+  job: string;
+  /** Number of simulated nodes. */
+  nodes: number;
+  /** The pooled training set the nodes' local data is cut from. */
+  train: Dataset;
+  /** Natural group id per example (device, user), for `partition: natural`. */
+  groups?: ArrayLike<number>;
+  partition: PartitionSpec;
+  /** Seed of the partition. */
+  seed: number;
+  /** Worker threads; default one per core. Each runs one tfjs runtime and trains its nodes one at a time. */
+  workers?: number;
+  /** pino level for the nodes' logs (stderr). Default `warn`. */
+  logLevel?: string;
+  backend?: 'tensorflow' | 'wasm' | 'cpu';
+}
+
+/** Events of a running {@link Simulation}. */
+export interface SimulationEvents {
+  updated: [{ nodeId: string; round: number; loss: number; trainMs: number; bytes: number }];
+  problem: [{ nodeId: string; code: string; message: string }];
+}
+
+/** A running simulation: N edge nodes in worker threads, each on its own MQTT connection. */
+export interface Simulation extends EventEmitter<SimulationEvents> {
+  readonly plan: NodePlan[];
+  /** tfjs backend the workers use. */
+  readonly backend: string;
+  readonly workers: number;
+  /** Stops every node (each publishes `offline`) and ends the workers. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns `nodes` edge nodes running the same `@fedmq/edge-node` code as a device, spread over
+ * worker threads (one per core by default, nodes balanced by numExamples), each node with its own
+ * partition of `train` and its own MQTT connection. Resolves once every node is connected and has
+ * announced itself. Deterministic for a given seed.
+ * @throws FedmqError FEDMQ_BAD_CONFIG on a bad partition; an Error when a worker fails to start.
+ */
+export async function startSimulation(opts: SimulationOptions): Promise<Simulation> {
+  const plan = planNodes(opts.train, opts.nodes, opts.partition, opts.seed, opts.groups);
+  const groups = balance(plan, opts.workers ?? availableParallelism());
+  const x = new SharedArrayBuffer(opts.train.x.byteLength);
+  new Float32Array(x).set(opts.train.x);
+  const y = new SharedArrayBuffer(opts.train.y.byteLength);
+  new Int32Array(y).set(opts.train.y);
+
+  const emitter = new EventEmitter<SimulationEvents>();
+  const workers: Worker[] = [];
+  let backend = 'unknown';
+  const started = groups.map((nodes) => {
+    const init: WorkerInit = {
+      brokerUrl: opts.brokerUrl, job: opts.job, nodes, x, y, featureShape: opts.train.featureShape, numClasses: opts.train.numClasses,
+      logLevel: opts.logLevel ?? 'warn', backend: opts.backend,
+    };
+    const w = new Worker(new URL('./worker-boot.mjs', import.meta.url), { workerData: init });
+    workers.push(w);
+    return new Promise<void>((resolve, reject) => {
+      w.on('message', (m: FromWorker) => {
+        if (m.type === 'ready') {
+          backend = m.backend;
+          resolve();
+        } else if (m.type === 'updated') emitter.emit('updated', m);
+        else if (m.type === 'problem') emitter.emit('problem', m);
+        else if (m.type === 'fatal') reject(new Error(`simulator worker failed: ${m.message}`));
+      });
+      w.once('error', reject);
+      w.once('exit', (code) => reject(new Error(`simulator worker exited with code ${code} before it was ready`)));
+    });
+  });
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            const t = setTimeout(() => void w.terminate().then(() => resolve()), 10_000);
+            w.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+            w.on('message', (m: FromWorker) => m.type === 'stopped' && void w.terminate());
+            w.postMessage({ type: 'stop' });
+          }),
+      ),
+    ).then(() => undefined);
+    return stopping;
+  };
+  try {
+    await Promise.all(started);
+  } catch (err) {
+    await Promise.all(workers.map((w) => w.terminate()));
+    throw err;
+  }
+  return Object.assign(emitter, { plan, backend, workers: workers.length, stop });
+}

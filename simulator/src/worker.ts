@@ -1,0 +1,47 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { pino } from 'pino';
+import { initBackend, type Dataset } from '@fedmq/ml';
+import { EdgeNode, createTrainer, deviceInfo } from '@fedmq/edge-node';
+import type { FromWorker, ToWorker, WorkerInit } from './protocol.ts';
+
+const init = workerData as WorkerInit;
+const post = (m: FromWorker) => parentPort!.postMessage(m);
+const log = pino({ level: init.logLevel }, pino.destination(2));
+
+async function main(): Promise<void> {
+  const backend = await initBackend(init.backend);
+  const trainer = createTrainer();
+  const device = deviceInfo(backend);
+  const x = new Float32Array(init.x);
+  const y = new Int32Array(init.y);
+  const width = init.featureShape.reduce((a, b) => a * b, 1);
+  const nodes = init.nodes.map(({ nodeId, indices }) => {
+    const data: Dataset = {
+      x: new Float32Array(indices.length * width),
+      y: new Int32Array(indices.length),
+      featureShape: init.featureShape,
+      numClasses: init.numClasses,
+      numExamples: indices.length,
+    };
+    for (let i = 0; i < indices.length; i++) {
+      data.x.set(x.subarray(indices[i] * width, (indices[i] + 1) * width), i * width);
+      data.y[i] = y[indices[i]];
+    }
+    const node = new EdgeNode({ brokerUrl: init.brokerUrl, job: init.job, nodeId, data, device, trainer, logger: log });
+    node.on('updated', (u) => post({ type: 'updated', nodeId, ...u }));
+    node.on('problem', (e) => post({ type: 'problem', nodeId, code: e.code, message: e.message }));
+    return node;
+  });
+  await Promise.all(nodes.map((n) => n.start()));
+  post({ type: 'ready', backend, nodes: nodes.length });
+  parentPort!.on('message', async (m: ToWorker) => {
+    if (m.type === 'stop') {
+      await Promise.all(nodes.map((n) => n.stop()));
+      trainer.dispose();
+      post({ type: 'stopped' });
+      parentPort!.close();
+    }
+  });
+}
+
+main().catch((err) => post({ type: 'fatal', message: (err as Error).stack ?? String(err) }));
