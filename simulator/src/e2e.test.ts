@@ -1,0 +1,64 @@
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBroker, type RunningBroker } from '@fedmq/broker';
+import { Coordinator, FedAvg, type RoundRecord } from '@fedmq/coordinator';
+import { createModel, initBackend, loadMnist, subset } from '@fedmq/ml';
+import { startSimulation, type Simulation } from './simulation.ts';
+
+const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+
+describe('end to end over a real Aedes broker', () => {
+  let broker: RunningBroker;
+  let sim: Simulation | undefined;
+  let coordinator: Coordinator | undefined;
+  let out: string;
+
+  beforeAll(async () => {
+    await initBackend('wasm');
+    broker = await startBroker({ port: 0, host: '127.0.0.1' });
+    out = await mkdtemp(join(tmpdir(), 'fedmq-e2e-'));
+  });
+
+  afterAll(async () => {
+    await sim?.stop();
+    await coordinator?.close();
+    await broker?.close();
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it('3 nodes, 2 rounds of FedAvg on a slice of MNIST: accuracy rises and the run is written', async () => {
+    const train = subset(loadMnist('train'), range(0, 1800));
+    const test = subset(loadMnist('test'), range(0, 1000));
+    const initial = createModel('mnist-2nn', 42);
+    const before = (await initial.evaluate(test)).accuracy;
+    initial.dispose();
+
+    coordinator = new Coordinator({
+      brokerUrl: broker.url, job: 'e2e', model: 'mnist-2nn', rounds: 2, minNodes: 3, deadlineMs: 60_000, outDir: out, testData: test, seed: 42,
+      strategy: new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
+    });
+    const accepted: string[] = [];
+    coordinator.on('accepted', (a) => accepted.push(`${a.round}/${a.nodeId}`));
+    const done = coordinator.run();
+    sim = await startSimulation({ brokerUrl: broker.url, job: 'e2e', nodes: 3, train, partition: { kind: 'iid' }, seed: 1, workers: 2 });
+    const history: RoundRecord[] = await done;
+
+    expect(history.map((r) => [r.round, r.selected, r.reported])).toEqual([[1, 3, 3], [2, 3, 3]]);
+    expect(new Set(accepted).size).toBe(6);
+    expect(accepted).toHaveLength(6);
+    const [r1, r2] = history.map((r) => r.testAccuracy!);
+    expect(r1).toBeGreaterThan(before + 0.2);
+    expect(r2).toBeGreaterThan(r1);
+    expect(history[1].trainLoss!).toBeLessThan(history[0].trainLoss!);
+    expect(history[0].bytesUp).toBeGreaterThan(3 * 199_210 * 4);
+
+    const written = JSON.parse(await readFile(join(out, 'history.json'), 'utf8')) as RoundRecord[];
+    expect(written.map((r) => r.testAccuracy)).toEqual([r1, r2]);
+    for (const key of ['round', 'selected', 'reported', 'trainLoss', 'testAccuracy', 'bytesDown', 'bytesUp', 'durationMs']) expect(written[0]).toHaveProperty(key);
+    const modelJson = JSON.parse(await readFile(join(out, 'model', 'model.json'), 'utf8'));
+    expect(modelJson.weightsManifest[0].paths).toEqual(['weights.bin']);
+    expect((await stat(join(out, 'model', 'weights.bin'))).size).toBe(199_210 * 4);
+  });
+});
