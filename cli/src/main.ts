@@ -5,9 +5,9 @@ import { pino, type Logger } from 'pino';
 import { startBroker } from '@fedmq/broker';
 import { Coordinator, FedAvg } from '@fedmq/coordinator';
 import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
-import { initBackend, listModels, loadDataset, loadMnist, parsePartition, type BackendName, type Dataset } from '@fedmq/ml';
+import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeIdx, type BackendName, type Dataset } from '@fedmq/ml';
 import { isFedmqError } from '@fedmq/protocol';
-import { DATASETS, DEFAULT_JOB, loadSimDataset, runLocalJob, startSimulation } from '@fedmq/simulator';
+import { DATASETS, DEFAULT_JOB, loadSimDataset, planNodes, runLocalJob, startSimulation } from '@fedmq/simulator';
 import { roundHeader, roundLine } from './output.ts';
 
 const program = new Command('fedmq')
@@ -162,6 +162,25 @@ withFitOptions(
   const last = history.at(-1);
   process.stdout.write(`final test accuracy ${last?.testAccuracy?.toFixed(4) ?? '-'} after ${history.length} rounds in ${((performance.now() - t0) / 1000).toFixed(1)} s; run written to ${out}\n`);
 });
+
+program
+  .command('data')
+  .description('prepare local data files for nodes')
+  .command('split')
+  .description('split a dataset into one folder of MNIST-style IDX files per node, for `fedmq node --data`')
+  .addOption(new Option('--dataset <name>', 'dataset').choices([...DATASETS]).default(DEFAULT_JOB.dataset))
+  .option('--nodes <n>', 'number of nodes', int('nodes', 1), 2)
+  .option('--partition <spec>', 'iid | dirichlet:ALPHA | natural', 'iid')
+  .option('--seed <n>', 'seed of the partition', int('seed'), DEFAULT_JOB.seed)
+  .requiredOption('--out <dir>', 'folder to write node-000/, node-001/, …')
+  .action((o: { dataset: string; nodes: number; partition: string; seed: number; out: string }) => {
+    const data = loadSimDataset(o.dataset);
+    for (const n of planNodes(data.train, o.nodes, parsePartition(o.partition), o.seed, data.groups)) {
+      const dir = join(o.out, n.nodeId);
+      writeIdx(dir, subset(data.train, n.indices));
+      process.stdout.write(`${dir}: ${n.indices.length} examples\n`);
+    }
+  });
 
 function listModelsSafe(): string {
   try {
