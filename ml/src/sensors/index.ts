@@ -16,6 +16,7 @@ export type {
 } from './data.ts';
 export {
   DEFAULT_WINDOW_LENGTH,
+  DEFAULT_CLIP,
   TELOSB_SOURCE,
   readTelosbReadings,
   median,
@@ -30,7 +31,11 @@ export {
   elementErrors,
   windowScores,
   anomalyScores,
+  readingScoresFromErrors,
   pickThreshold,
+  DEFAULT_THRESHOLD_SIGMA,
   applyThreshold,
   detectionMetrics,
 } from './score.ts';
+export type { MoteDetection } from './detect.ts';
+export { detectMote, aggregateF1 } from './detect.ts';

@@ -12,6 +12,14 @@ export interface AnomalyScoreOptions {
   channels?: number;
   /** Windows per predict call (default 1024). */
   batchSize?: number;
+  /**
+   * How a reading's errors from the (up to windowLength) windows containing it are combined:
+   * `'min'` (default) — the reading is anomalous only if it is badly reconstructed in every
+   * window that contains it, so a normal reading next to an event does not inherit the
+   * event's error (the autoencoder spreads a window's error over all its positions);
+   * `'median'`, `'mean'`; `'last'` — only the window ending at the reading (causal, streaming).
+   */
+  aggregate?: 'min' | 'median' | 'mean' | 'last';
 }
 
 /**
@@ -53,15 +61,16 @@ export function windowScores(model: tf.LayersModel, ds: Dataset, batchSize = 102
 }
 
 /**
- * Per-READING anomaly score of stride-1 windows (as built by `loadTelosb`): for reading r,
- * the squared reconstruction error of r's own values (all channels), averaged over every
- * window that contains r (1 … windowLength windows). Localises an event to the readings that
- * deviate, rather than smearing it over the whole window.
+ * Per-READING anomaly score of stride-1 windows (as built by `loadTelosb`). For reading r and
+ * each window containing it, the error of r is the squared reconstruction error of r's own
+ * values averaged over channels; these (1 … windowLength) errors are combined by
+ * `opts.aggregate` (default `'min'`, see {@link AnomalyScoreOptions}).
  *
- * @param ds - stride-1 windows, featureShape `[windowLength * channels]`.
+ * @param ds - stride-1 windows, featureShape `[windowLength * channels]`, channels
+ *   interleaved per reading.
  * @returns length `ds.numExamples + windowLength − 1` (= readings of the mote), in
- *   normalised units² (dimensionless). Empty if `ds.numExamples` is 0.
- * @throws RangeError if featureShape is not a multiple of `channels`.
+ *   normalised units² (robust σ², dimensionless). Empty if `ds.numExamples` is 0.
+ * @throws RangeError if the feature size is not a multiple of `channels`.
  */
 export function anomalyScores(
   model: tf.LayersModel,
@@ -69,53 +78,98 @@ export function anomalyScores(
   opts: AnomalyScoreOptions = {},
 ): Float32Array {
   const channels = opts.channels ?? 2;
+  const aggregate = opts.aggregate ?? 'min';
   const d = ds.featureShape.reduce((a, b) => a * b, 1);
   if (d % channels !== 0) throw new RangeError(`feature size ${d} is not a multiple of ${channels}`);
   if (ds.numExamples === 0) return new Float32Array(0);
-  const w = d / channels;
-  const n = ds.numExamples + w - 1;
   const e = elementErrors(model, ds, opts.batchSize ?? 1024);
-  const sum = new Float64Array(n);
-  const cnt = new Float64Array(n);
-  for (let i = 0; i < ds.numExamples; i++) {
-    for (let t = 0; t < w; t++) {
+  return readingScoresFromErrors(e, ds.numExamples, d / channels, channels, aggregate);
+}
+
+/**
+ * Combines per-element window errors (layout of {@link elementErrors}) of stride-1 windows
+ * into one score per reading; see {@link anomalyScores}.
+ *
+ * @returns length `numWindows + windowLength − 1`.
+ * @throws RangeError if `errors.length !== numWindows * windowLength * channels`.
+ */
+export function readingScoresFromErrors(
+  errors: Float32Array,
+  numWindows: number,
+  windowLength: number,
+  channels = 2,
+  aggregate: 'min' | 'median' | 'mean' | 'last' = 'min',
+): Float32Array {
+  const d = windowLength * channels;
+  if (errors.length !== numWindows * d) {
+    throw new RangeError(`expected ${numWindows * d} errors, got ${errors.length}`);
+  }
+  const n = numWindows > 0 ? numWindows + windowLength - 1 : 0;
+  const out = new Float32Array(n);
+  const buf = new Float64Array(windowLength);
+  for (let r = 0; r < n; r++) {
+    // windows i with i <= r <= i + windowLength - 1
+    const first = Math.max(0, r - windowLength + 1);
+    const last = Math.min(numWindows - 1, r);
+    let k = 0;
+    for (let i = first; i <= last; i++) {
+      const t = r - i;
       let acc = 0;
-      for (let c = 0; c < channels; c++) acc += e[i * d + t * channels + c];
-      sum[i + t] += acc / channels;
-      cnt[i + t] += 1;
+      for (let c = 0; c < channels; c++) acc += errors[i * d + t * channels + c];
+      buf[k++] = acc / channels;
+    }
+    const v = buf.subarray(0, k);
+    if (aggregate === 'last') out[r] = v[0];
+    else if (aggregate === 'mean') out[r] = v.reduce((a, b) => a + b, 0) / k;
+    else if (aggregate === 'min') out[r] = v.reduce((a, b) => Math.min(a, b), Infinity);
+    else {
+      const s = Float64Array.from(v).sort();
+      out[r] = k % 2 ? s[k >> 1] : (s[(k >> 1) - 1] + s[k >> 1]) / 2;
     }
   }
-  const s = new Float32Array(n);
-  for (let r = 0; r < n; r++) s[r] = sum[r] / cnt[r];
-  return s;
+  return out;
 }
+
+/** Default cut of {@link pickThreshold}'s `'sigma'` rule, in robust σ of the mote's own signal. */
+export const DEFAULT_THRESHOLD_SIGMA = 0.7;
 
 /** Options of {@link pickThreshold}. */
 export interface ThresholdOptions {
   /**
-   * `'mad'` (default): robust z-score on log scores,
-   *   `exp(median(log s) + k · 1.4826 · MAD(log s))`;
-   * `'quantile'`: the `q`-quantile of the scores.
+   * - `'sigma'` (default): threshold = `sigma²`. Scores are squared reconstruction errors in
+   *   units of the mote's OWN robust σ (each node normalises with its own median/MAD), so this
+   *   flags a reading whose RMS reconstruction error exceeds `sigma` robust standard
+   *   deviations of that mote's signal. Does not depend on the score distribution, which
+   *   made it far more stable across training runs than the rules below (docs/sensors.md).
+   * - `'mad'`: robust z-score in the log domain, `exp(median(ln s) + k · 1.4826 · MAD(ln s))`.
+   * - `'quantile'`: the `q`-quantile of the scores (flags ≈ (1 − q) of readings, events or not).
    */
-  method?: 'mad' | 'quantile';
-  /** Robust z cut-off for `'mad'` (default 5). */
+  method?: 'sigma' | 'mad' | 'quantile';
+  /** Cut for `'sigma'`, in robust σ (default {@link DEFAULT_THRESHOLD_SIGMA} → threshold 0.49). */
+  sigma?: number;
+  /** Robust z cut-off for `'mad'` (default 3). */
   k?: number;
   /** Quantile for `'quantile'`, in (0, 1) (default 0.99). */
   q?: number;
 }
 
 /**
- * Picks an anomaly threshold from one node's own scores, without labels: readings with
- * score > threshold are flagged. The default is a robust z-score in the log domain
- * (reconstruction errors are positive and right-skewed; their log is roughly symmetric),
- * so it adapts to each mote's own noise level and is insensitive to the few events.
+ * Picks one node's anomaly threshold without labels: readings with score > threshold are
+ * flagged. Every rule uses only the node's own scores (and, through the scores' unit, its
+ * own normalisation statistics); no labels and no other node's data.
  *
- * @param scores - non-negative anomaly scores of one node.
+ * @param scores - non-negative per-reading scores of one node (from {@link anomalyScores}).
+ * @returns threshold in the scores' unit (normalised units², robust σ²).
  * @throws RangeError on empty scores or an out-of-range option.
  */
 export function pickThreshold(scores: Float32Array, opts: ThresholdOptions = {}): number {
   if (scores.length === 0) throw new RangeError('pickThreshold: empty scores');
-  const method = opts.method ?? 'mad';
+  const method = opts.method ?? 'sigma';
+  if (method === 'sigma') {
+    const sigma = opts.sigma ?? DEFAULT_THRESHOLD_SIGMA;
+    if (!(sigma > 0)) throw new RangeError(`sigma must be > 0, got ${sigma}`);
+    return sigma * sigma;
+  }
   const sorted = Float64Array.from(scores).sort();
   const quant = (a: Float64Array, q: number): number => {
     const pos = q * (a.length - 1);
@@ -128,10 +182,10 @@ export function pickThreshold(scores: Float32Array, opts: ThresholdOptions = {})
     if (!(q > 0 && q < 1)) throw new RangeError(`q must be in (0, 1), got ${q}`);
     return quant(sorted, q);
   }
-  const k = opts.k ?? 5;
+  if (method !== 'mad') throw new RangeError(`unknown method ${String(method)}`);
+  const k = opts.k ?? 3;
   if (!(k > 0)) throw new RangeError(`k must be > 0, got ${k}`);
-  const floor = 1e-12;
-  const logs = sorted.map((v) => Math.log(Math.max(v, floor)));
+  const logs = sorted.map((v) => Math.log(Math.max(v, 1e-12)));
   const med = quant(logs, 0.5);
   const dev = logs.map((v) => Math.abs(v - med)).sort();
   const mad = 1.4826 * quant(dev, 0.5);
