@@ -126,6 +126,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.rng = createRng(opts.seed ?? 42);
   }
 
+  /** A copy of the current global model's weights. */
+  globalWeights(): NamedTensor[] {
+    return this.global.map((t) => ({ name: t.name, shape: [...t.shape], data: t.data.slice() }));
+  }
+
   /** Online node ids (from the registry). */
   onlineNodes(): string[] {
     return this.registry.online();

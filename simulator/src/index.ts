@@ -2,3 +2,5 @@ export { startSimulation, type Simulation, type SimulationEvents, type Simulatio
 export { planNodes, balance, type NodePlan } from './plan.ts';
 export { loadSimDataset, DATASETS, type SimDataset } from './datasets.ts';
 export { runLocalJob, DEFAULT_JOB, type LocalJobOptions } from './job.ts';
+export { runSensorsDemo, SENSORS_DEMO, type SensorsDemoResult, type MoteRow } from './sensors-demo.ts';
+export { poolMotes } from './datasets.ts';

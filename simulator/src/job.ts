@@ -2,7 +2,7 @@ import { pino, type Logger } from 'pino';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
 import { Coordinator, FedAvg, type RoundRecord } from '@fedmq/coordinator';
 import { initBackend, type PartitionSpec } from '@fedmq/ml';
-import type { FitConfig } from '@fedmq/protocol';
+import type { FitConfig, NamedTensor } from '@fedmq/protocol';
 import { loadSimDataset } from './datasets.ts';
 import { startSimulation, type Simulation } from './simulation.ts';
 
@@ -50,7 +50,7 @@ export interface LocalJobOptions {
  * coordinator (this thread) and `nodes` simulated edge nodes (worker threads).
  * Everything it starts is closed before it resolves or rejects.
  */
-export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundRecord[]; brokerUrl: string; runId: string }> {
+export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundRecord[]; brokerUrl: string; runId: string; weights: NamedTensor[] }> {
   const logger = o.logger ?? pino({ level: 'silent' });
   const data = loadSimDataset(o.dataset);
   await initBackend();
@@ -61,7 +61,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
     broker = await listen(o.port, logger);
     o.onBroker?.(broker.url);
     coordinator = new Coordinator({
-      brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minNodes: o.minNodes ?? o.nodes, deadlineMs: o.deadlineMs,
+      brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minNodes: o.minNodes ?? (o.nodes || data.groupCount || 1), deadlineMs: o.deadlineMs,
       strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: o.fit }), outDir: o.outDir, testData: data.test,
       seed: o.seed, logger,
     });
@@ -69,12 +69,12 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
     const done = coordinator.run();
     done.catch(() => undefined);
     sim = await startSimulation({
-      brokerUrl: broker.url, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, partition: o.partition, seed: o.seed,
-      workers: o.workers, logLevel: logger.level,
+      brokerUrl: broker.url, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, groupPrefix: data.groupPrefix,
+      partition: o.partition, seed: o.seed, workers: o.workers, logLevel: logger.level,
     });
     o.onNodes?.({ nodes: sim.plan.length, workers: sim.workers, backend: sim.backend });
     const history = await done;
-    return { history, brokerUrl: broker.url, runId: coordinator.runId };
+    return { history, brokerUrl: broker.url, runId: coordinator.runId, weights: coordinator.globalWeights() };
   } finally {
     await sim?.stop();
     await coordinator?.close();

@@ -8,22 +8,25 @@ export interface NodePlan {
 }
 
 /**
- * Splits `train` over `numNodes` nodes (`node-000` …) with the partitioner; `groups` supplies
- * the natural split (one group id per example). Deterministic for a seed.
- * @throws FedmqError FEDMQ_BAD_CONFIG when a natural split has no groups or any node ends up empty.
+ * Splits `train` over `numNodes` nodes (`node-000` …) with the partitioner. For a natural split
+ * `groups` gives each example's group id, there is one node per group (`numNodes` 0 means "as
+ * many as there are groups") and the node of group g is `${groupPrefix}-${g}`. Deterministic for a seed.
+ * @throws FedmqError FEDMQ_BAD_CONFIG when a natural split has no groups or any node ends up empty;
+ *   FedmqMlError ML_BAD_PARTITION from the partitioner.
  */
-export function planNodes(train: Dataset, numNodes: number, spec: PartitionSpec, seed: number, groups?: ArrayLike<number>): NodePlan[] {
-  if (!(Number.isInteger(numNodes) && numNodes >= 1)) throw new FedmqError(ErrorCodes.BAD_CONFIG, `nodes must be an integer ≥ 1, got ${numNodes}`);
-  let s = spec;
-  if (s.kind === 'natural') {
-    if (!groups) throw new FedmqError(ErrorCodes.BAD_CONFIG, 'this dataset has no natural split');
-    s = { kind: 'natural', groups };
+export function planNodes(train: Dataset, numNodes: number, spec: PartitionSpec, seed: number, groups?: ArrayLike<number>, groupPrefix = 'group'): NodePlan[] {
+  const natural = spec.kind === 'natural';
+  if (!(Number.isInteger(numNodes) && (numNodes >= 1 || (natural && numNodes === 0)))) {
+    throw new FedmqError(ErrorCodes.BAD_CONFIG, `nodes must be an integer ≥ 1, got ${numNodes}`);
   }
-  const parts = partition(train.y, numNodes, s, seed);
-  const width = String(numNodes - 1).length < 3 ? 3 : String(numNodes - 1).length;
+  if (natural && !groups) throw new FedmqError(ErrorCodes.BAD_CONFIG, 'this dataset has no natural split');
+  const parts = partition(train.y, numNodes, natural ? { kind: 'natural', groups: groups! } : spec, seed);
+  const ids = natural ? [...new Set(Array.from(groups!))].sort((a, b) => a - b) : [];
+  const width = Math.max(3, String(parts.length - 1).length);
   return parts.map((idx, i) => {
     if (idx.length === 0) throw new FedmqError(ErrorCodes.BAD_CONFIG, `node ${i} would get no examples`);
-    return { nodeId: `node-${String(i).padStart(width, '0')}`, indices: Int32Array.from(idx) };
+    const nodeId = natural ? `${groupPrefix}-${ids[i]}` : `node-${String(i).padStart(width, '0')}`;
+    return { nodeId, indices: Int32Array.from(idx) };
   });
 }
 

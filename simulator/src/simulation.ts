@@ -15,6 +15,8 @@ export interface SimulationOptions {
   train: Dataset;
   /** Natural group id per example (device, user), for `partition: natural`. */
   groups?: ArrayLike<number>;
+  /** Node id prefix of a natural split (`mote` → `mote-1`). */
+  groupPrefix?: string;
   partition: PartitionSpec;
   /** Seed of the partition. */
   seed: number;
@@ -49,7 +51,7 @@ export interface Simulation extends EventEmitter<SimulationEvents> {
  * @throws FedmqError FEDMQ_BAD_CONFIG on a bad partition; an Error when a worker fails to start.
  */
 export async function startSimulation(opts: SimulationOptions): Promise<Simulation> {
-  const plan = planNodes(opts.train, opts.nodes, opts.partition, opts.seed, opts.groups);
+  const plan = planNodes(opts.train, opts.nodes, opts.partition, opts.seed, opts.groups, opts.groupPrefix);
   const groups = balance(plan, opts.workers ?? availableParallelism());
   const x = new SharedArrayBuffer(opts.train.x.byteLength);
   new Float32Array(x).set(opts.train.x);
