@@ -34,6 +34,8 @@ export interface EdgeNodeEvents {
   updated: [{ round: number; loss: number; trainMs: number; bytes: number }];
   /** A valid global model was received. */
   model: [{ version: number; round: number }];
+  /** The node (re)subscribed and published its status after a (re)connect. */
+  announced: [];
   /** The coordinator reported the job done (or failed). */
   jobEnded: [{ state: 'done' | 'failed'; round: number }];
 }
@@ -111,6 +113,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
         { [topics.model(this.job)]: { qos: 1 }, [topics.task(this.job)]: { qos: 1 }, [topics.coordinatorStatus(this.job)]: { qos: 1 } },
       );
       await this.publishStatus(this.state === 'offline' ? 'idle' : this.state);
+      this.emit('announced');
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'announce failed; will retry on reconnect');
     }
