@@ -42,7 +42,6 @@ function onSignal(stop: () => Promise<void>): void {
     process.stderr.write(`\n${sig}: stopping…\n`);
     stop().then(() => process.exit(0), () => process.exit(1));
   };
-  process.once('SIGINT', handler).once('SIGTERM', handler);
   process.on('SIGINT', handler).on('SIGTERM', handler);
 }
 
