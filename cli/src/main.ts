@@ -5,7 +5,7 @@ import { pino, type Logger } from 'pino';
 import { startBroker } from '@fedmq/broker';
 import { Coordinator, FedAvg } from '@fedmq/coordinator';
 import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
-import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeIdx, type BackendName, type Dataset } from '@fedmq/ml';
+import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeCsv, writeIdx, type BackendName, type Dataset } from '@fedmq/ml';
 import { isFedmqError } from '@fedmq/protocol';
 import { DATASETS, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes, runLocalJob, runSensorsDemo, startSimulation } from '@fedmq/simulator';
 import { writeFile } from 'node:fs/promises';
@@ -136,8 +136,9 @@ withFitOptions(
     .option('--workers <n>', 'worker threads (default: one per core)', int('workers', 1))
     .option('--port <port>', 'embedded broker port (default 1883, or a free one if taken)', int('port'))
     .option('--out <dir>', 'run folder (embedded mode); default runs/<run-id>'),
-).action(async (o) => {
+).action(async (o, cmd: Command) => {
   const partition = parsePartition(o.partition);
+  if (partition.kind === 'natural' && cmd.getOptionValueSource('nodes') === 'default') o.nodes = 0; // one node per natural group
   if (o.broker) {
     const log = logger('info');
     await initBackend();
@@ -201,18 +202,24 @@ program
   .command('data')
   .description('prepare local data files for nodes')
   .command('split')
-  .description('split a dataset into one folder of MNIST-style IDX files per node, for `fedmq node --data`')
+  .description('split a dataset into one folder per node (MNIST-style IDX files, or data.csv), for `fedmq node --data`')
   .addOption(new Option('--dataset <name>', 'dataset').choices([...DATASETS]).default(DEFAULT_JOB.dataset))
   .option('--nodes <n>', 'number of nodes', int('nodes', 1), 2)
   .option('--partition <spec>', 'iid | dirichlet:ALPHA | natural', 'iid')
   .option('--seed <n>', 'seed of the partition', int('seed'), DEFAULT_JOB.seed)
-  .requiredOption('--out <dir>', 'folder to write node-000/, node-001/, …')
-  .action((o: { dataset: string; nodes: number; partition: string; seed: number; out: string }) => {
+  .addOption(new Option('--format <format>', 'file format (default: idx for mnist, csv otherwise)').choices(['idx', 'csv']))
+  .requiredOption('--out <dir>', 'folder to write node-000/, node-001/, … (mote-1/, … for a natural split)')
+  .action((o: { dataset: string; nodes: number; partition: string; seed: number; out: string; format?: string }, cmd: Command) => {
     const data = loadSimDataset(o.dataset);
-    for (const n of planNodes(data.train, o.nodes, parsePartition(o.partition), o.seed, data.groups)) {
+    const spec = parsePartition(o.partition);
+    const nodes = spec.kind === 'natural' && cmd.getOptionValueSource('nodes') === 'default' ? 0 : o.nodes;
+    const format = o.format ?? (o.dataset === 'mnist' ? 'idx' : 'csv');
+    for (const n of planNodes(data.train, nodes, spec, o.seed, data.groups, data.groupPrefix)) {
       const dir = join(o.out, n.nodeId);
-      writeIdx(dir, subset(data.train, n.indices));
-      process.stdout.write(`${dir}: ${n.indices.length} examples\n`);
+      const part = subset(data.train, n.indices);
+      if (format === 'idx') writeIdx(dir, part);
+      else writeCsv(join(dir, 'data.csv'), part);
+      process.stdout.write(`${dir}: ${n.indices.length} examples (model ${data.model})\n`);
     }
   });
 

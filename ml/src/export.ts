@@ -1,5 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { featureSize, type Dataset } from './data.ts';
 
 /**
@@ -35,4 +35,23 @@ export function writeIdx(dir: string, ds: Dataset): { images: string; labels: st
   writeFileSync(images, Buffer.concat([header(1 + dims.length, [ds.numExamples, ...dims]), pixels]));
   writeFileSync(labelsPath, Buffer.concat([header(1, [ds.numExamples]), labels]));
   return { images, labels: labelsPath };
+}
+
+/**
+ * Writes a dataset as a CSV that `loadCsv`/`loadDataset` read back: a header
+ * `f0,f1,…,label`, then one row per example (features as shortest round-trip decimals of their
+ * float32 values).
+ */
+export function writeCsv(path: string, ds: Dataset): string {
+  const f = featureSize(ds.featureShape);
+  const lines = [[...Array.from({ length: f }, (_, j) => `f${j}`), 'label'].join(',')];
+  for (let i = 0; i < ds.numExamples; i++) {
+    const row: string[] = [];
+    for (let j = 0; j < f; j++) row.push(String(ds.x[i * f + j]));
+    row.push(String(ds.y[i]));
+    lines.push(row.join(','));
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${lines.join('\n')}\n`);
+  return path;
 }

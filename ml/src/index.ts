@@ -17,8 +17,8 @@ export {
 } from './data.ts';
 export { partition, parsePartition, DIRICHLET_MIN_EXAMPLES, DIRICHLET_MAX_DRAWS, type PartitionSpec } from './partition.ts';
 export { createRng, randInt, sampleNormal, sampleGamma, sampleDirichlet, shuffleInPlace, permutation, type Rng } from './rng.ts';
-export { listModels, registerModel, getModelDefinition, type ModelInfo, type ModelDefinition } from './models/registry.ts';
-export { mnist2nn } from './models/index.ts';
+export { listModels, registerModel, registerModelFamily, getModelDefinition, type ModelInfo, type ModelDefinition } from './models/registry.ts';
+export { mnist2nn, mlpDefinition, MLP_PATTERN } from './models/index.ts';
 export {
   createModel,
   type FederatedModel,
@@ -27,7 +27,7 @@ export {
   type EvaluateResult,
 } from './federated-model.ts';
 export { fileSystemHandler, loadLayersModelFromDir, MODEL_JSON, WEIGHTS_BIN } from './io.ts';
-export { writeIdx } from './export.ts';
+export { writeIdx, writeCsv } from './export.ts';
 export {
   loadTelosb, detectMote, aggregateF1, anomalyScores, pickThreshold, applyThreshold, detectionMetrics, telosbAutoencoder, TELOSB_SOURCE,
   type TelosbMote, type TelosbData, type MoteDetection, type DetectionMetrics,

@@ -35,6 +35,15 @@ export interface ModelDefinition extends ModelInfo {
 }
 
 const registry = new Map<string, ModelDefinition>();
+const families: { pattern: RegExp; create: (m: RegExpExecArray) => ModelDefinition }[] = [];
+
+/**
+ * Registers a parametric family of models, e.g. `mlp-<features>x<classes>`: a name matching
+ * `pattern` that is not registered yet is built with `create(match)` and registered on first use.
+ */
+export function registerModelFamily(pattern: RegExp, create: (m: RegExpExecArray) => ModelDefinition): void {
+  families.push({ pattern, create });
+}
 
 /**
  * Adds (or replaces, by name) a model definition.
@@ -65,8 +74,16 @@ export function listModels(): ModelInfo[] {
  * @throws FedmqMlError `ML_UNKNOWN_MODEL` if none is registered under that name.
  */
 export function getModelDefinition(name: string): ModelDefinition {
-  const def = registry.get(name);
+  let def = registry.get(name);
   if (!def) {
+    for (const family of families) {
+      const m = family.pattern.exec(name);
+      if (m) {
+        def = family.create(m);
+        registry.set(name, def);
+        return def;
+      }
+    }
     const known = [...registry.keys()].sort().join(', ');
     throw new FedmqMlError('ML_UNKNOWN_MODEL', `unknown model '${name}' (registered: ${known || 'none'})`);
   }
