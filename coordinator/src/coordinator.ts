@@ -109,7 +109,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private model?: FederatedModel;
   private global: NamedTensor[] = [];
   private version = 0;
-  private modelBytes = 0;
+  private modelPayload?: Buffer;
+  private taskPayload?: Buffer;
+  private connectedOnce = false;
   private open?: OpenRound;
   private stopped = false;
 
@@ -187,19 +189,41 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private async connect(): Promise<void> {
     const will = { topic: topics.coordinatorStatus(this.job), payload: encodeJson(this.status('offline', 0)), qos: 1 as const, retain: true };
     this.client = await mqtt.connectAsync(this.opts.brokerUrl, {
-      clientId: `fedmq-coordinator-${this.job}`.slice(0, 128),
+      // ':' cannot occur in ids, so no node or other job can collide with this client id
+      clientId: `fedmq:${this.job}:coordinator`,
       reconnectPeriod: 1000,
       ...this.opts.mqtt,
       will,
     });
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt error'));
+    this.client.on('connect', () => {
+      if (this.connectedOnce) void this.republish();
+      this.connectedOnce = true;
+    });
+    this.connectedOnce = true;
     await this.client.subscribeAsync({ [topics.allNodeStatus(this.job)]: { qos: 1 }, [topics.allNodeUpdates(this.job)]: { qos: 1 } });
     this.log.info({ broker: this.opts.brokerUrl, runId: this.runId }, 'coordinator connected');
   }
 
+  /**
+   * After a reconnect: a restarted broker may have lost its retained messages, so publish the
+   * global model and the open round's task again (nodes ignore what they already have).
+   */
+  private async republish(): Promise<void> {
+    try {
+      await this.client!.subscribeAsync({ [topics.allNodeStatus(this.job)]: { qos: 1 }, [topics.allNodeUpdates(this.job)]: { qos: 1 } });
+      if (this.modelPayload) await this.client!.publishAsync(topics.model(this.job), this.modelPayload, { qos: 1, retain: true });
+      if (this.open && this.taskPayload) await this.client!.publishAsync(topics.task(this.job), this.taskPayload, { qos: 1, retain: true });
+      this.log.info({ round: this.open?.round }, 'reconnected; global model and task republished');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'republish after reconnect failed');
+    }
+  }
+
   private status(state: CoordinatorStatus['state'], round: number, deadline?: number): CoordinatorStatus {
-    const { strategy, testData: _t, logger: _l, mqtt: _m, ...rest } = this.opts;
+    // brokerUrl may carry credentials and outDir is a local path: neither goes on the wire
+    const { strategy, testData: _t, logger: _l, mqtt: _m, brokerUrl: _b, outDir: _o, ...rest } = this.opts;
     return {
       v: PROTOCOL_VERSION, job: this.job, runId: this.runId, state, round, rounds: this.opts.rounds, deadline, ts: Date.now(),
       config: { ...rest, strategy: strategy.name },
@@ -219,7 +243,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       sha256: weightsSha256(tensors), tensors, ts: Date.now(),
     };
     const payload = encodePacked(msg);
-    this.modelBytes = payload.length;
+    this.modelPayload = payload;
     await this.client!.publishAsync(topics.model(this.job), payload, { qos: 1, retain: true });
     this.log.debug({ version: this.version, bytes: payload.length }, 'global model published');
   }
@@ -249,6 +273,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       timeoutMs: this.opts.deadlineMs, config, codec: 'float32', updateKind: 'delta', ts: Date.now(),
     };
     const taskPayload = encodeJson(task);
+    this.taskPayload = taskPayload;
+    const bytesDown = (this.modelPayload!.length + taskPayload.length) * online.length;
     const log = this.log.child({ round });
     const closed = new Promise<void>((resolve) => {
       const timer = setTimeout(() => resolve(), this.opts.deadlineMs);
@@ -296,7 +322,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return {
       round, modelVersion: this.version, selected: selected.length, reported: open.reported.size, failures: open.failures,
       trainLoss: finiteOrNull(open.aggregate.trainLoss), testLoss, testAccuracy,
-      bytesDown: (this.modelBytes + taskPayload.length) * online.length, bytesUp: open.bytesUp,
+      bytesDown, bytesUp: open.bytesUp,
       durationMs: performance.now() - started, trainMs, evalMs,
     };
   }
@@ -367,7 +393,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     if (!open.selected.has(nodeId)) throw new FedmqError(ErrorCodes.NOT_SELECTED, `${nodeId} was not selected for round ${open.round}`);
     if (open.reported.has(nodeId)) throw new FedmqError(ErrorCodes.DUPLICATE_UPDATE, `${nodeId} already reported for round ${open.round}`);
-    if (u.codec !== 'float32') throw new FedmqError(ErrorCodes.WRONG_CODEC, `codec ${u.codec}, the task asked for float32`);
+    if (u.codec !== 'float32') throw new FedmqError(ErrorCodes.WRONG_CODEC, `codec ${JSON.stringify(u.codec)}, the task asked for float32`);
     const delta = checkUpdateTensors(u, this.global);
     open.aggregate.add({ nodeId, numExamples: u.numExamples, delta, loss: u.metrics.loss });
     open.reported.add(nodeId);

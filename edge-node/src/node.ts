@@ -3,7 +3,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
   ErrorCodes, FedmqError, PROTOCOL_VERSION, RoundTaskSchema, decodeGlobalModel, decodeJson, encodeJson, encodePacked, isFedmqError,
-  parseTopic, topics, weightsFromWire, weightsSha256, weightsToWire, type DeviceInfo, type NamedTensor, type NodeStatus, type RoundTask,
+  parseTopic, topics, weightsToWire, type DeviceInfo, type NamedTensor, type NodeStatus, type RoundTask,
   type UpdateMessage, CoordinatorStatusSchema,
 } from '@fedmq/protocol';
 import type { Dataset } from '@fedmq/ml';
@@ -73,6 +73,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     super();
     // Validates ids (FEDMQ_BAD_TOPIC) before anything connects.
     topics.nodeStatus(opts.job, opts.nodeId);
+    if (!(opts.data.numExamples >= 1)) throw new FedmqError(ErrorCodes.BAD_CONFIG, `node ${opts.nodeId} has no local examples`);
     this.opts = opts;
     this.job = opts.job;
     this.nodeId = opts.nodeId;
@@ -85,7 +86,8 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
   async start(): Promise<void> {
     const will = { topic: topics.nodeStatus(this.job, this.nodeId), payload: encodeJson(this.status('offline')), qos: 1 as const, retain: true };
     this.client = mqtt.connect(this.opts.brokerUrl, {
-      clientId: `fedmq-${this.job}-${this.nodeId}`.slice(0, 128),
+      // ':' cannot occur in ids, so ids of different jobs and roles never collide
+      clientId: `fedmq:${this.job}:node:${this.nodeId}`,
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
       ...this.opts.mqtt,
@@ -162,8 +164,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     if (msg.job !== this.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `model for job ${msg.job}`);
     // The latest retained model wins (a new run may restart at version 1); an exact repeat is ignored.
     if (this.global && this.global.runId === msg.runId && this.global.version >= msg.version) return;
-    if (weightsSha256(msg.tensors) !== msg.sha256) throw new FedmqError(ErrorCodes.HASH_MISMATCH, `global model v${msg.version}: sha256 does not match its weights`);
-    const weights = weightsFromWire(msg.tensors);
+    const weights = this.trainer.globalWeights(msg);
     this.trainer.check(msg.model, weights, this.opts.data);
     this.global = { runId: msg.runId, version: msg.version, round: msg.round, model: msg.model, sha256: msg.sha256, weights };
     this.log.debug({ version: msg.version }, 'global model received');
@@ -192,7 +193,11 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
   }
 
   private async train(task: RoundTask): Promise<void> {
-    if (this.busy || task.round <= this.lastRound || this.stopped) return;
+    if (task.round <= this.lastRound || this.stopped) return;
+    if (this.busy) {
+      this.pending = task; // the round being trained was closed; train this one next
+      return;
+    }
     const global = this.global!;
     this.busy = true;
     this.lastRound = task.round;
@@ -218,6 +223,11 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     } finally {
       this.busy = false;
       if (!this.stopped) await this.publishStatus('idle').catch(() => undefined);
+    }
+    const next = this.pending;
+    if (next && this.global && next.runId === this.global.runId && next.modelVersion === this.global.version) {
+      this.pending = undefined;
+      await this.train(next);
     }
   }
 

@@ -1,4 +1,4 @@
-import { ErrorCodes, FedmqError, type FitConfig, type NamedTensor } from '@fedmq/protocol';
+import { ErrorCodes, FedmqError, weightsFromWire, weightsSha256, type FitConfig, type GlobalModelMessage, type NamedTensor } from '@fedmq/protocol';
 import { createModel, type Dataset, type FederatedModel } from '@fedmq/ml';
 
 /** What one local training run returns. */
@@ -29,6 +29,12 @@ export interface LocalTrainer {
    * @throws FedmqError FEDMQ_MODEL_MISMATCH or FEDMQ_TRAINING_FAILED.
    */
   train(req: { modelName: string; global: readonly NamedTensor[]; data: Dataset; config: FitConfig; seed: number }): Promise<LocalResult>;
+  /**
+   * The weights of a global model message, after checking its sha256. Nodes sharing a trainer
+   * share one verified copy per model hash, so N simulated nodes hold one model, not N.
+   * @throws FedmqError FEDMQ_HASH_MISMATCH, FEDMQ_BAD_TENSOR.
+   */
+  globalWeights(msg: GlobalModelMessage): NamedTensor[];
   /** Frees the models. */
   dispose(): void;
 }
@@ -37,6 +43,19 @@ export interface LocalTrainer {
 export function createTrainer(): LocalTrainer {
   const models = new Map<string, FederatedModel>();
   let queue: Promise<unknown> = Promise.resolve();
+  const verified = new Map<string, NamedTensor[]>(); // sha256 → weights, the two latest
+
+  function globalWeights(msg: GlobalModelMessage): NamedTensor[] {
+    const hit = verified.get(msg.sha256);
+    if (hit) return hit;
+    if (weightsSha256(msg.tensors) !== msg.sha256) {
+      throw new FedmqError(ErrorCodes.HASH_MISMATCH, `global model v${msg.version}: sha256 does not match its weights`);
+    }
+    const weights = weightsFromWire(msg.tensors).map((t) => ({ ...t, data: t.data.slice() })); // own the bytes, not the payload
+    verified.set(msg.sha256, weights);
+    if (verified.size > 2) verified.delete(verified.keys().next().value!);
+    return weights;
+  }
 
   function model(name: string): FederatedModel {
     let m = models.get(name);
@@ -93,6 +112,7 @@ export function createTrainer(): LocalTrainer {
 
   return {
     check,
+    globalWeights,
     train(req) {
       const run = queue.then(() => trainNow(req));
       queue = run.catch(() => undefined);
@@ -101,6 +121,7 @@ export function createTrainer(): LocalTrainer {
     dispose() {
       for (const m of models.values()) m.dispose();
       models.clear();
+      verified.clear();
     },
   };
 }

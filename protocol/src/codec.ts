@@ -6,7 +6,7 @@ import { sizeOf } from './tensor.ts';
 import type { NamedTensor } from './tensor.ts';
 
 /**
- * Wire format of binary payloads (docs/protocol.md, "Encoding"): standard MessagePack
+ * Wire format of binary payloads (docs/protocol.md §1 "Overview and conventions" and §4): standard MessagePack
  * (no msgpackr records or extensions), maps with string keys, tensors as
  * `{name, shape, dtype, data}` where `data` is a MessagePack `bin` holding the values as raw
  * little-endian bytes, row-major.
@@ -168,8 +168,9 @@ export function weightsFromWire(tensors: readonly unknown[]): NamedTensor[] {
 
 /**
  * sha256 (hex) of a model's weights: the hash of, for each tensor in order, its name (UTF-8),
- * a 0 byte, its shape as comma-separated decimals (UTF-8), a 0 byte, and its raw
- * little-endian float32 bytes (docs/protocol.md, "Global model").
+ * a 0 byte, its shape as comma-separated decimals (UTF-8), a 0 byte, and its raw little-endian
+ * bytes (docs/protocol.md §4 "Tensors and the global model hash"). The dtype is not hashed:
+ * global models are float32.
  */
 export function weightsSha256(tensors: readonly WireTensor[]): string {
   const h = createHash('sha256');
@@ -184,7 +185,8 @@ export function weightsSha256(tensors: readonly WireTensor[]): string {
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false, bundleStrings: false, variableMapSize: true });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+// 64-bit integers (other languages' packers use them for epoch-ms timestamps) decode as numbers, not BigInt.
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, moreTypes: false, int64AsType: 'number' });
 
 /** Encodes a message as standard MessagePack. `undefined` fields are left out. */
 export function packMessage(msg: object): Buffer {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes } from './errors.ts';
-import { toWireTensor } from './codec.ts';
+import { toWireTensor, unpackMessage } from './codec.ts';
 import { NodeStatusSchema, RoundTaskSchema, decodeJson, decodeUpdate, encodeJson, encodePacked, type UpdateMessage } from './messages.ts';
 
 const task = {
@@ -32,6 +32,12 @@ describe('messages', () => {
     ['an unknown codec', encodeJson({ ...task, codec: 'zip' }), ErrorCodes.SCHEMA],
   ])('rejects a task with %s', (_why, payload, code) => {
     expect(() => decodeJson(RoundTaskSchema, payload, 'task')).toThrow(expect.objectContaining({ code }));
+  });
+
+  it('reads 64-bit integers (as other languages pack epoch-ms timestamps) as numbers', () => {
+    // {"ts": 1700000000000} with ts as uint64 (0xcf), as Python's msgpack packs it
+    const payload = Buffer.from([0x81, 0xa2, 0x74, 0x73, 0xcf, 0x00, 0x00, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00]);
+    expect(unpackMessage(payload)).toEqual({ ts: 1_700_000_000_000 });
   });
 
   it('rejects an update that is not MessagePack or misses numExamples', () => {

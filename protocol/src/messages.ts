@@ -37,7 +37,7 @@ export type FitConfig = z.infer<typeof FitConfigSchema>;
 /** `fedmq/v1/{job}/coordinator/status` — retained JSON, also the coordinator's Last Will (state `offline`). */
 export const CoordinatorStatusSchema = z.object({
   ...envelope,
-  /** Identifies one run of the job (a resumed run keeps it); nodes reset their round bookkeeping when it changes. */
+  /** Identifies one run of the job; nodes reset their round bookkeeping when it changes. */
   runId: id,
   state: z.enum(COORDINATOR_STATES),
   /** Current round (0 before the first). */
@@ -84,7 +84,7 @@ export type NodeStatus = z.infer<typeof NodeStatusSchema>;
 /** `fedmq/v1/{job}/task` — retained JSON: the open round's task. */
 export const RoundTaskSchema = z.object({
   ...envelope,
-  /** Identifies one run of the job (a resumed run keeps it); nodes reset their round bookkeeping when it changes. */
+  /** Identifies one run of the job; nodes reset their round bookkeeping when it changes. */
   runId: id,
   /** Round number, from 1. */
   round: z.number().int().min(1),
@@ -115,7 +115,7 @@ const wireTensor = z.object({
 /** `fedmq/v1/{job}/model` — retained MessagePack: the global model. */
 export const GlobalModelSchema = z.object({
   ...envelope,
-  /** Identifies one run of the job (a resumed run keeps it); nodes reset their round bookkeeping when it changes. */
+  /** Identifies one run of the job; nodes reset their round bookkeeping when it changes. */
   runId: id,
   /** Increases by one each time the global model changes; starts at 1. */
   version: z.number().int().min(1),
@@ -133,7 +133,7 @@ export type GlobalModelMessage = Omit<z.infer<typeof GlobalModelSchema>, 'tensor
 /** `fedmq/v1/{job}/nodes/{nodeId}/update` — MessagePack, QoS 1: a node's update for one round. */
 export const UpdateSchema = z.object({
   ...envelope,
-  /** Identifies one run of the job (a resumed run keeps it); nodes reset their round bookkeeping when it changes. */
+  /** Identifies one run of the job; nodes reset their round bookkeeping when it changes. */
   runId: id,
   nodeId: id,
   round: z.number().int().min(1),
@@ -141,7 +141,8 @@ export const UpdateSchema = z.object({
   modelVersion: z.number().int().min(1),
   /** Local training examples n_k (the FedAvg weight). */
   numExamples: z.number().int().min(1),
-  codec: z.enum(UPDATE_CODECS),
+  /** Must equal the round task's codec (checked by the coordinator: FEDMQ_WRONG_CODEC). */
+  codec: z.string().min(1).max(32),
   kind: z.literal('delta'),
   metrics: z.object({ loss: finite, trainMs: finite.nonnegative() }),
   /** delta = trained − global, one tensor per global-model tensor. */
@@ -153,7 +154,7 @@ export type UpdateMessage = Omit<z.infer<typeof UpdateSchema>, 'tensors'> & { te
 /** `fedmq/v1/{job}/rounds/{round}/metrics` and `fedmq/v1/{job}/metrics` — retained JSON. */
 export const RoundMetricsSchema = z.object({
   ...envelope,
-  /** Identifies one run of the job (a resumed run keeps it); nodes reset their round bookkeeping when it changes. */
+  /** Identifies one run of the job; nodes reset their round bookkeeping when it changes. */
   runId: id,
   round: z.number().int().min(1),
   /** Global model version after the round. */
@@ -166,7 +167,7 @@ export const RoundMetricsSchema = z.object({
   trainLoss: finite.nullable(),
   testLoss: finite.nullable(),
   testAccuracy: finite.nullable(),
-  /** Bytes the broker delivered to the selected nodes: model + task payloads. */
+  /** Bytes the broker delivered for the round: (global model + task payload) × nodes online (all subscribe to both). */
   bytesDown: count,
   /** Bytes of the updates received this round. */
   bytesUp: count,
