@@ -111,7 +111,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private version = 0;
   private modelPayload?: Buffer;
   private taskPayload?: Buffer;
-  private connectedOnce = false;
   private open?: OpenRound;
   private stopped = false;
 
@@ -197,11 +196,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     });
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt error'));
-    this.client.on('connect', () => {
-      if (this.connectedOnce) void this.republish();
-      this.connectedOnce = true;
-    });
-    this.connectedOnce = true;
+    // attached after the first connect: every later 'connect' is a reconnect
+    this.client.on('connect', () => void this.republish());
     await this.client.subscribeAsync({ [topics.allNodeStatus(this.job)]: { qos: 1 }, [topics.allNodeUpdates(this.job)]: { qos: 1 } });
     this.log.info({ broker: this.opts.brokerUrl, runId: this.runId }, 'coordinator connected');
   }
