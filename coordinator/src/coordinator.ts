@@ -5,7 +5,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
   ErrorCodes, FedmqError, NodeStatusSchema, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
-  topics, weightsSha256, weightsToWire, type CoordinatorStatus, type FitConfig, type GlobalModelMessage, type NamedTensor, type RoundMetrics,
+  topics, weightsSha256, weightsToWire, type CoordinatorStatus, type FitConfig, type GlobalModelMessage, type ModelMeta, type NamedTensor, type RoundMetrics,
   type RoundTask,
 } from '@fedmq/protocol';
 import { createModel, createRng, type Dataset, type FederatedModel } from '@fedmq/ml';
@@ -60,6 +60,8 @@ export interface RoundRecord {
   durationMs: number;
   /** Training phase (task → round closed), ms. */
   trainMs: number;
+  /** Aggregation phase (strategy + publishing the new model), ms. */
+  aggregateMs: number;
   /** Evaluation phase, ms. */
   evalMs: number;
 }
@@ -241,6 +243,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const payload = encodePacked(msg);
     this.modelPayload = payload;
     await this.client!.publishAsync(topics.model(this.job), payload, { qos: 1, retain: true });
+    const meta: ModelMeta = {
+      v: PROTOCOL_VERSION, job: this.job, runId: this.runId, version: this.version, round, model: this.opts.model, bytes: payload.length,
+      params: this.global.reduce((n, t) => n + t.data.length, 0), sha256: msg.sha256, ts: msg.ts,
+    };
+    await this.client!.publishAsync(topics.modelMeta(this.job), encodeJson(meta), { qos: 1, retain: true });
     this.log.debug({ version: this.version, bytes: payload.length }, 'global model published');
   }
 
@@ -295,6 +302,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       ...[...open.dropped].map((nodeId) => ({ nodeId, reason: 'offline' })),
     ];
 
+    const aggregateStart = performance.now();
     await this.publishStatus('aggregating', round);
     const next = this.opts.strategy.aggregateFit(round, this.global, open.aggregate, failures);
     if (next) {
@@ -304,6 +312,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       log.warn({ failures: open.failures }, 'no update accepted; global model unchanged');
     }
 
+    const aggregateMs = performance.now() - aggregateStart;
     const evalStart = performance.now();
     let testLoss: number | null = null;
     let testAccuracy: number | null = null;
@@ -319,7 +328,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       round, modelVersion: this.version, selected: selected.length, reported: open.reported.size, failures: open.failures,
       trainLoss: finiteOrNull(open.aggregate.trainLoss), testLoss, testAccuracy,
       bytesDown, bytesUp: open.bytesUp,
-      durationMs: performance.now() - started, trainMs, evalMs,
+      durationMs: performance.now() - started, trainMs, aggregateMs, evalMs,
     };
   }
 
@@ -327,7 +336,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const msg: RoundMetrics = {
       v: PROTOCOL_VERSION, job: this.job, runId: this.runId, round: r.round, modelVersion: r.modelVersion, selected: r.selected,
       reported: r.reported, failures: r.failures, trainLoss: r.trainLoss, testLoss: r.testLoss, testAccuracy: r.testAccuracy,
-      bytesDown: r.bytesDown, bytesUp: r.bytesUp, durationMs: r.durationMs, ts: Date.now(),
+      bytesDown: r.bytesDown, bytesUp: r.bytesUp, durationMs: r.durationMs,
+      phases: { trainMs: r.trainMs, aggregateMs: r.aggregateMs, evalMs: r.evalMs }, ts: Date.now(),
     };
     const payload = encodeJson(msg);
     await this.client!.publishAsync(topics.roundMetrics(this.job, r.round), payload, { qos: 1, retain: true });

@@ -130,6 +130,22 @@ export const GlobalModelSchema = z.object({
 });
 export type GlobalModelMessage = Omit<z.infer<typeof GlobalModelSchema>, 'tensors'> & { tensors: WireTensor[] };
 
+/** `fedmq/v1/{job}/model/meta` — retained JSON: what the binary global model is, for monitoring. */
+export const ModelMetaSchema = z.object({
+  ...envelope,
+  runId: id,
+  version: z.number().int().min(1),
+  round: count,
+  model: z.string().min(1).max(128),
+  /** Size of the MessagePack global model payload, bytes. */
+  bytes: count,
+  /** Number of weights (parameters). */
+  params: count,
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  ts: epochMs,
+});
+export type ModelMeta = z.infer<typeof ModelMetaSchema>;
+
 /** `fedmq/v1/{job}/nodes/{nodeId}/update` — MessagePack, QoS 1: a node's update for one round. */
 export const UpdateSchema = z.object({
   ...envelope,
@@ -173,6 +189,8 @@ export const RoundMetricsSchema = z.object({
   bytesUp: count,
   /** Round wall time from task to metrics, ms. */
   durationMs: finite,
+  /** Wall time of each phase, ms: training (task → round closed), aggregation, evaluation. */
+  phases: z.object({ trainMs: finite, aggregateMs: finite, evalMs: finite }),
   ts: epochMs,
 });
 export type RoundMetrics = z.infer<typeof RoundMetricsSchema>;

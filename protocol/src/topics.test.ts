@@ -6,6 +6,7 @@ describe('topics', () => {
   it('parses what it builds', () => {
     expect(parseTopic(topics.coordinatorStatus('j1'))).toEqual({ kind: 'coordinatorStatus', job: 'j1' });
     expect(parseTopic(topics.model('j1'))).toEqual({ kind: 'model', job: 'j1' });
+    expect(parseTopic(topics.modelMeta('j1'))).toEqual({ kind: 'modelMeta', job: 'j1' });
     expect(parseTopic(topics.task('j1'))).toEqual({ kind: 'task', job: 'j1' });
     expect(parseTopic(topics.nodeStatus('j1', 'pi-7'))).toEqual({ kind: 'nodeStatus', job: 'j1', nodeId: 'pi-7' });
     expect(parseTopic(topics.nodeUpdate('j1', 'pi.7_a'))).toEqual({ kind: 'nodeUpdate', job: 'j1', nodeId: 'pi.7_a' });

@@ -6,6 +6,7 @@ import { ErrorCodes, FedmqError } from './errors.ts';
  * ```
  * fedmq/v1/{job}/coordinator/status     retained JSON, Last Will
  * fedmq/v1/{job}/model                  retained msgpack: the global model
+ * fedmq/v1/{job}/model/meta             retained JSON: the global model's version, size, sha256
  * fedmq/v1/{job}/task                   retained JSON: the current round task
  * fedmq/v1/{job}/nodes/{nodeId}/status  retained JSON, Last Will
  * fedmq/v1/{job}/nodes/{nodeId}/update  msgpack, QoS 1: a node's update
@@ -34,6 +35,7 @@ function base(job: string): string {
 export const topics = {
   coordinatorStatus: (job: string) => `${base(job)}/coordinator/status`,
   model: (job: string) => `${base(job)}/model`,
+  modelMeta: (job: string) => `${base(job)}/model/meta`,
   task: (job: string) => `${base(job)}/task`,
   nodeStatus: (job: string, nodeId: string) => {
     assertId('nodeId', nodeId);
@@ -57,6 +59,7 @@ export const topics = {
 export type ParsedTopic =
   | { kind: 'coordinatorStatus'; job: string }
   | { kind: 'model'; job: string }
+  | { kind: 'modelMeta'; job: string }
   | { kind: 'task'; job: string }
   | { kind: 'nodeStatus'; job: string; nodeId: string }
   | { kind: 'nodeUpdate'; job: string; nodeId: string }
@@ -76,6 +79,7 @@ export function parseTopic(topic: string): ParsedTopic {
   const rest = parts.slice(3);
   if (rest.length === 2 && rest[0] === 'coordinator' && rest[1] === 'status') return { kind: 'coordinatorStatus', job };
   if (rest.length === 1 && rest[0] === 'model') return { kind: 'model', job };
+  if (rest.length === 2 && rest[0] === 'model' && rest[1] === 'meta') return { kind: 'modelMeta', job };
   if (rest.length === 1 && rest[0] === 'task') return { kind: 'task', job };
   if (rest.length === 1 && rest[0] === 'metrics') return { kind: 'latestMetrics', job };
   if (rest.length === 3 && rest[0] === 'nodes' && ID_PATTERN.test(rest[1])) {
