@@ -13,10 +13,10 @@ export const DEFAULT_JOB = {
   nodes: 10,
   partition: 'dirichlet:0.5',
   seed: 42,
-  rounds: 12,
+  rounds: 15,
   fraction: 1,
   deadlineMs: 120_000,
-  fit: { epochs: 1, batchSize: 32, learningRate: 0.1 } satisfies FitConfig,
+  fit: { epochs: 1, batchSize: 32, learningRate: 0.2 } satisfies FitConfig,
 };
 
 /** Options of {@link runLocalJob}. */
