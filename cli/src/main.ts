@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { startBroker } from '@fedmq/broker';
-import { Coordinator, FedAvg } from '@fedmq/coordinator';
+import { Coordinator, DEFAULT_METRICS_PORT, FedAvg, coordinatorMetrics, serveMetricsOrFallback } from '@fedmq/coordinator';
 import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
 import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeCsv, writeIdx, type BackendName, type Dataset } from '@fedmq/ml';
 import { isFedmqError } from '@fedmq/protocol';
@@ -82,6 +82,7 @@ withFitOptions(
     .option('--model <name>', `model to train (${listModelsSafe()})`, 'mnist-2nn')
     .option('--min-nodes <k>', 'nodes that must be online before a round starts', int('min-nodes', 1), 2)
     .option('--test-data <path>', 'held-out test set (IDX folder/pair or CSV); default for mnist-2nn: the MNIST test set')
+    .option('--metrics-port <port>', `port of the Prometheus /metrics endpoint (default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
     .option('--out <dir>', 'run folder for history.json and model/'),
 ).action(async (o) => {
   const log = logger('info');
@@ -94,11 +95,16 @@ withFitOptions(
     seed: o.seed, logger: log,
     strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr } }),
   });
-  onSignal(() => coordinator.close());
-  process.stdout.write(`coordinator for job ${o.job} on ${o.broker}; waiting for ${o.minNodes} node(s); run folder ${out}\n${roundHeader()}\n`);
+  const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined);
+  onSignal(async () => {
+    await coordinator.close();
+    await metrics.close();
+  });
+  process.stdout.write(`coordinator for job ${o.job} on ${o.broker}; waiting for ${o.minNodes} node(s); run folder ${out}\nPrometheus metrics: ${metrics.url}\n${roundHeader()}\n`);
   coordinator.on('round', (r) => process.stdout.write(`${roundLine(r)}\n`));
   const history = await coordinator.run();
   await coordinator.close();
+  await metrics.close();
   const last = history.at(-1);
   process.stdout.write(`done: ${history.length} rounds, test accuracy ${last?.testAccuracy?.toFixed(4) ?? '-'}; wrote ${out}/history.json and ${out}/model/model.json\n`);
 });
@@ -135,6 +141,7 @@ withFitOptions(
     .option('--partition <spec>', 'iid | dirichlet:ALPHA | natural', DEFAULT_JOB.partition)
     .option('--workers <n>', 'worker threads (default: one per core)', int('workers', 1))
     .option('--port <port>', 'embedded broker port (default 1883, or a free one if taken)', int('port'))
+    .option('--metrics-port <port>', `coordinator's Prometheus /metrics port (embedded mode; default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
     .option('--out <dir>', 'run folder (embedded mode); default runs/<run-id>'),
 ).action(async (o, cmd: Command) => {
   const partition = parsePartition(o.partition);
@@ -156,7 +163,9 @@ withFitOptions(
   const { history } = await runLocalJob({
     job: o.job, dataset: o.dataset, nodes: o.nodes, partition, seed: o.seed, rounds: o.rounds, fraction: o.fraction, deadlineMs: o.deadlineMs,
     fit: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr }, outDir: out, port: o.port, workers: o.workers, logger: log,
+    metricsPort: o.metricsPort,
     onBroker: (url) => process.stdout.write(`broker: ${url}\n`),
+    onMetrics: (url) => process.stdout.write(`Prometheus metrics: ${url}\n`),
     onNodes: (n) => process.stdout.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader()}\n`),
     onRound: (r) => process.stdout.write(`${roundLine(r)}\n`),
   });

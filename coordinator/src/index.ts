@@ -4,3 +4,4 @@ export { WeightedDeltaSum, applyDelta } from './aggregate.ts';
 export { FedAvg, MeanAggregate, sample, type FedAvgOptions } from './strategies/fedavg.ts';
 export type { FitFailure, FitResult, RoundAggregate, Strategy } from './strategy.ts';
 export { checkUpdateTensors } from './validate.ts';
+export { coordinatorMetrics, serveMetrics, serveMetricsOrFallback, DEFAULT_METRICS_PORT, type CoordinatorMetrics } from './metrics.ts';

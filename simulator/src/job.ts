@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
-import { Coordinator, FedAvg, type RoundRecord } from '@fedmq/coordinator';
+import { Coordinator, DEFAULT_METRICS_PORT, FedAvg, coordinatorMetrics, serveMetricsOrFallback, type RoundRecord } from '@fedmq/coordinator';
 import { initBackend, type PartitionSpec } from '@fedmq/ml';
 import type { FitConfig, NamedTensor } from '@fedmq/protocol';
 import { loadSimDataset } from './datasets.ts';
@@ -38,8 +38,12 @@ export interface LocalJobOptions {
   port?: number;
   workers?: number;
   logger?: Logger;
+  /** Port of the coordinator's Prometheus `/metrics`: default 9464, falling back to a free port; `false` for none. */
+  metricsPort?: number | false;
   /** Called once the broker listens, with its URL. */
   onBroker?: (url: string) => void;
+  /** Called once `/metrics` is served, with its URL. */
+  onMetrics?: (url: string) => void;
   /** Called when the nodes are up. */
   onNodes?: (info: { nodes: number; workers: number; backend: string }) => void;
   onRound?: (r: RoundRecord) => void;
@@ -57,6 +61,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
   let broker: RunningBroker | undefined;
   let sim: Simulation | undefined;
   let coordinator: Coordinator | undefined;
+  let metrics: Awaited<ReturnType<typeof serveMetricsOrFallback>> | undefined;
   try {
     broker = await listen(o.port, logger);
     o.onBroker?.(broker.url);
@@ -66,6 +71,10 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
       seed: o.seed, logger,
     });
     if (o.onRound) coordinator.on('round', o.onRound);
+    if (o.metricsPort !== false) {
+      metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined);
+      o.onMetrics?.(metrics.url);
+    }
     const done = coordinator.run();
     done.catch(() => undefined);
     sim = await startSimulation({
@@ -78,6 +87,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
   } finally {
     await sim?.stop();
     await coordinator?.close();
+    await metrics?.close();
     await broker?.close();
   }
 }
