@@ -10,6 +10,7 @@ import { isFedmqError } from '@fedmq/protocol';
 import { DATASETS, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes, runLocalJob, runSensorsDemo, startSimulation } from '@fedmq/simulator';
 import { writeFile } from 'node:fs/promises';
 import { roundHeader, roundLine } from './output.ts';
+import { registerMonitorCommand } from './monitor.ts';
 
 const program = new Command('fedmq')
   .description('Federated learning for IoT and edge fleets over MQTT')
@@ -66,10 +67,13 @@ program
   .description('run an Aedes MQTT broker')
   .option('--port <port>', 'TCP port for MQTT', int('port'), 1883)
   .option('--host <host>', 'interface to listen on', '0.0.0.0')
-  .action(async (o: { port: number; host: string }) => {
+  .option('--http-port <port>', 'also serve the web dashboard, /metrics and MQTT over WebSocket (/mqtt) on this HTTP port', int('http-port'))
+  .option('--http-host <host>', 'interface of the HTTP port (default: --host)')
+  .action(async (o: { port: number; host: string; httpPort?: number; httpHost?: string }) => {
     const log = logger('info');
-    const broker = await startBroker({ port: o.port, host: o.host, logger: log });
+    const broker = await startBroker({ port: o.port, host: o.host, httpPort: o.httpPort, httpHost: o.httpHost, logger: log });
     process.stdout.write(`fedmq broker listening on ${broker.url.replace('localhost', o.host === '0.0.0.0' ? '0.0.0.0' : o.host)}\n`);
+    if (broker.httpUrl) process.stdout.write(`dashboard: ${broker.httpUrl}  (Prometheus: ${broker.httpUrl}metrics, MQTT over WebSocket: ${broker.wsUrl})\n`);
     onSignal(() => broker.close());
   });
 
@@ -141,6 +145,7 @@ withFitOptions(
     .option('--partition <spec>', 'iid | dirichlet:ALPHA | natural', DEFAULT_JOB.partition)
     .option('--workers <n>', 'worker threads (default: one per core)', int('workers', 1))
     .option('--port <port>', 'embedded broker port (default 1883, or a free one if taken)', int('port'))
+    .option('--http-port <port>', 'embedded broker\'s dashboard port (default 8080, or a free one if taken)', int('http-port'))
     .option('--metrics-port <port>', `coordinator's Prometheus /metrics port (embedded mode; default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
     .option('--out <dir>', 'run folder (embedded mode); default runs/<run-id>'),
 ).action(async (o, cmd: Command) => {
@@ -163,8 +168,8 @@ withFitOptions(
   const { history } = await runLocalJob({
     job: o.job, dataset: o.dataset, nodes: o.nodes, partition, seed: o.seed, rounds: o.rounds, fraction: o.fraction, deadlineMs: o.deadlineMs,
     fit: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr }, outDir: out, port: o.port, workers: o.workers, logger: log,
-    metricsPort: o.metricsPort,
-    onBroker: (url) => process.stdout.write(`broker: ${url}\n`),
+    metricsPort: o.metricsPort, httpPort: o.httpPort,
+    onBroker: (url, dashboard) => process.stdout.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
     onMetrics: (url) => process.stdout.write(`Prometheus metrics: ${url}\n`),
     onNodes: (n) => process.stdout.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader()}\n`),
     onRound: (r) => process.stdout.write(`${roundLine(r)}\n`),
@@ -231,6 +236,8 @@ program
       process.stdout.write(`${dir}: ${n.indices.length} examples (model ${data.model})\n`);
     }
   });
+
+registerMonitorCommand(program);
 
 function listModelsSafe(): string {
   try {

@@ -163,7 +163,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         await this.writeHistory();
         this.emit('round', record);
       }
-      if (this.opts.outDir) await this.model.save(join(this.opts.outDir, 'model'));
+      if (this.opts.outDir) {
+        await this.model.save(join(this.opts.outDir, 'model'));
+        await this.writeReport();
+      }
       await this.publishStatus(this.stopped ? 'failed' : 'done', this.history.length);
       await this.client!.publishAsync(topics.task(this.job), Buffer.alloc(0), { qos: 1, retain: true });
       return this.history;
@@ -349,6 +352,19 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     await mkdir(this.opts.outDir, { recursive: true });
     const file = join(this.opts.outDir, 'history.json');
     await writeFile(`${file}.tmp`, `${JSON.stringify(this.history, null, 2)}\n`);
+    await rename(`${file}.tmp`, file);
+  }
+
+  /** Writes `outDir/report.html`: a self-contained page with the run's charts and configuration. */
+  private async writeReport(): Promise<void> {
+    // loaded only here: the monitor package brings the terminal UI libraries along
+    const { renderReport } = await import('@fedmq/monitor');
+    const html = renderReport({
+      job: this.job, runId: this.runId, config: this.status('done', this.history.length).config ?? {}, history: this.history,
+      nodes: this.registry.all(),
+    });
+    const file = join(this.opts.outDir!, 'report.html');
+    await writeFile(`${file}.tmp`, html);
     await rename(`${file}.tmp`, file);
   }
 

@@ -57,6 +57,11 @@ describe('end to end over a real Aedes broker', () => {
     const written = JSON.parse(await readFile(join(out, 'history.json'), 'utf8')) as RoundRecord[];
     expect(written.map((r) => r.testAccuracy)).toEqual([r1, r2]);
     for (const key of ['round', 'selected', 'reported', 'trainLoss', 'testAccuracy', 'bytesDown', 'bytesUp', 'durationMs']) expect(written[0]).toHaveProperty(key);
+    const report = await readFile(join(out, 'report.html'), 'utf8');
+    expect(report).toContain(coordinator.runId);
+    const data = JSON.parse(/<script[^>]*id="fedmq-report-data"[^>]*>([\s\S]*?)<\/script>/.exec(report)![1]);
+    expect(JSON.stringify(data)).toContain(String(r2));
+    expect(report).not.toMatch(/(src|href)="https?:/);
     const modelJson = JSON.parse(await readFile(join(out, 'model', 'model.json'), 'utf8'));
     expect(modelJson.weightsManifest[0].paths).toEqual(['weights.bin']);
     expect((await stat(join(out, 'model', 'weights.bin'))).size).toBe(199_210 * 4);

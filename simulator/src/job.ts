@@ -36,12 +36,14 @@ export interface LocalJobOptions {
   outDir?: string;
   /** Broker port: default 1883, falling back to a free port when taken; 0 for a free port. */
   port?: number;
+  /** Port of the broker's web dashboard: default 8080, falling back to a free port when taken; `false` for none. */
+  httpPort?: number | false;
   workers?: number;
   logger?: Logger;
   /** Port of the coordinator's Prometheus `/metrics`: default 9464, falling back to a free port; `false` for none. */
   metricsPort?: number | false;
-  /** Called once the broker listens, with its URL. */
-  onBroker?: (url: string) => void;
+  /** Called once the broker listens, with its MQTT URL and its dashboard URL (when served). */
+  onBroker?: (url: string, dashboardUrl?: string) => void;
   /** Called once `/metrics` is served, with its URL. */
   onMetrics?: (url: string) => void;
   /** Called when the nodes are up. */
@@ -63,8 +65,8 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
   let coordinator: Coordinator | undefined;
   let metrics: Awaited<ReturnType<typeof serveMetricsOrFallback>> | undefined;
   try {
-    broker = await listen(o.port, logger);
-    o.onBroker?.(broker.url);
+    broker = await listen(o.port, o.httpPort, logger);
+    o.onBroker?.(broker.url, broker.httpUrl);
     coordinator = new Coordinator({
       brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minNodes: o.minNodes ?? (o.nodes || data.groupCount || 1), deadlineMs: o.deadlineMs,
       strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: o.fit }), outDir: o.outDir, testData: data.test,
@@ -92,11 +94,19 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
   }
 }
 
-async function listen(port: number | undefined, logger: Logger): Promise<RunningBroker> {
-  try {
-    return await startBroker({ port: port ?? 1883, logger });
-  } catch (err) {
-    if (port === undefined && (err as NodeJS.ErrnoException).code === 'EADDRINUSE') return startBroker({ port: 0, logger });
-    throw err;
+/** Starts the broker on the default ports, moving each default port that is taken to a free one. */
+async function listen(port: number | undefined, httpPort: number | false | undefined, logger: Logger): Promise<RunningBroker> {
+  let mqttPort = port ?? 1883;
+  let dashboardPort = httpPort === false ? undefined : (httpPort ?? 8080);
+  for (;;) {
+    try {
+      return await startBroker({ port: mqttPort, httpPort: dashboardPort, logger });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException & { port?: number };
+      if (e.code !== 'EADDRINUSE') throw err;
+      if (port === undefined && e.port === mqttPort && mqttPort !== 0) mqttPort = 0;
+      else if (httpPort === undefined && e.port === dashboardPort && dashboardPort !== 0) dashboardPort = 0;
+      else throw err;
+    }
   }
 }

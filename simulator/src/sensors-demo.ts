@@ -42,7 +42,7 @@ export async function runSensorsDemo(o: {
   const seed = o.seed ?? SENSORS_DEMO.seed;
   const { history, weights } = await runLocalJob({
     job: 'telosb', dataset: 'telosb', nodes: 0, partition: { kind: 'natural', groups: [] }, seed, rounds, fraction: 1, deadlineMs: 120_000, fit,
-    outDir: o.outDir, port: o.port, workers: 2, logger: o.logger, onBroker: o.onBroker, onRound: o.onRound, metricsPort: false,
+    outDir: o.outDir, port: o.port, workers: 2, logger: o.logger, onBroker: o.onBroker, onRound: o.onRound, metricsPort: false, httpPort: false,
   });
   const telosb = loadTelosb();
   const row = (m: (typeof telosb.motes)[number], d: MoteDetection): MoteRow => ({

@@ -1,0 +1,310 @@
+// fedmq live dashboard. Plain browser ES module, no build step.
+//
+// Connects to the broker that served this page over MQTT over WebSocket (same host, path /mqtt)
+// and subscribes only to the JSON topics of docs/protocol.md (binary model and update payloads are
+// never downloaded):
+//   fedmq/v1/{job}/coordinator/status, …/nodes/+/status, …/rounds/+/metrics, …/model/meta
+// with {job} = the page's ?job=ID, or + (all jobs; a selector picks one).
+// Retained messages arrive on connect, so a page opened mid-run shows the run so far.
+//
+// For tests and debugging: window.fedmqCharts = {accuracy, loss, bytes, participation} (Chart.js
+// instances, data.labels = rounds), window.fedmqDashboard = {state, view()}.
+
+import mqtt from './vendor/mqtt.esm.js';
+import { createCharts, failureCount, formatBytes, setHistory } from './charts.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const urlJob = params.get('job') && ID_RE.test(params.get('job')) ? params.get('job') : null;
+
+/**
+ * Everything received, per job:
+ * { status: CoordinatorStatus|null, meta: ModelMeta|null, nodes: Map<nodeId, NodeStatus>,
+ *   runs: Map<runId, Map<round, RoundMetrics>> }
+ */
+const state = { jobs: new Map(), pinned: urlJob, current: urlJob };
+
+function jobState(job) {
+  let s = state.jobs.get(job);
+  if (!s) {
+    s = { status: null, meta: null, nodes: new Map(), runs: new Map() };
+    state.jobs.set(job, s);
+  }
+  return s;
+}
+
+/** The run to show for a job: the coordinator's current run, else the newest run with metrics. */
+function currentRunId(s) {
+  if (s.status?.runId) return s.status.runId;
+  let best = null;
+  let bestTs = -Infinity;
+  for (const [runId, rounds] of s.runs) {
+    for (const m of rounds.values()) {
+      if ((m.ts ?? 0) > bestTs) {
+        bestTs = m.ts ?? 0;
+        best = runId;
+      }
+    }
+  }
+  return best;
+}
+
+function onMessage(topic, payload) {
+  const parts = topic.split('/');
+  if (parts.length < 5 || parts[0] !== 'fedmq' || parts[1] !== 'v1') return;
+  const job = parts[2];
+  const rest = parts.slice(3).join('/');
+  const text = new TextDecoder().decode(payload);
+  let msg = null;
+  if (text.length > 0) {
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return; // not JSON: not ours to show
+    }
+    if (!msg || typeof msg !== 'object' || msg.v !== 1) return;
+  }
+  const s = jobState(job);
+  if (rest === 'coordinator/status') {
+    if (msg) s.status = msg;
+  } else if (rest === 'model/meta') {
+    if (msg) s.meta = msg;
+  } else if (parts[3] === 'nodes' && parts[5] === 'status' && parts.length === 6) {
+    if (msg) s.nodes.set(parts[4], msg);
+    else s.nodes.delete(parts[4]); // empty retained payload: node forgotten
+  } else if (parts[3] === 'rounds' && parts[5] === 'metrics' && parts.length === 6) {
+    const round = Number(parts[4]);
+    if (!msg) {
+      for (const rounds of s.runs.values()) rounds.delete(round);
+    } else if (typeof msg.runId === 'string' && Number.isInteger(msg.round)) {
+      let rounds = s.runs.get(msg.runId);
+      if (!rounds) s.runs.set(msg.runId, (rounds = new Map()));
+      rounds.set(msg.round, msg);
+    }
+  } else {
+    return;
+  }
+  scheduleRender();
+}
+
+// ---------------------------------------------------------------- rendering
+
+const charts = createCharts({
+  accuracy: $('chart-accuracy'),
+  loss: $('chart-loss'),
+  bytes: $('chart-bytes'),
+  participation: $('chart-participation'),
+});
+window.fedmqCharts = charts;
+
+let renderScheduled = false;
+function scheduleRender() {
+  if (renderScheduled) return;
+  renderScheduled = true;
+  setTimeout(() => {
+    renderScheduled = false;
+    render();
+  }, 0);
+}
+
+/** Picks the job to show: the pinned one, else the one whose coordinator spoke last. */
+function pickJob() {
+  if (state.pinned) return state.pinned;
+  let best = state.current && state.jobs.has(state.current) ? state.current : null;
+  let bestTs = best ? (state.jobs.get(best).status?.ts ?? -Infinity) : -Infinity;
+  for (const [job, s] of state.jobs) {
+    const ts = s.status?.ts ?? -Infinity;
+    if (best === null || ts > bestTs) {
+      best = job;
+      bestTs = ts;
+    }
+  }
+  return best;
+}
+
+let shown = { job: null, runId: null, key: '' };
+
+function render() {
+  state.current = pickJob();
+  renderJobSelect();
+  const job = state.current;
+  const s = job ? state.jobs.get(job) : null;
+  const runId = s ? currentRunId(s) : null;
+  const history = s && runId && s.runs.has(runId) ? [...s.runs.get(runId).values()].sort((a, b) => a.round - b.round) : [];
+
+  // Charts: redraw only when the history changed; a new job or run starts from empty charts.
+  const key = `${job}|${runId}|${history.map((r) => `${r.round}:${r.ts}`).join(',')}`;
+  if (key !== shown.key) {
+    setHistory(charts, history);
+    shown = { job, runId, key };
+    document.body.dataset.runId = runId ?? '';
+  }
+
+  const status = s?.status ?? null;
+  const phase = $('phase');
+  phase.textContent = status?.state ?? '–';
+  phase.dataset.state = status?.state ?? '';
+  $('run-id').textContent = runId ?? '–';
+
+  const lastRound = history.length ? history[history.length - 1].round : 0;
+  const round = status && status.runId === runId && status.state !== 'offline' ? status.round : lastRound;
+  const rounds = status?.rounds ?? status?.config?.rounds ?? null;
+  const roundEl = $('round');
+  roundEl.textContent = status || history.length ? `${round} / ${rounds ?? '?'}` : '–';
+  roundEl.dataset.round = String(round);
+  roundEl.dataset.rounds = rounds === null ? '' : String(rounds);
+
+  const meta = s?.meta && s.meta.runId === runId ? s.meta : null;
+  $('model').textContent = meta ? `${meta.model} v${meta.version} · ${formatCount(meta.params)} params · ${formatBytes(meta.bytes)}` : (status?.config?.model ?? '–');
+
+  const last = [...history].reverse();
+  const acc = last.find((r) => typeof r.testAccuracy === 'number');
+  const loss = last.find((r) => typeof r.testLoss === 'number');
+  $('stat-accuracy').textContent = acc ? `${(acc.testAccuracy * 100).toFixed(2)} %` : '–';
+  $('stat-loss').textContent = loss ? loss.testLoss.toFixed(4) : '–';
+  const down = history.reduce((a, r) => a + (r.bytesDown || 0), 0);
+  const up = history.reduce((a, r) => a + (r.bytesUp || 0), 0);
+  $('stat-bytes').textContent = history.length ? `${formatBytes(down)} / ${formatBytes(up)}` : '–';
+  const failures = history.reduce((a, r) => a + failureCount(r.failures), 0);
+  $('stat-accuracy').title = failures ? `${failures} failures in this run` : '';
+
+  renderNodes(s);
+  renderClock();
+}
+
+function renderJobSelect() {
+  const sel = $('job-select');
+  const jobs = [...state.jobs.keys()].sort();
+  if (state.current && !jobs.includes(state.current)) jobs.push(state.current);
+  const want = jobs.join('\n');
+  if (sel.dataset.jobs !== want) {
+    sel.replaceChildren(...jobs.map((j) => new Option(j, j)));
+    sel.dataset.jobs = want;
+  }
+  if (state.current && sel.value !== state.current) sel.value = state.current;
+  sel.disabled = Boolean(urlJob);
+}
+
+$('job-select').addEventListener('change', (e) => {
+  state.pinned = e.target.value;
+  scheduleRender();
+});
+
+function formatCount(n) {
+  return typeof n === 'number' ? n.toLocaleString('en-US') : '–';
+}
+
+function formatAgo(ts) {
+  if (typeof ts !== 'number') return '–';
+  const s = Math.max(0, Math.round((Date.now() - ts) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  return new Date(ts).toLocaleString();
+}
+
+function formatMs(ms) {
+  if (typeof ms !== 'number') return '–';
+  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`;
+}
+
+function cell(text, cls) {
+  const td = document.createElement('td');
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function renderNodes(s) {
+  const tbody = $('nodes').tBodies[0];
+  const nodes = s ? [...s.nodes.values()].sort((a, b) => String(a.nodeId).localeCompare(String(b.nodeId))) : [];
+  const online = nodes.filter((n) => n.state !== 'offline').length;
+  $('stat-online').textContent = s ? `${online} / ${nodes.length}` : '–';
+  $('node-count').textContent = nodes.length ? `(${online} online of ${nodes.length})` : '';
+  if (!nodes.length) {
+    const tr = document.createElement('tr');
+    tr.className = 'empty';
+    const td = cell('no node has announced itself yet');
+    td.colSpan = 8;
+    tr.append(td);
+    tbody.replaceChildren(tr);
+    return;
+  }
+  tbody.replaceChildren(
+    ...nodes.map((n) => {
+      const tr = document.createElement('tr');
+      tr.dataset.nodeId = n.nodeId;
+      tr.dataset.state = n.state;
+      if (n.state === 'offline') tr.className = 'offline';
+      const st = cell(n.state, 'state');
+      st.dataset.state = n.state;
+      const seen = cell(formatAgo(n.ts), 'seen');
+      seen.dataset.ts = String(n.ts ?? '');
+      tr.append(
+        cell(n.nodeId, 'mono'),
+        st,
+        seen,
+        cell(formatCount(n.numExamples), 'num'),
+        cell(n.device?.backend ?? '–'),
+        cell(n.lastRound ? String(n.lastRound.round) : '–', 'num'),
+        cell(n.lastRound ? n.lastRound.loss.toFixed(4) : '–', 'num'),
+        cell(n.lastRound ? formatMs(n.lastRound.trainMs) : '–', 'num'),
+      );
+      return tr;
+    }),
+  );
+}
+
+/** Time-dependent text: the deadline countdown and the nodes' "last seen". */
+function renderClock() {
+  const s = state.current ? state.jobs.get(state.current) : null;
+  const st = s?.status;
+  const el = $('deadline');
+  if (st?.state === 'training' && typeof st.deadline === 'number') {
+    const left = Math.max(0, (st.deadline - Date.now()) / 1000);
+    el.textContent = `${left.toFixed(0)} s left`;
+    el.dataset.deadline = String(st.deadline);
+  } else {
+    el.textContent = '–';
+    el.dataset.deadline = '';
+  }
+  for (const td of document.querySelectorAll('#nodes td.seen')) td.textContent = formatAgo(Number(td.dataset.ts) || undefined);
+}
+setInterval(renderClock, 1000);
+
+// ---------------------------------------------------------------- MQTT
+
+const wsUrl = new URL('mqtt', location.href);
+wsUrl.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+wsUrl.search = '';
+wsUrl.hash = '';
+$('ws-url').textContent = wsUrl.href;
+
+function setConnection(text) {
+  const el = $('connection');
+  el.textContent = text;
+  el.dataset.state = text;
+  document.body.dataset.connection = text;
+}
+
+const root = `fedmq/v1/${urlJob ?? '+'}`;
+const topics = [`${root}/coordinator/status`, `${root}/nodes/+/status`, `${root}/rounds/+/metrics`, `${root}/model/meta`];
+const client = mqtt.connect(wsUrl.href, {
+  protocolVersion: 4,
+  clean: true,
+  reconnectPeriod: 1000,
+  clientId: `fedmq-dashboard-${Math.random().toString(36).slice(2, 10)}`,
+});
+client.on('connect', () => {
+  setConnection('connected');
+  client.subscribe(topics, { qos: 1 }, (err) => {
+    if (err) setConnection('error');
+  });
+});
+client.on('reconnect', () => setConnection('reconnecting'));
+client.on('offline', () => setConnection('offline'));
+client.on('error', () => setConnection('error'));
+client.on('message', (topic, payload) => onMessage(topic, payload));
+
+window.fedmqDashboard = { state, client, topics, view: () => ({ job: state.current, runId: shown.runId }) };
+render();

@@ -1,0 +1,201 @@
+// The web dashboard in real headless Chromium (Debian's /usr/bin/chromium driven by playwright-core)
+// during a short real training run: 3 nodes, 3 rounds of FedAvg on a slice of MNIST, over the
+// broker's MQTT-over-WebSocket endpoint. Then the run report, offline.
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import mqtt from 'mqtt';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBroker, type RunningBroker } from '@fedmq/broker';
+import { Coordinator, FedAvg, type RoundRecord } from '@fedmq/coordinator';
+import { initBackend, loadMnist, subset } from '@fedmq/ml';
+import { startSimulation, type Simulation } from '@fedmq/simulator';
+import { renderReport } from '../report.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test-artifacts');
+const ROUNDS = 3;
+const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+const LAUNCH = {
+  executablePath: CHROMIUM,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+};
+
+/** A RoundMetrics message (docs/protocol.md §3.6). */
+function roundMetrics(job: string, runId: string, round: number, testAccuracy: number) {
+  return {
+    v: 1, job, runId, round, modelVersion: round + 1, selected: 2, reported: 2, failures: round === 2 ? { timeout: 1 } : {}, trainLoss: 1 / round,
+    testLoss: 1.5 / round, testAccuracy, bytesDown: 1_600_000, bytesUp: 1_590_000, durationMs: 1000, phases: { trainMs: 900, aggregateMs: 50, evalMs: 50 }, ts: Date.now(),
+  };
+}
+
+/** Chart contents as the page holds them: labels (rounds) and each dataset's values. */
+function chartData(page: Page, chart: string) {
+  return page.evaluate((name) => {
+    const c = (window as unknown as { fedmqCharts: Record<string, { data: { labels: unknown[]; datasets: Array<{ label: string; data: unknown[] }> } }> }).fedmqCharts[name];
+    return { labels: c.data.labels, datasets: Object.fromEntries(c.data.datasets.map((d) => [d.label, d.data])) };
+  }, chart);
+}
+
+describe('web dashboard in headless Chromium', () => {
+  let broker: RunningBroker | undefined;
+  let broker2: RunningBroker | undefined;
+  let coordinator: Coordinator | undefined;
+  let sim: Simulation | undefined;
+  let browser: Browser | undefined;
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(`${CHROMIUM} not found: this test needs Debian's chromium (apt-get install chromium; .ci/run installs it)`);
+    }
+    await initBackend('wasm');
+    await mkdir(ARTIFACTS, { recursive: true });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await sim?.stop();
+    await coordinator?.close();
+    await broker?.close();
+    await broker2?.close();
+  });
+
+  it('follows a 3-round run live: round counter, charts and node table reach the last round; the report opens offline', { timeout: 240_000 }, async () => {
+    broker = await startBroker({ port: 0, host: '127.0.0.1', httpPort: 0 });
+    const train = subset(loadMnist('train'), range(0, 1800));
+    const test = subset(loadMnist('test'), range(0, 1000));
+    coordinator = new Coordinator({
+      brokerUrl: broker.url, job: 'dash', model: 'mnist-2nn', rounds: ROUNDS, minNodes: 3, deadlineMs: 60_000, testData: test, seed: 42,
+      strategy: new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
+    });
+    const done = coordinator.run();
+
+    browser = await chromium.launch(LAUNCH);
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1050 } });
+    const pageErrors: string[] = [];
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') pageErrors.push(msg.text());
+    });
+
+    // Open the page while the coordinator waits for nodes: nothing has been trained yet.
+    await page.goto(`${broker.httpUrl}?job=dash`);
+    await page.waitForFunction(() => document.body.dataset.connection === 'connected' && document.querySelector('#phase')?.textContent === 'waiting');
+    // Record every value the round counter shows from now on (the page is never reloaded).
+    await page.evaluate(() => {
+      const el = document.querySelector('#round')!;
+      const seen: string[] = [el.textContent ?? ''];
+      (window as unknown as { roundsSeen: string[] }).roundsSeen = seen;
+      new MutationObserver(() => {
+        if (seen.at(-1) !== el.textContent) seen.push(el.textContent ?? '');
+      }).observe(el, { childList: true, characterData: true, subtree: true });
+    });
+    expect(await chartData(page, 'accuracy')).toEqual({ labels: [], datasets: { 'test accuracy': [] } });
+
+    sim = await startSimulation({ brokerUrl: broker.url, job: 'dash', nodes: 3, train, partition: { kind: 'iid' }, seed: 1, workers: 2 });
+    const history: RoundRecord[] = await done;
+    expect(history.map((r) => r.round)).toEqual([1, 2, 3]);
+
+    await page.waitForFunction(
+      (rounds) => {
+        const w = window as unknown as { fedmqCharts: { accuracy: { data: { datasets: Array<{ data: unknown[] }> } } } };
+        return document.querySelector('#round')?.textContent === `${rounds} / ${rounds}` && w.fedmqCharts.accuracy.data.datasets[0].data.length === rounds;
+      },
+      ROUNDS,
+      { timeout: 30_000 },
+    );
+    await expect.poll(() => page.textContent('#phase')).toBe('done');
+
+    // One point per round, with the coordinator's numbers.
+    expect(await chartData(page, 'accuracy')).toEqual({ labels: [1, 2, 3], datasets: { 'test accuracy': history.map((r) => r.testAccuracy) } });
+    expect(await chartData(page, 'loss')).toEqual({
+      labels: [1, 2, 3],
+      datasets: { 'test loss': history.map((r) => r.testLoss), 'train loss': history.map((r) => r.trainLoss) },
+    });
+    expect((await chartData(page, 'bytes')).datasets).toEqual({ 'bytes down': history.map((r) => r.bytesDown), 'bytes up': history.map((r) => r.bytesUp) });
+    expect((await chartData(page, 'participation')).datasets).toEqual({ selected: [3, 3, 3], reported: [3, 3, 3], failures: [0, 0, 0] });
+
+    // It was live: the counter moved through the rounds in order without a reload.
+    const seen = await page.evaluate(() => (window as unknown as { roundsSeen: string[] }).roundsSeen);
+    expect(seen.filter((s) => /^\d+ \/ 3$/.test(s)).map((s) => Number(s.split(' ')[0])).filter((r) => r > 0)).toEqual([1, 2, 3]);
+
+    // Node table: three idle nodes that trained the last round.
+    await expect.poll(() => page.$$eval('#nodes tbody tr[data-node-id]', (rows) => rows.map((r) => [r.getAttribute('data-state'), r.children[5].textContent]))).toEqual([
+      ['idle', '3'], ['idle', '3'], ['idle', '3'],
+    ]);
+    expect(await page.textContent('#stat-accuracy')).toBe(`${(history[2].testAccuracy! * 100).toFixed(2)} %`);
+    expect(pageErrors).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+
+    // The run report: same charts, from one file, without any network request.
+    const html = renderReport({ job: 'dash', runId: 'run-test', config: { model: 'mnist-2nn', rounds: ROUNDS }, history });
+    const report = await browser.newPage({ viewport: { width: 1400, height: 1050 } });
+    const requests: string[] = [];
+    await report.route('**/*', (route) => {
+      requests.push(route.request().url());
+      return route.abort();
+    });
+    report.on('pageerror', (err) => pageErrors.push(err.message));
+    await report.setContent(html, { waitUntil: 'load' });
+    await report.waitForFunction(() => (window as unknown as { fedmqCharts?: unknown }).fedmqCharts !== undefined);
+    expect(await chartData(report, 'accuracy')).toEqual({ labels: [1, 2, 3], datasets: { 'test accuracy': history.map((r) => r.testAccuracy) } });
+    expect(requests).toEqual([]);
+    expect(pageErrors).toEqual([]);
+    await report.screenshot({ path: join(ARTIFACTS, 'report.png'), fullPage: true });
+    await report.close();
+    await page.close();
+  });
+
+  it('shows retained history when opened mid-run, picks the active job, and clears the charts on a new run', { timeout: 60_000 }, async () => {
+    broker2 = await startBroker({ port: 0, host: '127.0.0.1', httpPort: 0 });
+    browser ??= await chromium.launch(LAUNCH);
+    const pub = await mqtt.connectAsync(broker2.url, { reconnectPeriod: 0 });
+    const publish = (topic: string, msg: unknown) => pub.publishAsync(topic, JSON.stringify(msg), { qos: 1, retain: true });
+    // An old job, then the job in progress: two rounds done, round 3 open.
+    await publish('fedmq/v1/old/coordinator/status', { v: 1, job: 'old', runId: 'run-old', state: 'done', round: 1, rounds: 1, ts: Date.now() - 60_000 });
+    await publish('fedmq/v1/old/rounds/1/metrics', roundMetrics('old', 'run-old', 1, 0.5));
+    await publish('fedmq/v1/live/rounds/1/metrics', roundMetrics('live', 'run-a', 1, 0.7));
+    await publish('fedmq/v1/live/rounds/2/metrics', roundMetrics('live', 'run-a', 2, 0.8));
+    await publish('fedmq/v1/live/nodes/pi-1/status', { v: 1, job: 'live', nodeId: 'pi-1', state: 'training', ts: Date.now(), numExamples: 600, device: { platform: 'linux', arch: 'arm64', cores: 4, memoryMb: 3793, backend: 'wasm' }, lastRound: { round: 2, loss: 0.4583, trainMs: 2954.2 } });
+    await publish('fedmq/v1/live/nodes/pi-2/status', { v: 1, job: 'live', nodeId: 'pi-2', state: 'offline', ts: Date.now() - 5000 });
+    await publish('fedmq/v1/live/model/meta', { v: 1, job: 'live', runId: 'run-a', version: 3, round: 2, model: 'mnist-2nn', bytes: 797_394, params: 199_210, sha256: 'a'.repeat(64), ts: Date.now() });
+    await publish('fedmq/v1/live/coordinator/status', { v: 1, job: 'live', runId: 'run-a', state: 'training', round: 3, rounds: 5, deadline: Date.now() + 45_000, ts: Date.now() });
+
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1050 } });
+    await page.goto(broker2.httpUrl!); // no ?job: all jobs, the one whose coordinator spoke last is shown
+    await page.waitForFunction(() => document.querySelector('#round')?.textContent === '3 / 5');
+    expect(await page.$$eval('#job-select option', (os) => os.map((o) => o.textContent))).toEqual(['live', 'old']);
+    expect(await page.inputValue('#job-select')).toBe('live');
+    expect(await chartData(page, 'accuracy')).toEqual({ labels: [1, 2], datasets: { 'test accuracy': [0.7, 0.8] } });
+    expect((await chartData(page, 'participation')).datasets.failures).toEqual([0, 1]);
+    const left = Number(/^(\d+) s left$/.exec((await page.textContent('#deadline')) ?? '')?.[1]);
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThanOrEqual(45);
+    expect(await page.textContent('#model')).toBe('mnist-2nn v3 · 199,210 params · 797 kB');
+    const rows = await page.$$eval('#nodes tbody tr', (trs) => trs.map((r) => [...r.children].map((c) => c.textContent ?? '')));
+    expect(rows.map((r) => r[2])).toEqual([expect.stringMatching(/^\d+ s ago$/), expect.stringMatching(/^\d+ s ago$/)]);
+    expect(rows.map((r) => r.filter((_, i) => i !== 2))).toEqual([
+      ['pi-1', 'training', '600', 'wasm', '2', '0.4583', '2.95 s'],
+      ['pi-2', 'offline', '–', '–', '–', '–', '–'],
+    ]);
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-midrun.png'), fullPage: true });
+
+    // A new run of the same job: charts start over, old retained rounds of run-a are not mixed in.
+    await publish('fedmq/v1/live/coordinator/status', { v: 1, job: 'live', runId: 'run-b', state: 'waiting', round: 1, rounds: 2, ts: Date.now() });
+    await page.waitForFunction(() => document.querySelector('#run-id')?.textContent === 'run-b');
+    expect(await chartData(page, 'accuracy')).toEqual({ labels: [], datasets: { 'test accuracy': [] } });
+    await publish('fedmq/v1/live/rounds/1/metrics', roundMetrics('live', 'run-b', 1, 0.65));
+    await page.waitForFunction(() => (window as unknown as { fedmqCharts: { accuracy: { data: { labels: unknown[] } } } }).fedmqCharts.accuracy.data.labels.length === 1);
+    expect(await chartData(page, 'accuracy')).toEqual({ labels: [1], datasets: { 'test accuracy': [0.65] } });
+
+    // Picking the other job by hand.
+    await page.selectOption('#job-select', 'old');
+    await page.waitForFunction(() => document.querySelector('#run-id')?.textContent === 'run-old');
+    expect(await chartData(page, 'accuracy')).toEqual({ labels: [1], datasets: { 'test accuracy': [0.5] } });
+    expect(await page.textContent('#phase')).toBe('done');
+    await page.close();
+    await pub.endAsync();
+  });
+});

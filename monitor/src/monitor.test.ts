@@ -1,0 +1,98 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import mqtt, { type MqttClient } from 'mqtt';
+import { startBroker, type RunningBroker } from '@fedmq/broker';
+import { ErrorCodes, topics, type NodeStatus } from '@fedmq/protocol';
+import { startMonitor, type ConnectionEvent, type RunningMonitor } from './monitor.ts';
+import type { MonitorEvent } from './state.ts';
+
+const J = 'mon';
+const status = (nodeId: string, state: NodeStatus['state']): Buffer =>
+  Buffer.from(JSON.stringify({ v: 1, job: J, nodeId, state, ts: Date.now(), numExamples: 10 } satisfies NodeStatus));
+
+/** Resolves with the first event of `monitor` that satisfies `ok`. */
+function next<T extends MonitorEvent | ConnectionEvent>(m: RunningMonitor, ok: (e: MonitorEvent | ConnectionEvent) => e is T): Promise<T>;
+function next(m: RunningMonitor, ok: (e: MonitorEvent | ConnectionEvent) => boolean): Promise<MonitorEvent | ConnectionEvent>;
+function next(m: RunningMonitor, ok: (e: MonitorEvent | ConnectionEvent) => boolean): Promise<MonitorEvent | ConnectionEvent> {
+  return new Promise((resolve) => {
+    const on = (e: MonitorEvent | ConnectionEvent) => {
+      if (!ok(e)) return;
+      m.events.off('event', on).off('connection', on);
+      resolve(e);
+    };
+    m.events.on('event', on).on('connection', on);
+  });
+}
+
+describe('startMonitor', () => {
+  const open: { brokers: RunningBroker[]; clients: MqttClient[]; monitors: RunningMonitor[] } = { brokers: [], clients: [], monitors: [] };
+  afterEach(async () => {
+    for (const m of open.monitors.splice(0)) await m.close();
+    for (const c of open.clients.splice(0)) await c.endAsync();
+    for (const b of open.brokers.splice(0)) await b.close();
+  });
+
+  it('subscribes read-only to the JSON topics, gets retained state, follows live changes and reports invalid payloads', async () => {
+    const broker = await startBroker({ port: 0, host: '127.0.0.1' });
+    open.brokers.push(broker);
+    const subscribed: string[] = [];
+    broker.aedes.on('subscribe', (subs, client) => {
+      if (client?.id.startsWith('fedmq-monitor-')) subscribed.push(...subs.map((s) => s.topic));
+    });
+    const published: string[] = [];
+    broker.aedes.on('publish', (packet, client) => {
+      if (client?.id.startsWith('fedmq-monitor-')) published.push(packet.topic);
+    });
+    const pub = await mqtt.connectAsync(broker.url);
+    open.clients.push(pub);
+    await pub.publishAsync(topics.nodeStatus(J, 'pi-1'), status('pi-1', 'idle'), { qos: 1, retain: true });
+    await pub.publishAsync(topics.model(J), Buffer.alloc(1_000_000), { qos: 1, retain: true }); // must never reach the monitor
+
+    const m = startMonitor({ brokerUrl: broker.url, job: J });
+    open.monitors.push(m);
+    const first = next(m, (e) => e.type === 'node');
+    await m.ready;
+    expect(m.connected).toBe(true);
+    expect(subscribed.sort()).toEqual([...m.topics].sort());
+    expect(subscribed).not.toContain(topics.model(J));
+    expect(await first).toMatchObject({ type: 'node', nodeId: 'pi-1', status: { state: 'idle' } });
+
+    const training = next(m, (e) => e.type === 'node' && e.status.state === 'training');
+    await pub.publishAsync(topics.nodeStatus(J, 'pi-1'), status('pi-1', 'training'), { qos: 1, retain: true });
+    expect(await training).toMatchObject({ previous: 'idle' });
+    expect(m.state.jobs.get(J)!.nodes.get('pi-1')!.status.state).toBe('training');
+
+    const bad = next(m, (e) => e.type === 'invalid');
+    await pub.publishAsync(topics.coordinatorStatus(J), Buffer.from('{"v":1,"job":"mon","state":"dancing"}'), { qos: 1 });
+    expect(await bad).toMatchObject({ type: 'invalid', job: J, code: ErrorCodes.SCHEMA, topic: topics.coordinatorStatus(J) });
+    expect(published).toEqual([]);
+  });
+
+  it('reconnects and resubscribes when the broker comes back', async () => {
+    const broker = await startBroker({ port: 0, host: '127.0.0.1' });
+    const m = startMonitor({ brokerUrl: broker.url });
+    open.monitors.push(m);
+    await m.ready;
+
+    const offline = next(m, (e) => e.type === 'offline');
+    await broker.close();
+    await offline;
+    expect(m.connected).toBe(false);
+
+    const again = next(m, (e) => e.type === 'connected');
+    const restarted = await startBroker({ port: broker.port, host: '127.0.0.1' });
+    open.brokers.push(restarted);
+    await again;
+    const pub = await mqtt.connectAsync(restarted.url);
+    open.clients.push(pub);
+    const seen = next(m, (e) => e.type === 'node');
+    await pub.publishAsync(topics.nodeStatus(J, 'pi-2'), status('pi-2', 'idle'), { qos: 1, retain: true });
+    expect(await seen).toMatchObject({ job: J, nodeId: 'pi-2' });
+  });
+
+  it('close() before the broker answers ends cleanly', async () => {
+    const m = startMonitor({ brokerUrl: 'mqtt://127.0.0.1:1' });
+    await m.close();
+    await m.close();
+    await expect(m.ready).rejects.toThrow('monitor closed');
+  });
+});
