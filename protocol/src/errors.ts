@@ -34,6 +34,18 @@ export const ErrorCodes = {
   TRAINING_FAILED: 'FEDMQ_TRAINING_FAILED',
   /** A configuration value (CLI flag, option) is invalid. */
   BAD_CONFIG: 'FEDMQ_BAD_CONFIG',
+  /** A chunk payload is malformed: not MessagePack, not a map, a field missing or of the wrong type or range, or `data` of the wrong length for its index. Thrown by `push`. */
+  CHUNK_BAD: 'FEDMQ_CHUNK_BAD',
+  /** Chunks of one transfer disagree on `count`, `total` or `sha256`; the transfer is dropped. Reported through `onError`. */
+  CHUNK_INCONSISTENT: 'FEDMQ_CHUNK_INCONSISTENT',
+  /** A transfer's `total` exceeds `maxTotalBytes`; refused at its first chunk. Thrown by `push`. */
+  CHUNK_TOO_LARGE: 'FEDMQ_CHUNK_TOO_LARGE',
+  /** Accepting a new transfer would exceed `maxPendingBytes` or `maxPendingTransfers`; refused at its first chunk. Thrown by `push`. */
+  CHUNK_LIMIT: 'FEDMQ_CHUNK_LIMIT',
+  /** A transfer stayed incomplete `timeoutMs` after its last new chunk; dropped. Reported through `onError`. */
+  CHUNK_TIMEOUT: 'FEDMQ_CHUNK_TIMEOUT',
+  /** All chunks arrived but the reassembled bytes do not hash to `sha256`; dropped. Reported through `onError`. */
+  CHUNK_HASH: 'FEDMQ_CHUNK_HASH',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -3,3 +3,4 @@ export * from './tensor.ts';
 export * from './topics.ts';
 export * from './codec.ts';
 export * from './messages.ts';
+export * from './chunking.ts';
