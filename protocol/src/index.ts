@@ -4,3 +4,4 @@ export * from './topics.ts';
 export * from './codec.ts';
 export * from './messages.ts';
 export * from './chunking.ts';
+export * from './codecs/index.ts';
