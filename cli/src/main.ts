@@ -6,7 +6,7 @@ import { startBroker } from '@fedmq/broker';
 import { Coordinator, DEFAULT_METRICS_PORT, FedAvg, coordinatorMetrics, serveMetricsOrFallback } from '@fedmq/coordinator';
 import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
 import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeCsv, writeIdx, type BackendName, type Dataset } from '@fedmq/ml';
-import { isFedmqError } from '@fedmq/protocol';
+import { CODEC_NAMES, isFedmqError } from '@fedmq/protocol';
 import { DATASETS, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes, runLocalJob, runSensorsDemo, startSimulation } from '@fedmq/simulator';
 import { writeFile } from 'node:fs/promises';
 import { roundHeader, roundLine } from './output.ts';
@@ -59,7 +59,10 @@ function withFitOptions(cmd: Command): Command {
     .option('--epochs <n>', 'local epochs E', int('epochs', 1), DEFAULT_JOB.fit.epochs)
     .option('--batch-size <n>', 'local batch size B', int('batch-size', 1), DEFAULT_JOB.fit.batchSize)
     .option('--lr <rate>', 'local SGD learning rate', positive('lr'), DEFAULT_JOB.fit.learningRate)
-    .option('--seed <n>', 'seed of the initial model, selection and partition', int('seed'), DEFAULT_JOB.seed);
+    .option('--seed <n>', 'seed of the initial model, selection and partition', int('seed'), DEFAULT_JOB.seed)
+    .addOption(new Option('--codec <name>', 'uplink codec of the updates (docs/codecs.md)').choices([...CODEC_NAMES]).default('float32'))
+    .option('--topk <fraction>', 'top-k codecs: fraction of each tensor sent', num('topk', (n) => n > 0 && n <= 1, 'in (0, 1]'), 0.01)
+    .option('--block-size <n>', 'int8 codecs: values per scale block (0 = one per tensor)', int('block-size'), 256);
 }
 
 program
@@ -96,7 +99,7 @@ withFitOptions(
   await mkdir(out, { recursive: true });
   const coordinator = new Coordinator({
     brokerUrl: o.broker, job: o.job, model: o.model, rounds: o.rounds, minNodes: o.minNodes, deadlineMs: o.deadlineMs, outDir: out, testData,
-    seed: o.seed, logger: log,
+    seed: o.seed, logger: log, codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize },
     strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr } }),
   });
   const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined);
@@ -164,11 +167,12 @@ withFitOptions(
   const id = runId(o.job);
   const out = resolve(o.out ?? join('runs', id));
   const t0 = performance.now();
-  process.stdout.write(`fedmq: ${o.nodes} nodes, ${o.dataset}, partition ${o.partition}, seed ${o.seed}, ${o.rounds} rounds of FedAvg (E=${o.epochs}, B=${o.batchSize}, lr=${o.lr}, fraction ${o.fraction})\n`);
+  const codec = o.codec === 'float32' ? '' : `, codec ${o.codec}${o.codec.startsWith('topk') ? ` k=${o.topk}` : ''}`;
+  process.stdout.write(`fedmq: ${o.nodes} nodes, ${o.dataset}, partition ${o.partition}, seed ${o.seed}, ${o.rounds} rounds of FedAvg (E=${o.epochs}, B=${o.batchSize}, lr=${o.lr}, fraction ${o.fraction}${codec})\n`);
   const { history } = await runLocalJob({
     job: o.job, dataset: o.dataset, nodes: o.nodes, partition, seed: o.seed, rounds: o.rounds, fraction: o.fraction, deadlineMs: o.deadlineMs,
     fit: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr }, outDir: out, port: o.port, workers: o.workers, logger: log,
-    metricsPort: o.metricsPort, httpPort: o.httpPort,
+    metricsPort: o.metricsPort, httpPort: o.httpPort, codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize },
     onBroker: (url, dashboard) => process.stdout.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
     onMetrics: (url) => process.stdout.write(`Prometheus metrics: ${url}\n`),
     onNodes: (n) => process.stdout.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader()}\n`),

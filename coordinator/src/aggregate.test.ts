@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { WeightedDeltaSum, applyDelta } from './aggregate.ts';
+import { WeightedDeltaSum, addable, applyDelta } from './aggregate.ts';
 import { FedAvg, sample } from './strategies/fedavg.ts';
 
 const global = [{ name: 'w', shape: [3], data: new Float32Array([1, 1, 1]) }, { name: 'b', shape: [1], data: new Float32Array([0]) }];
 const t = (w: number[], b: number) => [{ name: 'w', shape: [3], data: new Float32Array(w) }, { name: 'b', shape: [1], data: new Float32Array([b]) }];
+/** The same delta as the coordinator folds it: tensors that add themselves into the sums. */
+const d = (w: number[], b: number) => t(w, b).map(addable);
 
 describe('FedAvg aggregation', () => {
   it('equals the hand-computed numExamples-weighted mean, not the unweighted one', () => {
@@ -13,9 +15,9 @@ describe('FedAvg aggregation', () => {
     // unweighted would give w += (0, 5/3, 2/3), b += 5/3.
     const fedavg = new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } });
     const agg = fedavg.beginRound(1, global);
-    agg.add({ nodeId: 'a', numExamples: 100, delta: t([1, 0, 2], 4), loss: 1 });
-    agg.add({ nodeId: 'b', numExamples: 300, delta: t([-1, 4, 2], 0), loss: 2 });
-    agg.add({ nodeId: 'c', numExamples: 600, delta: t([0, 1, -2], 1), loss: 0.5 });
+    agg.add({ nodeId: 'a', numExamples: 100, delta: d([1, 0, 2], 4), loss: 1 });
+    agg.add({ nodeId: 'b', numExamples: 300, delta: d([-1, 4, 2], 0), loss: 2 });
+    agg.add({ nodeId: 'c', numExamples: 600, delta: d([0, 1, -2], 1), loss: 0.5 });
     const next = fedavg.aggregateFit(1, global, agg, [])!;
     const hand = [1 - 0.2, 1 + 1.8, 1 - 0.4];
     for (let i = 0; i < 3; i++) expect(next[0].data[i]).toBeCloseTo(hand[i], 6);
@@ -33,7 +35,7 @@ describe('FedAvg aggregation', () => {
   });
 
   it('does not depend on arrival order beyond float32 rounding', () => {
-    const deltas = Array.from({ length: 20 }, (_, k) => ({ d: t([Math.sin(k) * 1e3, 1e-4 * k, -k], k / 7), n: 1 + ((k * 37) % 101) }));
+    const deltas = Array.from({ length: 20 }, (_, k) => ({ d: d([Math.sin(k) * 1e3, 1e-4 * k, -k], k / 7), n: 1 + ((k * 37) % 101) }));
     const a = new WeightedDeltaSum(global);
     const b = new WeightedDeltaSum(global);
     for (const x of deltas) a.add(x.d, x.n);
@@ -44,8 +46,8 @@ describe('FedAvg aggregation', () => {
 
   it('refuses a non-positive weight or a wrong size', () => {
     const s = new WeightedDeltaSum(global);
-    expect(() => s.add(t([1, 1, 1], 1), 0)).toThrow(RangeError);
-    expect(() => s.add([{ data: new Float32Array(2) }, { data: new Float32Array(1) }], 1)).toThrow(RangeError);
+    expect(() => s.add(d([1, 1, 1], 1), 0)).toThrow(RangeError);
+    expect(() => s.add([addable({ data: new Float32Array(2) }), addable({ data: new Float32Array(1) })], 1)).toThrow(RangeError);
     expect(() => s.mean()).toThrow(RangeError);
   });
 

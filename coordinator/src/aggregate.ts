@@ -1,4 +1,18 @@
-import type { NamedTensor } from '@fedmq/protocol';
+import type { NamedTensor, PreparedTensor } from '@fedmq/protocol';
+
+/** Something that adds `weight ×` its values into a running sum: a codec's prepared tensor, or a plain tensor via {@link addable}. */
+export type Addable = Pick<PreparedTensor, 'addTo'>;
+
+/** A float32 tensor as an {@link Addable}. */
+export function addable(t: { data: ArrayLike<number> }): Addable {
+  return {
+    addTo(target, weight) {
+      if (target.length !== t.data.length) throw new RangeError(`expected ${target.length} values, got ${t.data.length}`);
+      const d = t.data;
+      for (let i = 0; i < target.length; i++) target[i] += weight * d[i];
+    },
+  };
+}
 
 /**
  * Running weighted sum of deltas: Σ_k n_k · Δ_k and Σ_k n_k, folded in one update at a time so
@@ -33,19 +47,15 @@ export class WeightedDeltaSum {
   }
 
   /**
-   * Adds `weight · delta`. `delta` must hold the same tensors in the same order as `like`
-   * (the coordinator validates updates before folding them).
+   * Adds `weight · delta`, each tensor decoded straight into the float64 sums. `delta` must hold
+   * the same tensors in the same order as `like`, already validated (the coordinator checks an
+   * update completely before folding it).
    * @throws RangeError when `weight` is not a positive finite number or a tensor's size differs.
    */
-  add(delta: readonly { data: ArrayLike<number> }[], weight: number): void {
+  add(delta: readonly Addable[], weight: number): void {
     if (!(weight > 0) || !Number.isFinite(weight)) throw new RangeError(`weight must be positive, got ${weight}`);
     if (delta.length !== this.sums.length) throw new RangeError(`expected ${this.sums.length} tensors, got ${delta.length}`);
-    for (let t = 0; t < this.sums.length; t++) {
-      const s = this.sums[t];
-      const d = delta[t].data;
-      if (d.length !== s.length) throw new RangeError(`tensor ${this.names[t]}: expected ${s.length} values, got ${d.length}`);
-      for (let i = 0; i < s.length; i++) s[i] += weight * d[i];
-    }
+    for (let t = 0; t < this.sums.length; t++) delta[t].addTo(this.sums[t], weight);
     this.weight += weight;
     this.n++;
   }

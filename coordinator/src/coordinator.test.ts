@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
 import { initBackend } from '@fedmq/ml';
 import {
-  ErrorCodes, PROTOCOL_VERSION, RoundTaskSchema, decodeGlobalModel, decodeJson, encodeJson, encodePacked, topics, weightsFromWire, weightsToWire,
+  ErrorCodes, PROTOCOL_VERSION, RoundTaskSchema, float32Codec, decodeGlobalModel, decodeJson, encodeJson, encodePacked, topics, weightsFromWire,
   type NamedTensor, type RoundTask, type UpdateMessage,
 } from '@fedmq/protocol';
 import { Coordinator } from './coordinator.ts';
@@ -29,7 +29,7 @@ async function fakeNode(url: string, nodeId: string): Promise<MqttClient> {
 function update(task: RoundTask, nodeId: string, numExamples: number, delta: NamedTensor[], patch: Partial<UpdateMessage> = {}): Buffer {
   const u: UpdateMessage = {
     v: PROTOCOL_VERSION, job: JOB, runId: task.runId, nodeId, round: task.round, modelVersion: task.modelVersion, numExamples, codec: 'float32',
-    kind: 'delta', metrics: { loss: 1, trainMs: 5 }, tensors: weightsToWire(delta), ts: Date.now(), ...patch,
+    kind: 'delta', metrics: { loss: 1, trainMs: 5 }, tensors: float32Codec.encode(delta, {}, undefined, Math.random), ts: Date.now(), ...patch,
   };
   return encodePacked(u);
 }
@@ -64,11 +64,14 @@ describe('coordinator under hostile updates', () => {
     const ones = (k: number) => global.map((t) => ({ ...t, data: new Float32Array(t.data.length).fill(k) }));
 
     const send = (c: MqttClient, nodeId: string, payload: Buffer | string) => c.publishAsync(topics.nodeUpdate(JOB, nodeId), payload, { qos: 1 });
-    const nan = ones(1);
-    nan[2].data[5] = NaN;
+    // a NaN written into the bytes by hand: fedmq's own encoder refuses to encode one
+    const nanTensors = float32Codec.encode(ones(1), {}, undefined, Math.random);
+    const nanBytes = Uint8Array.from(nanTensors[2].data as Uint8Array);
+    new DataView(nanBytes.buffer).setFloat32(5 * 4, NaN, true);
+    nanTensors[2] = { ...nanTensors[2], data: nanBytes };
     const wrongShape = ones(1).map((t, i) => (i === 0 ? { name: t.name, shape: [t.shape[0] + 1, t.shape[1]], data: new Float32Array((t.shape[0] + 1) * t.shape[1]) } : t));
     await send(a, 'a', 'not msgpack at all');
-    await send(a, 'a', update(task, 'a', 10, nan));
+    await send(a, 'a', update(task, 'a', 10, ones(1), { tensors: nanTensors }));
     await send(a, 'a', update(task, 'a', 10, wrongShape));
     await send(a, 'a', update(task, 'a', 10, ones(1), { codec: 'int8' }));
     await send(a, 'a', update(task, 'a', 10, ones(1), { round: task.round + 1 }));

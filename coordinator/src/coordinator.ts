@@ -5,7 +5,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
   ErrorCodes, FedmqError, NodeStatusSchema, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
-  topics, weightsSha256, weightsToWire, type CoordinatorStatus, type FitConfig, type GlobalModelMessage, type ModelMeta, type NamedTensor, type RoundMetrics,
+  topics, weightsSha256, weightsToWire, type CoordinatorStatus, type FitConfig, type CodecParams, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
   type RoundTask,
 } from '@fedmq/protocol';
 import { createModel, createRng, type Dataset, type FederatedModel } from '@fedmq/ml';
@@ -33,6 +33,10 @@ export interface CoordinatorOptions {
   outDir?: string;
   /** Held-out test set for centralized evaluation after each round. */
   testData?: Dataset;
+  /** Uplink codec nodes must use (docs/codecs.md). Default `float32`. */
+  codec?: UpdateCodecName;
+  /** Its parameters (top-k fraction `k`, int8 `blockSize`). */
+  codecParams?: CodecParams;
   /** Seed of the initial model and of node selection. Default 42. */
   seed?: number;
   logger?: Logger;
@@ -276,7 +280,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const deadline = Date.now() + this.opts.deadlineMs;
     const task: RoundTask = {
       v: PROTOCOL_VERSION, job: this.job, runId: this.runId, round, modelVersion: this.version, selected, deadline,
-      timeoutMs: this.opts.deadlineMs, config, codec: 'float32', updateKind: 'delta', ts: Date.now(),
+      timeoutMs: this.opts.deadlineMs, config, codec: this.opts.codec ?? 'float32', codecParams: this.opts.codecParams, updateKind: 'delta', ts: Date.now(),
     };
     const taskPayload = encodeJson(task);
     this.taskPayload = taskPayload;
@@ -415,8 +419,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     if (!open.selected.has(nodeId)) throw new FedmqError(ErrorCodes.NOT_SELECTED, `${nodeId} was not selected for round ${open.round}`);
     if (open.reported.has(nodeId)) throw new FedmqError(ErrorCodes.DUPLICATE_UPDATE, `${nodeId} already reported for round ${open.round}`);
-    if (u.codec !== 'float32') throw new FedmqError(ErrorCodes.WRONG_CODEC, `codec ${JSON.stringify(u.codec)}, the task asked for float32`);
-    const delta = checkUpdateTensors(u, this.global);
+    const delta = checkUpdateTensors(u, this.global, this.opts.codec ?? 'float32');
     open.aggregate.add({ nodeId, numExamples: u.numExamples, delta, loss: u.metrics.loss });
     open.reported.add(nodeId);
     open.dropped.delete(nodeId);

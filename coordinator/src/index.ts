@@ -1,6 +1,6 @@
 export { Coordinator, type CoordinatorEvents, type CoordinatorOptions, type RoundRecord } from './coordinator.ts';
 export { NodeRegistry } from './registry.ts';
-export { WeightedDeltaSum, applyDelta } from './aggregate.ts';
+export { WeightedDeltaSum, addable, applyDelta, type Addable } from './aggregate.ts';
 export { FedAvg, MeanAggregate, sample, type FedAvgOptions } from './strategies/fedavg.ts';
 export type { FitFailure, FitResult, RoundAggregate, Strategy } from './strategy.ts';
 export { checkUpdateTensors } from './validate.ts';

@@ -1,13 +1,13 @@
 import type { FitConfig, NamedTensor } from '@fedmq/protocol';
-import type { WeightedDeltaSum } from './aggregate.ts';
+import type { Addable, WeightedDeltaSum } from './aggregate.ts';
 
 /** One node's accepted update, as handed to a strategy. */
 export interface FitResult {
   nodeId: string;
   /** n_k, the node's local examples. */
   numExamples: number;
-  /** delta = trained − global. */
-  delta: readonly NamedTensor[];
+  /** delta = trained − global, one validated tensor per global tensor, added without a decoded copy. */
+  delta: readonly Addable[];
   /** Mean local training loss. */
   loss: number;
 }

@@ -1,23 +1,24 @@
-import { ErrorCodes, FedmqError, fromWireTensor, type NamedTensor, type UpdateMessage } from '@fedmq/protocol';
+import { ErrorCodes, FedmqError, getCodec, type NamedTensor, type PreparedTensor, type UpdateMessage } from '@fedmq/protocol';
 
 /**
- * Checks an update's tensors against the global model: same names in the same order, same
- * shapes, float32, every value finite. Returns the delta as float32 views.
- * @throws FedmqError FEDMQ_MODEL_MISMATCH, FEDMQ_BAD_TENSOR or FEDMQ_NON_FINITE.
+ * Checks an update's tensors against the global model and its codec before anything is folded
+ * in: same names in the same order, same shapes, and each tensor valid for the codec (byte
+ * lengths, index ranges, finite values and scales). Returns the tensors ready to be added, as
+ * views of the payload (no decoded copy), so an update is folded in whole or not at all.
+ * @throws FedmqError FEDMQ_WRONG_CODEC (not the task's codec), FEDMQ_MODEL_MISMATCH,
+ *   FEDMQ_BAD_TENSOR or FEDMQ_NON_FINITE.
  */
-export function checkUpdateTensors(update: UpdateMessage, global: readonly NamedTensor[]): NamedTensor[] {
+export function checkUpdateTensors(update: UpdateMessage, global: readonly NamedTensor[], taskCodec: string): PreparedTensor[] {
+  if (update.codec !== taskCodec) throw new FedmqError(ErrorCodes.WRONG_CODEC, `codec ${JSON.stringify(update.codec)}, the task asked for ${taskCodec}`);
+  const codec = getCodec(taskCodec);
   if (update.tensors.length !== global.length) {
     throw new FedmqError(ErrorCodes.MODEL_MISMATCH, `update has ${update.tensors.length} tensors, the global model ${global.length}`);
   }
   return global.map((g, i) => {
-    const t = fromWireTensor(update.tensors[i]);
+    const t = update.tensors[i];
     if (t.name !== g.name) throw new FedmqError(ErrorCodes.MODEL_MISMATCH, `tensor ${i} is ${JSON.stringify(t.name)}, expected ${JSON.stringify(g.name)}`);
-    if (t.dtype !== 'float32') throw new FedmqError(ErrorCodes.MODEL_MISMATCH, `tensor ${g.name} is ${t.dtype}, expected float32`);
+    if (t.codec !== taskCodec) throw new FedmqError(ErrorCodes.WRONG_CODEC, `tensor ${g.name} is ${JSON.stringify(t.codec)}, the task asked for ${taskCodec}`);
     if (t.shape.join(',') !== g.shape.join(',')) throw new FedmqError(ErrorCodes.MODEL_MISMATCH, `tensor ${g.name} has shape [${t.shape}], expected [${g.shape}]`);
-    const d = t.data as Float32Array;
-    for (let j = 0; j < d.length; j++) {
-      if (!Number.isFinite(d[j])) throw new FedmqError(ErrorCodes.NON_FINITE, `tensor ${g.name} holds a non-finite value at ${j}`);
-    }
-    return { name: g.name, shape: g.shape, data: d };
+    return codec.prepare(t);
   });
 }

@@ -3,7 +3,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
   ErrorCodes, FedmqError, PROTOCOL_VERSION, RoundTaskSchema, decodeGlobalModel, decodeJson, encodeJson, encodePacked, isFedmqError,
-  parseTopic, topics, weightsToWire, type DeviceInfo, type NamedTensor, type NodeStatus, type RoundTask,
+  parseTopic, topics, getCodec, seededRng, type CodecState, type DeviceInfo, type NamedTensor, type NodeStatus, type RoundTask,
   type UpdateMessage, CoordinatorStatusSchema,
 } from '@fedmq/protocol';
 import type { Dataset } from '@fedmq/ml';
@@ -64,6 +64,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
   private pending?: RoundTask;
   private lastRound = 0;
   private runId?: string;
+  private codecState: CodecState = {};
   private busy = false;
   private state: NodeStatus['state'] = 'idle';
   private last?: NodeStatus['lastRound'];
@@ -183,6 +184,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     if (task.runId !== this.runId) {
       this.runId = task.runId; // a new run of the job: its rounds start again from 1
       this.lastRound = 0;
+      this.codecState = {}; // and its error-feedback residuals belong to the old run
     }
     if (!task.selected.includes(this.nodeId) || task.round <= this.lastRound) return;
     if (!this.global || this.global.runId !== task.runId || this.global.version !== task.modelVersion) {
@@ -208,10 +210,11 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
       const r = await this.trainer.train({ modelName: global.model, global: global.weights, data: this.opts.data, config: task.config, seed });
       if (this.stopped) return;
       await this.publishStatus('uploading');
+      // error feedback (top-k) keeps what was not sent in this.codecState and adds it next round
+      const tensors = getCodec(task.codec).encode(r.delta, task.codecParams ?? {}, this.codecState, seededRng(seed));
       const update: UpdateMessage = {
         v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, round: task.round, modelVersion: task.modelVersion,
-        numExamples: r.numExamples, codec: 'float32', kind: 'delta', metrics: { loss: r.loss, trainMs: r.trainMs },
-        tensors: weightsToWire(r.delta), ts: Date.now(),
+        numExamples: r.numExamples, codec: task.codec, kind: 'delta', metrics: { loss: r.loss, trainMs: r.trainMs }, tensors, ts: Date.now(),
       };
       const bytes = encodePacked(update);
       await this.client!.publishAsync(topics.nodeUpdate(this.job, this.nodeId), bytes, { qos: 1 });

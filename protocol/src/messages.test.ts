@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes } from './errors.ts';
-import { toWireTensor, unpackMessage } from './codec.ts';
+import { unpackMessage } from './codec.ts';
+import { float32Codec } from './codecs/float32.ts';
 import { NodeStatusSchema, RoundTaskSchema, decodeJson, decodeUpdate, encodeJson, encodePacked, type UpdateMessage } from './messages.ts';
 
 const task = {
@@ -16,11 +17,11 @@ describe('messages', () => {
   it('round-trips an update as MessagePack', () => {
     const update: UpdateMessage = {
       v: 1, job: 'j', runId: 'r1', nodeId: 'a', round: 3, modelVersion: 3, numExamples: 10, codec: 'float32', kind: 'delta',
-      metrics: { loss: 0.5, trainMs: 12 }, tensors: [toWireTensor({ name: 'fc1/kernel', shape: [2], data: new Float32Array([1, -1]) })], ts: 5,
+      metrics: { loss: 0.5, trainMs: 12 }, tensors: float32Codec.encode([{ name: 'fc1/kernel', shape: [2], data: new Float32Array([1, -1]) }], {}, undefined, Math.random), ts: 5,
     };
     const back = decodeUpdate(encodePacked(update));
     expect(back.numExamples).toBe(10);
-    expect(Array.from(back.tensors[0].data)).toEqual(Array.from(update.tensors[0].data));
+    expect(Array.from(float32Codec.decode(back.tensors[0]).data)).toEqual([1, -1]);
   });
 
   it.each([

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { ErrorCodes, FedmqError } from './errors.ts';
 import { ID_PATTERN } from './topics.ts';
 import { packMessage, unpackMessage, type WireTensor } from './codec.ts';
+import { CODEC_NAMES } from './codecs/index.ts';
+import type { EncodedTensor } from './codecs/types.ts';
 
 /**
  * Message types of protocol v1 with runtime validation (docs/protocol.md, "Messages").
@@ -19,9 +21,19 @@ const envelope = { v: z.literal(PROTOCOL_VERSION), job: id };
 /** Coordinator phases, in the order of the round lifecycle. */
 export const COORDINATOR_STATES = ['waiting', 'training', 'aggregating', 'evaluating', 'done', 'failed', 'offline'] as const;
 export const NODE_STATES = ['idle', 'training', 'uploading', 'offline'] as const;
-/** Uplink codecs a round task may name. */
-export const UPDATE_CODECS = ['float32'] as const;
-export type UpdateCodecName = (typeof UPDATE_CODECS)[number];
+/** Uplink codecs a round task may name (docs/codecs.md). */
+export const UPDATE_CODECS = CODEC_NAMES;
+export type UpdateCodecName = (typeof CODEC_NAMES)[number];
+/** Encodings of the global model on the downlink. */
+export const DOWNLINK_DTYPES = ['float32', 'float16'] as const;
+
+/** Parameters of the uplink codec. */
+export const CodecParamsSchema = z.object({
+  /** top-k: fraction of each tensor's coordinates sent, (0, 1]. */
+  k: z.number().positive().max(1).optional(),
+  /** int8: values per scale block, 0 = one scale per tensor. */
+  blockSize: z.number().int().min(0).max(1 << 20).optional(),
+});
 
 /** Local training hyperparameters sent in every round task. */
 export const FitConfigSchema = z.object({
@@ -98,7 +110,9 @@ export const RoundTaskSchema = z.object({
   timeoutMs: count,
   config: FitConfigSchema,
   /** Uplink codec the update must use. */
-  codec: z.enum(UPDATE_CODECS),
+  codec: z.enum(CODEC_NAMES as unknown as [UpdateCodecName, ...UpdateCodecName[]]),
+  /** Its parameters (defaults: k 0.01, blockSize 256). */
+  codecParams: CodecParamsSchema.optional(),
   /** Updates carry the delta (trained − global). */
   updateKind: z.literal('delta'),
   ts: epochMs,
@@ -161,11 +175,11 @@ export const UpdateSchema = z.object({
   codec: z.string().min(1).max(32),
   kind: z.literal('delta'),
   metrics: z.object({ loss: finite, trainMs: finite.nonnegative() }),
-  /** delta = trained − global, one tensor per global-model tensor. */
-  tensors: z.array(wireTensor).max(10_000),
+  /** delta = trained − global, one encoded tensor per global-model tensor, in the update's codec (docs/codecs.md). */
+  tensors: z.array(z.object({ name: z.string().min(1).max(256), shape: z.array(z.number().int().nonnegative()).max(8), codec: z.string() }).passthrough()).max(10_000),
   ts: epochMs,
 });
-export type UpdateMessage = Omit<z.infer<typeof UpdateSchema>, 'tensors'> & { tensors: WireTensor[] };
+export type UpdateMessage = Omit<z.infer<typeof UpdateSchema>, 'tensors'> & { tensors: EncodedTensor[] };
 
 /** `fedmq/v1/{job}/rounds/{round}/metrics` and `fedmq/v1/{job}/metrics` — retained JSON. */
 export const RoundMetricsSchema = z.object({

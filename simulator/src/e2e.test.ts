@@ -66,4 +66,31 @@ describe('end to end over a real Aedes broker', () => {
     expect(modelJson.weightsManifest[0].paths).toEqual(['weights.bin']);
     expect((await stat(join(out, 'model', 'weights.bin'))).size).toBe(199_210 * 4);
   });
+
+  it('converges with top-k + int8 updates (k = 0.05, error feedback), at a fraction of the bytes', async () => {
+    const train = subset(loadMnist('train'), range(0, 1800));
+    const test = subset(loadMnist('test'), range(0, 1000));
+    const run = async (codec: 'float32' | 'topk-int8', job: string) => {
+      const c = new Coordinator({
+        brokerUrl: broker.url, job, model: 'mnist-2nn', rounds: 4, minNodes: 3, deadlineMs: 60_000, testData: test, seed: 42, codec,
+        codecParams: { k: 0.05 }, strategy: new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
+      });
+      const done = c.run();
+      const s = await startSimulation({ brokerUrl: broker.url, job, nodes: 3, train, partition: { kind: 'iid' }, seed: 1, workers: 2 });
+      try {
+        return await done;
+      } finally {
+        await s.stop();
+        await c.close();
+      }
+    };
+    const dense = await run('float32', 'e2e-dense');
+    const sparse = await run('topk-int8', 'e2e-sparse');
+    expect(sparse.map((r) => r.reported)).toEqual([3, 3, 3, 3]);
+    expect(sparse.every((r) => Object.keys(r.failures).length === 0)).toBe(true);
+    const acc = sparse.map((r) => r.testAccuracy!);
+    expect(acc[3]).toBeGreaterThan(acc[0]);
+    expect(acc[3]).toBeGreaterThan(0.7);
+    expect(sparse[0].bytesUp * 10).toBeLessThan(dense[0].bytesUp);
+  });
 });

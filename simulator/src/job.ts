@@ -2,7 +2,7 @@ import { pino, type Logger } from 'pino';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
 import { Coordinator, DEFAULT_METRICS_PORT, FedAvg, coordinatorMetrics, serveMetricsOrFallback, type RoundRecord } from '@fedmq/coordinator';
 import { initBackend, type PartitionSpec } from '@fedmq/ml';
-import type { FitConfig, NamedTensor } from '@fedmq/protocol';
+import type { CodecParams, FitConfig, NamedTensor, UpdateCodecName } from '@fedmq/protocol';
 import { loadSimDataset } from './datasets.ts';
 import { startSimulation, type Simulation } from './simulation.ts';
 
@@ -32,6 +32,9 @@ export interface LocalJobOptions {
   minNodes?: number;
   deadlineMs: number;
   fit: FitConfig;
+  /** Uplink codec (default float32) and its parameters. */
+  codec?: UpdateCodecName;
+  codecParams?: CodecParams;
   /** Run folder (history.json, model/). */
   outDir?: string;
   /** Broker port: default 1883, falling back to a free port when taken; 0 for a free port. */
@@ -70,7 +73,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
     coordinator = new Coordinator({
       brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minNodes: o.minNodes ?? (o.nodes || data.groupCount || 1), deadlineMs: o.deadlineMs,
       strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: o.fit }), outDir: o.outDir, testData: data.test,
-      seed: o.seed, logger,
+      seed: o.seed, logger, codec: o.codec, codecParams: o.codecParams,
     });
     if (o.onRound) coordinator.on('round', o.onRound);
     if (o.metricsPort !== false) {
