@@ -5,7 +5,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
   ErrorCodes, FedmqError, NodeStatusSchema, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
-  topics, weightsSha256, weightsToWire, type CoordinatorStatus, type FitConfig, type CodecParams, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
+  topics, weightsSha256, weightsToWire, type CoordinatorStatus, type FitConfig, Scratch, withScratch, type CodecParams, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
   type RoundTask,
 } from '@fedmq/protocol';
 import { createModel, createRng, type Dataset, type FederatedModel } from '@fedmq/ml';
@@ -116,6 +116,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private global: NamedTensor[] = [];
   private version = 0;
   private modelPayload?: Buffer;
+  private readonly scratch = new Scratch();
   private taskPayload?: Buffer;
   private open?: OpenRound;
   private stopped = false;
@@ -419,7 +420,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     if (!open.selected.has(nodeId)) throw new FedmqError(ErrorCodes.NOT_SELECTED, `${nodeId} was not selected for round ${open.round}`);
     if (open.reported.has(nodeId)) throw new FedmqError(ErrorCodes.DUPLICATE_UPDATE, `${nodeId} already reported for round ${open.round}`);
-    const delta = checkUpdateTensors(u, this.global, this.opts.codec ?? 'float32');
+    // misaligned payload bytes are copied into one reused scratch, not into new arrays per update
+    const delta = withScratch(this.scratch, () => checkUpdateTensors(u, this.global, this.opts.codec ?? 'float32'));
     open.aggregate.add({ nodeId, numExamples: u.numExamples, delta, loss: u.metrics.loss });
     open.reported.add(nodeId);
     open.dropped.delete(nodeId);

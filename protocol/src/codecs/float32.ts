@@ -4,14 +4,15 @@
  */
 import type { NamedTensor } from '../tensor.ts';
 import type { CodecParams, CodecState, EncodedTensor, UpdateCodec, PreparedTensor } from './types.ts';
-import { checkDelta, checkTarget, expectBytes, f32View, leBytes, nonFinite, readHeader, type Header } from './wire.ts';
+import { addScaled, checkDelta, checkTarget, expectBytes, f32View, firstNonFinite, leBytes, nonFinite, readHeader, type Header } from './wire.ts';
 
 const FIELDS = { data: 'bin' } as const;
 
 function read(t: unknown): { h: Header; v: Float32Array } {
   const h = readHeader(t, 'float32', FIELDS);
   const v = f32View(expectBytes(h, 'data', h.n * 4));
-  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) throw nonFinite(h.name, i);
+  const i = firstNonFinite(v);
+  if (i >= 0) throw nonFinite(h.name, i);
   return { h, v };
 }
 
@@ -31,7 +32,7 @@ export const float32Codec: UpdateCodec = {
       shape: h.shape,
       addTo(target: Float64Array, weight: number): void {
         checkTarget(h, target, weight);
-        for (let i = 0; i < v.length; i++) target[i] += weight * v[i];
+        addScaled(target, v, weight);
       },
     };
   },

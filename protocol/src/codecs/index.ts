@@ -9,6 +9,7 @@ import { topkInt8Codec } from './topk-int8.ts';
 import { topkCodec } from './topk.ts';
 import type { CodecName, UpdateCodec } from './types.ts';
 
+export { Scratch, withScratch } from './wire.ts';
 export type { CodecName, CodecParams, CodecState, EncodedTensor, PreparedTensor, UpdateCodec } from './types.ts';
 export { float32Codec } from './float32.ts';
 export { float16Codec, float32ToFloat16, float16ToFloat32, halfToNumber, numberToHalf, FLOAT16_MAX } from './float16.ts';

@@ -15,7 +15,7 @@
 import type { NamedTensor } from '../tensor.ts';
 import { corrected, keptCount, topKIndices } from './select.ts';
 import type { CodecParams, CodecState, EncodedTensor, UpdateCodec, PreparedTensor } from './types.ts';
-import { bad, checkTarget, expectBytes, f32View, leBytes, nonFinite, paramK, readHeader, u32View, type Header } from './wire.ts';
+import { bad, checkTarget, expectBytes, f32View, firstNonFinite, leBytes, nonFinite, paramK, readHeader, u32View, type Header } from './wire.ts';
 
 /**
  * Validates sparse indices from the wire: a multiple of 4 bytes, each < n, strictly increasing.
@@ -43,7 +43,8 @@ function read(t: unknown): { h: Header; idx: Uint32Array; v: Float32Array } {
   const h = readHeader(t, 'topk', FIELDS);
   const idx = readIndices(h);
   const v = f32View(expectBytes(h, 'values', idx.length * 4));
-  for (let j = 0; j < v.length; j++) if (!Number.isFinite(v[j])) throw nonFinite(h.name, idx[j]);
+  const j = firstNonFinite(v);
+  if (j >= 0) throw nonFinite(h.name, idx[j]);
   return { h, idx, v };
 }
 
