@@ -5,7 +5,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
   ErrorCodes, FedmqError, NodeStatusSchema, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
-  topics, weightsSha256, weightsToWire, type CoordinatorStatus, type FitConfig, Scratch, withScratch, type CodecParams, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
+  topics, weightsSha256, weightsToWire, type CoordinatorStatus, type FitConfig, Reassembler, Scratch, splitPayload, withScratch, type CodecParams, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
   type RoundTask,
 } from '@fedmq/protocol';
 import { createModel, createRng, type Dataset, type FederatedModel } from '@fedmq/ml';
@@ -37,6 +37,12 @@ export interface CoordinatorOptions {
   codec?: UpdateCodecName;
   /** Its parameters (top-k fraction `k`, int8 `blockSize`). */
   codecParams?: CodecParams;
+  /**
+   * Largest MQTT payload, bytes (e.g. 128 KiB for AWS IoT Core): when set, the global model is
+   * published in retained chunks on `model/chunks/{i}` and nodes send their updates in chunks
+   * (docs/chunking.md). Unset: whole payloads.
+   */
+  maxPayloadBytes?: number;
   /** Seed of the initial model and of node selection. Default 42. */
   seed?: number;
   logger?: Logger;
@@ -115,7 +121,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private model?: FederatedModel;
   private global: NamedTensor[] = [];
   private version = 0;
-  private modelPayload?: Buffer;
+  private modelPayloads: Buffer[] = [];
+  private reassembler?: Reassembler;
+  /** Bytes of update chunks received per node in the open round. */
+  private chunkBytes = new Map<string, number>();
   private readonly scratch = new Scratch();
   private taskPayload?: Buffer;
   private open?: OpenRound;
@@ -156,7 +165,15 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       throw new FedmqError(ErrorCodes.BAD_CONFIG, `unknown model ${JSON.stringify(this.opts.model)}`, {}, { cause: err });
     }
     this.global = this.model.getWeights();
+    if (this.opts.maxPayloadBytes) {
+      this.reassembler = new Reassembler({
+        maxTotalBytes: 256 * 2 ** 20, maxPendingBytes: 1024 * 2 ** 20, timeoutMs: this.opts.deadlineMs,
+        onError: (error, info) => this.reject(error, info.sender),
+      });
+    }
     await this.connect();
+    // a whole model retained by an earlier run would be read before the chunks: clear it
+    if (this.opts.maxPayloadBytes) await this.client!.publishAsync(topics.model(this.job), Buffer.alloc(0), { qos: 1, retain: true });
     try {
       await this.publishModel(0);
       for (let round = 1; round <= this.opts.rounds && !this.stopped; round++) {
@@ -191,6 +208,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   /** Disconnects from the broker and frees the model. */
   async close(): Promise<void> {
     await this.stop();
+    this.reassembler?.close();
     if (this.client) await this.client.endAsync();
     this.model?.dispose();
   }
@@ -208,8 +226,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt error'));
     // attached after the first connect: every later 'connect' is a reconnect
     this.client.on('connect', () => void this.republish());
-    await this.client.subscribeAsync({ [topics.allNodeStatus(this.job)]: { qos: 1 }, [topics.allNodeUpdates(this.job)]: { qos: 1 } });
+    await this.client.subscribeAsync(this.subscriptions());
     this.log.info({ broker: this.opts.brokerUrl, runId: this.runId }, 'coordinator connected');
+  }
+
+  /** What the coordinator reads: every node's status and update. */
+  private subscriptions(): Record<string, { qos: 1 }> {
+    return { [topics.allNodeStatus(this.job)]: { qos: 1 }, [topics.allNodeUpdates(this.job)]: { qos: 1 } };
   }
 
   /**
@@ -218,8 +241,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
    */
   private async republish(): Promise<void> {
     try {
-      await this.client!.subscribeAsync({ [topics.allNodeStatus(this.job)]: { qos: 1 }, [topics.allNodeUpdates(this.job)]: { qos: 1 } });
-      if (this.modelPayload) await this.client!.publishAsync(topics.model(this.job), this.modelPayload, { qos: 1, retain: true });
+      await this.client!.subscribeAsync(this.subscriptions());
+      await this.publishModelPayloads();
       if (this.open && this.taskPayload) await this.client!.publishAsync(topics.task(this.job), this.taskPayload, { qos: 1, retain: true });
       this.log.info({ round: this.open?.round }, 'reconnected; global model and task republished');
     } catch (err) {
@@ -249,14 +272,26 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       sha256: weightsSha256(tensors), tensors, ts: Date.now(),
     };
     const payload = encodePacked(msg);
-    this.modelPayload = payload;
-    await this.client!.publishAsync(topics.model(this.job), payload, { qos: 1, retain: true });
+    const max = this.opts.maxPayloadBytes;
+    this.modelPayloads = max ? splitPayload(payload, max) : [payload];
+    await this.publishModelPayloads();
     const meta: ModelMeta = {
       v: PROTOCOL_VERSION, job: this.job, runId: this.runId, version: this.version, round, model: this.opts.model, bytes: payload.length,
       params: this.global.reduce((n, t) => n + t.data.length, 0), sha256: msg.sha256, ts: msg.ts,
+      chunks: this.opts.maxPayloadBytes ? this.modelPayloads.length : undefined,
     };
     await this.client!.publishAsync(topics.modelMeta(this.job), encodeJson(meta), { qos: 1, retain: true });
     this.log.debug({ version: this.version, bytes: payload.length }, 'global model published');
+  }
+
+  /** Publishes the global model, whole on `model` or in retained chunks on `model/chunks/{i}`. */
+  private async publishModelPayloads(): Promise<void> {
+    const c = this.client!;
+    if (!this.opts.maxPayloadBytes) {
+      if (this.modelPayloads[0]) await c.publishAsync(topics.model(this.job), this.modelPayloads[0], { qos: 1, retain: true });
+      return;
+    }
+    for (const [i, chunk] of this.modelPayloads.entries()) await c.publishAsync(topics.modelChunk(this.job, i), chunk, { qos: 1, retain: true });
   }
 
   private waitForNodes(round: number): Promise<void> {
@@ -281,11 +316,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const deadline = Date.now() + this.opts.deadlineMs;
     const task: RoundTask = {
       v: PROTOCOL_VERSION, job: this.job, runId: this.runId, round, modelVersion: this.version, selected, deadline,
-      timeoutMs: this.opts.deadlineMs, config, codec: this.opts.codec ?? 'float32', codecParams: this.opts.codecParams, updateKind: 'delta', ts: Date.now(),
+      timeoutMs: this.opts.deadlineMs, config, codec: this.opts.codec ?? 'float32', codecParams: this.opts.codecParams,
+      maxPayloadBytes: this.opts.maxPayloadBytes, updateKind: 'delta', ts: Date.now(),
     };
     const taskPayload = encodeJson(task);
     this.taskPayload = taskPayload;
-    const bytesDown = (this.modelPayload!.length + taskPayload.length) * online.length;
+    const bytesDown = (this.modelPayloads.reduce((n, p) => n + p.length, 0) + taskPayload.length) * online.length;
+    this.chunkBytes.clear();
     const log = this.log.child({ round });
     const closed = new Promise<void>((resolve) => {
       const timer = setTimeout(() => resolve(), this.opts.deadlineMs);
@@ -383,15 +420,28 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         this.onStatus(t.nodeId, payload);
       } else if (t.kind === 'nodeUpdate') {
         nodeId = t.nodeId;
-        this.onUpdate(t.nodeId, payload);
+        if (!this.reassembler) {
+          this.onUpdate(t.nodeId, payload, payload.length);
+          return;
+        }
+        if (payload.length === 0) return;
+        if (this.open) this.chunkBytes.set(t.nodeId, (this.chunkBytes.get(t.nodeId) ?? 0) + payload.length);
+        const whole = this.reassembler.push(t.nodeId, payload);
+        if (whole) this.onUpdate(t.nodeId, whole, this.chunkBytes.get(t.nodeId) ?? whole.length);
       }
     } catch (err) {
-      const error = isFedmqError(err) ? err : new FedmqError(ErrorCodes.BAD_PAYLOAD, String((err as Error)?.message ?? err));
-      const round = this.open?.round ?? this.history.length;
-      if (this.open && topic.endsWith('/update')) this.open.failures[error.code] = (this.open.failures[error.code] ?? 0) + 1;
-      this.log.warn({ code: error.code, nodeId, round, ...error.details }, error.message);
-      this.emit('rejected', { error, nodeId, round });
+      if (topic.endsWith('/update')) this.reject(err, nodeId);
+      else this.log.warn({ code: (err as FedmqError).code, nodeId, topic }, (err as Error)?.message);
     }
+  }
+
+  /** Counts a rejected update (or chunked transfer) in the open round's failures and reports it. */
+  private reject(err: unknown, nodeId?: string): void {
+    const error = isFedmqError(err) ? err : new FedmqError(ErrorCodes.BAD_PAYLOAD, String((err as Error)?.message ?? err));
+    const round = this.open?.round ?? this.history.length;
+    if (this.open) this.open.failures[error.code] = (this.open.failures[error.code] ?? 0) + 1;
+    this.log.warn({ code: error.code, nodeId, round, ...error.details }, error.message);
+    this.emit('rejected', { error, nodeId, round });
   }
 
   private onStatus(nodeId: string, payload: Buffer): void {
@@ -410,7 +460,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     for (const w of [...this.nodeWaiters]) w();
   }
 
-  private onUpdate(nodeId: string, payload: Buffer): void {
+  /** @param wireBytes bytes the update took on the wire (its chunks, when chunked). */
+  private onUpdate(nodeId: string, payload: Buffer, wireBytes: number): void {
     const open = this.open;
     const u = decodeUpdate(payload);
     if (u.job !== this.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `update for job ${u.job}`);
@@ -425,8 +476,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     open.aggregate.add({ nodeId, numExamples: u.numExamples, delta, loss: u.metrics.loss });
     open.reported.add(nodeId);
     open.dropped.delete(nodeId);
-    open.bytesUp += payload.length;
-    this.emit('accepted', { nodeId, round: open.round, bytes: payload.length });
+    open.bytesUp += wireBytes;
+    this.chunkBytes.delete(nodeId);
+    this.emit('accepted', { nodeId, round: open.round, bytes: wireBytes });
     this.closeIfComplete(open);
   }
 

@@ -3,7 +3,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
   ErrorCodes, FedmqError, PROTOCOL_VERSION, RoundTaskSchema, decodeGlobalModel, decodeJson, encodeJson, encodePacked, isFedmqError,
-  parseTopic, topics, getCodec, seededRng, type CodecState, type DeviceInfo, type NamedTensor, type NodeStatus, type RoundTask,
+  parseTopic, topics, getCodec, seededRng, Reassembler, splitPayload, type CodecState, type DeviceInfo, type NamedTensor, type NodeStatus, type RoundTask,
   type UpdateMessage, CoordinatorStatusSchema,
 } from '@fedmq/protocol';
 import type { Dataset } from '@fedmq/ml';
@@ -65,6 +65,11 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
   private lastRound = 0;
   private runId?: string;
   private codecState: CodecState = {};
+  /** Reassembles a global model published in chunks (docs/chunking.md). */
+  private readonly modelChunks = new Reassembler({
+    maxTotalBytes: 256 * 2 ** 20, maxPendingBytes: 512 * 2 ** 20, timeoutMs: 120_000,
+    onError: (err) => this.problem(err),
+  });
   private busy = false;
   private state: NodeStatus['state'] = 'idle';
   private last?: NodeStatus['lastRound'];
@@ -113,7 +118,10 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     const c = this.client!;
     try {
       await c.subscribeAsync(
-        { [topics.model(this.job)]: { qos: 1 }, [topics.task(this.job)]: { qos: 1 }, [topics.coordinatorStatus(this.job)]: { qos: 1 } },
+        {
+          [topics.model(this.job)]: { qos: 1 }, [topics.allModelChunks(this.job)]: { qos: 1 }, [topics.task(this.job)]: { qos: 1 },
+          [topics.coordinatorStatus(this.job)]: { qos: 1 },
+        },
       );
       await this.publishStatus(this.state === 'offline' ? 'idle' : this.state);
       this.emit('announced');
@@ -146,6 +154,11 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
       const t = parseTopic(topic);
       if (t.job !== this.job) return;
       if (t.kind === 'model') this.onModel(payload);
+      else if (t.kind === 'modelChunk') {
+        if (payload.length === 0) return;
+        const whole = this.modelChunks.push('model', payload);
+        if (whole) this.onModel(whole);
+      }
       else if (t.kind === 'task') this.onTask(payload);
       else if (t.kind === 'coordinatorStatus') this.onCoordinatorStatus(payload);
     } catch (err) {
@@ -216,11 +229,14 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
         v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, round: task.round, modelVersion: task.modelVersion,
         numExamples: r.numExamples, codec: task.codec, kind: 'delta', metrics: { loss: r.loss, trainMs: r.trainMs }, tensors, ts: Date.now(),
       };
-      const bytes = encodePacked(update);
-      await this.client!.publishAsync(topics.nodeUpdate(this.job, this.nodeId), bytes, { qos: 1 });
+      const whole = encodePacked(update);
+      // under a broker's message size limit the update goes in chunks (docs/chunking.md)
+      const payloads = task.maxPayloadBytes ? splitPayload(whole, task.maxPayloadBytes) : [whole];
+      for (const p of payloads) await this.client!.publishAsync(topics.nodeUpdate(this.job, this.nodeId), p, { qos: 1 });
+      const bytes = payloads.reduce((n, p) => n + p.length, 0);
       this.last = { round: task.round, loss: r.loss, trainMs: r.trainMs };
-      log.info({ loss: r.loss, trainMs: Math.round(r.trainMs), bytes: bytes.length }, 'update published');
-      this.emit('updated', { round: task.round, loss: r.loss, trainMs: r.trainMs, bytes: bytes.length });
+      log.info({ loss: r.loss, trainMs: Math.round(r.trainMs), bytes, chunks: payloads.length }, 'update published');
+      this.emit('updated', { round: task.round, loss: r.loss, trainMs: r.trainMs, bytes });
     } catch (err) {
       this.problem(err, { round: task.round });
     } finally {
@@ -240,6 +256,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     const c = this.client;
     if (c?.connected) await this.publishStatus('offline').catch(() => undefined);
     this.stopped = true;
+    this.modelChunks.close();
     if (c) await c.endAsync();
     if (this.ownsTrainer) this.trainer.dispose();
   }

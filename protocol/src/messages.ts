@@ -113,6 +113,8 @@ export const RoundTaskSchema = z.object({
   codec: z.enum(CODEC_NAMES as unknown as [UpdateCodecName, ...UpdateCodecName[]]),
   /** Its parameters (defaults: k 0.01, blockSize 256). */
   codecParams: CodecParamsSchema.optional(),
+  /** When set, updates go as chunks of at most this many bytes (docs/chunking.md) and the model is on `model/chunks/{i}`. */
+  maxPayloadBytes: z.number().int().min(1024).max(256 * 2 ** 20).optional(),
   /** Updates carry the delta (trained − global). */
   updateKind: z.literal('delta'),
   ts: epochMs,
@@ -155,6 +157,8 @@ export const ModelMetaSchema = z.object({
   bytes: count,
   /** Number of weights (parameters). */
   params: count,
+  /** Chunks the model was published in on `model/chunks/{i}` (absent: whole, on `model`). */
+  chunks: count.optional(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   ts: epochMs,
 });

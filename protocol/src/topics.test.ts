@@ -7,6 +7,8 @@ describe('topics', () => {
     expect(parseTopic(topics.coordinatorStatus('j1'))).toEqual({ kind: 'coordinatorStatus', job: 'j1' });
     expect(parseTopic(topics.model('j1'))).toEqual({ kind: 'model', job: 'j1' });
     expect(parseTopic(topics.modelMeta('j1'))).toEqual({ kind: 'modelMeta', job: 'j1' });
+    expect(parseTopic(topics.modelChunk('j1', 0))).toEqual({ kind: 'modelChunk', job: 'j1', index: 0 });
+    expect(parseTopic(topics.modelChunk('j1', 12))).toEqual({ kind: 'modelChunk', job: 'j1', index: 12 });
     expect(parseTopic(topics.task('j1'))).toEqual({ kind: 'task', job: 'j1' });
     expect(parseTopic(topics.nodeStatus('j1', 'pi-7'))).toEqual({ kind: 'nodeStatus', job: 'j1', nodeId: 'pi-7' });
     expect(parseTopic(topics.nodeUpdate('j1', 'pi.7_a'))).toEqual({ kind: 'nodeUpdate', job: 'j1', nodeId: 'pi.7_a' });

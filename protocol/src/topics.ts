@@ -7,6 +7,7 @@ import { ErrorCodes, FedmqError } from './errors.ts';
  * fedmq/v1/{job}/coordinator/status     retained JSON, Last Will
  * fedmq/v1/{job}/model                  retained msgpack: the global model
  * fedmq/v1/{job}/model/meta             retained JSON: the global model's version, size, sha256
+ * fedmq/v1/{job}/model/chunks/{index}   retained msgpack: the global model in chunks (chunked transfer)
  * fedmq/v1/{job}/task                   retained JSON: the current round task
  * fedmq/v1/{job}/nodes/{nodeId}/status  retained JSON, Last Will
  * fedmq/v1/{job}/nodes/{nodeId}/update  msgpack, QoS 1: a node's update
@@ -36,6 +37,9 @@ export const topics = {
   coordinatorStatus: (job: string) => `${base(job)}/coordinator/status`,
   model: (job: string) => `${base(job)}/model`,
   modelMeta: (job: string) => `${base(job)}/model/meta`,
+  modelChunk: (job: string, index: number) => `${base(job)}/model/chunks/${index}`,
+  /** Subscription filter: every chunk of the global model. */
+  allModelChunks: (job: string) => `${base(job)}/model/chunks/+`,
   task: (job: string) => `${base(job)}/task`,
   nodeStatus: (job: string, nodeId: string) => {
     assertId('nodeId', nodeId);
@@ -60,6 +64,7 @@ export type ParsedTopic =
   | { kind: 'coordinatorStatus'; job: string }
   | { kind: 'model'; job: string }
   | { kind: 'modelMeta'; job: string }
+  | { kind: 'modelChunk'; job: string; index: number }
   | { kind: 'task'; job: string }
   | { kind: 'nodeStatus'; job: string; nodeId: string }
   | { kind: 'nodeUpdate'; job: string; nodeId: string }
@@ -80,6 +85,9 @@ export function parseTopic(topic: string): ParsedTopic {
   if (rest.length === 2 && rest[0] === 'coordinator' && rest[1] === 'status') return { kind: 'coordinatorStatus', job };
   if (rest.length === 1 && rest[0] === 'model') return { kind: 'model', job };
   if (rest.length === 2 && rest[0] === 'model' && rest[1] === 'meta') return { kind: 'modelMeta', job };
+  if (rest.length === 3 && rest[0] === 'model' && rest[1] === 'chunks' && /^(0|[1-9][0-9]{0,8})$/.test(rest[2])) {
+    return { kind: 'modelChunk', job, index: Number(rest[2]) };
+  }
   if (rest.length === 1 && rest[0] === 'task') return { kind: 'task', job };
   if (rest.length === 1 && rest[0] === 'metrics') return { kind: 'latestMetrics', job };
   if (rest.length === 3 && rest[0] === 'nodes' && ID_PATTERN.test(rest[1])) {

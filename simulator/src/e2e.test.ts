@@ -67,12 +67,12 @@ describe('end to end over a real Aedes broker', () => {
     expect((await stat(join(out, 'model', 'weights.bin'))).size).toBe(199_210 * 4);
   });
 
-  it('converges with top-k + int8 updates (k = 0.05, error feedback), at a fraction of the bytes', async () => {
+  it('converges with top-k + int8 updates (k = 0.05, error feedback) and 16 KiB chunks, at a fraction of the bytes', async () => {
     const train = subset(loadMnist('train'), range(0, 1800));
     const test = subset(loadMnist('test'), range(0, 1000));
-    const run = async (codec: 'float32' | 'topk-int8', job: string) => {
+    const run = async (codec: 'float32' | 'topk-int8', job: string, maxPayloadBytes?: number) => {
       const c = new Coordinator({
-        brokerUrl: broker.url, job, model: 'mnist-2nn', rounds: 4, minNodes: 3, deadlineMs: 60_000, testData: test, seed: 42, codec,
+        brokerUrl: broker.url, job, model: 'mnist-2nn', rounds: 4, minNodes: 3, deadlineMs: 60_000, testData: test, seed: 42, codec, maxPayloadBytes,
         codecParams: { k: 0.05 }, strategy: new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
       });
       const done = c.run();
@@ -85,7 +85,16 @@ describe('end to end over a real Aedes broker', () => {
       }
     };
     const dense = await run('float32', 'e2e-dense');
-    const sparse = await run('topk-int8', 'e2e-sparse');
+    // every MQTT message of the sparse run is at most 16 KiB: watch them on the broker
+    let largest = 0;
+    const onPublish = (packet: { topic: string; payload: Buffer | string }) => {
+      if (packet.topic.startsWith('fedmq/v1/e2e-sparse/')) largest = Math.max(largest, packet.payload.length);
+    };
+    broker.aedes.on('publish', onPublish);
+    const sparse = await run('topk-int8', 'e2e-sparse', 16 * 1024);
+    broker.aedes.off('publish', onPublish);
+    expect(largest).toBeGreaterThan(8 * 1024);
+    expect(largest).toBeLessThanOrEqual(16 * 1024);
     expect(sparse.map((r) => r.reported)).toEqual([3, 3, 3, 3]);
     expect(sparse.every((r) => Object.keys(r.failures).length === 0)).toBe(true);
     const acc = sparse.map((r) => r.testAccuracy!);

@@ -35,6 +35,8 @@ export interface LocalJobOptions {
   /** Uplink codec (default float32) and its parameters. */
   codec?: UpdateCodecName;
   codecParams?: CodecParams;
+  /** Chunk the model and updates to at most this many bytes per MQTT message (docs/chunking.md). */
+  maxPayloadBytes?: number;
   /** Run folder (history.json, model/). */
   outDir?: string;
   /** Broker port: default 1883, falling back to a free port when taken; 0 for a free port. */
@@ -73,7 +75,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
     coordinator = new Coordinator({
       brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minNodes: o.minNodes ?? (o.nodes || data.groupCount || 1), deadlineMs: o.deadlineMs,
       strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: o.fit }), outDir: o.outDir, testData: data.test,
-      seed: o.seed, logger, codec: o.codec, codecParams: o.codecParams,
+      seed: o.seed, logger, codec: o.codec, codecParams: o.codecParams, maxPayloadBytes: o.maxPayloadBytes,
     });
     if (o.onRound) coordinator.on('round', o.onRound);
     if (o.metricsPort !== false) {
