@@ -63,6 +63,7 @@ function withFitOptions(cmd: Command): Command {
     .addOption(new Option('--codec <name>', 'uplink codec of the updates (docs/codecs.md)').choices([...CODEC_NAMES]).default('float32'))
     .option('--topk <fraction>', 'top-k codecs: fraction of each tensor sent', num('topk', (n) => n > 0 && n <= 1, 'in (0, 1]'), 0.01)
     .option('--block-size <n>', 'int8 codecs: values per scale block (0 = one per tensor)', int('block-size'), 256)
+    .addOption(new Option('--downlink <dtype>', 'encoding of the global model sent to nodes').choices(['float32', 'float16']).default('float32'))
     .option('--max-payload-bytes <n>', 'send the model and updates in chunks of at most this many bytes (e.g. 131072 for AWS IoT Core)', int('max-payload-bytes', 1024));
 }
 
@@ -100,7 +101,7 @@ withFitOptions(
   await mkdir(out, { recursive: true });
   const coordinator = new Coordinator({
     brokerUrl: o.broker, job: o.job, model: o.model, rounds: o.rounds, minNodes: o.minNodes, deadlineMs: o.deadlineMs, outDir: out, testData,
-    seed: o.seed, logger: log, codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes,
+    seed: o.seed, logger: log, codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr } }),
   });
   const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined);
@@ -173,7 +174,7 @@ withFitOptions(
   const { history } = await runLocalJob({
     job: o.job, dataset: o.dataset, nodes: o.nodes, partition, seed: o.seed, rounds: o.rounds, fraction: o.fraction, deadlineMs: o.deadlineMs,
     fit: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr }, outDir: out, port: o.port, workers: o.workers, logger: log,
-    metricsPort: o.metricsPort, httpPort: o.httpPort, codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes,
+    metricsPort: o.metricsPort, httpPort: o.httpPort, codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     onBroker: (url, dashboard) => process.stdout.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
     onMetrics: (url) => process.stdout.write(`Prometheus metrics: ${url}\n`),
     onNodes: (n) => process.stdout.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader()}\n`),

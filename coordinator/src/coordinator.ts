@@ -5,7 +5,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
   ErrorCodes, FedmqError, NodeStatusSchema, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
-  topics, weightsSha256, weightsToWire, type CoordinatorStatus, type FitConfig, Reassembler, Scratch, splitPayload, withScratch, type CodecParams, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
+  topics, weightsSha256, type CoordinatorStatus, type FitConfig, Reassembler, Scratch, globalToWire, splitPayload, withScratch, type CodecParams, type DownlinkDtype, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
   type RoundTask,
 } from '@fedmq/protocol';
 import { createModel, createRng, type Dataset, type FederatedModel } from '@fedmq/ml';
@@ -43,6 +43,8 @@ export interface CoordinatorOptions {
    * (docs/chunking.md). Unset: whole payloads.
    */
   maxPayloadBytes?: number;
+  /** Encoding of the global model on the downlink: `float32` (default) or `float16` (half the bytes). */
+  downlink?: DownlinkDtype;
   /** Seed of the initial model and of node selection. Default 42. */
   seed?: number;
   logger?: Logger;
@@ -266,7 +268,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   private async publishModel(round: number): Promise<void> {
     this.version++;
-    const tensors = weightsToWire(this.global);
+    const tensors = globalToWire(this.global, this.opts.downlink);
     const msg: GlobalModelMessage = {
       v: PROTOCOL_VERSION, job: this.job, runId: this.runId, version: this.version, round, model: this.opts.model,
       sha256: weightsSha256(tensors), tensors, ts: Date.now(),

@@ -1,4 +1,4 @@
-import { ErrorCodes, FedmqError, weightsFromWire, weightsSha256, type FitConfig, type GlobalModelMessage, type NamedTensor } from '@fedmq/protocol';
+import { ErrorCodes, FedmqError, globalFromWire, weightsSha256, type FitConfig, type GlobalModelMessage, type NamedTensor } from '@fedmq/protocol';
 import { createModel, type Dataset, type FederatedModel } from '@fedmq/ml';
 
 /** What one local training run returns. */
@@ -51,7 +51,7 @@ export function createTrainer(): LocalTrainer {
     if (weightsSha256(msg.tensors) !== msg.sha256) {
       throw new FedmqError(ErrorCodes.HASH_MISMATCH, `global model v${msg.version}: sha256 does not match its weights`);
     }
-    const weights = weightsFromWire(msg.tensors).map((t) => ({ ...t, data: t.data.slice() })); // own the bytes, not the payload
+    const weights = globalFromWire(msg.tensors).map((t) => ({ ...t, data: t.data.slice() })); // own the bytes, not the payload
     verified.set(msg.sha256, weights);
     if (verified.size > 2) verified.delete(verified.keys().next().value!);
     return weights;

@@ -5,3 +5,4 @@ export * from './codec.ts';
 export * from './messages.ts';
 export * from './chunking.ts';
 export * from './codecs/index.ts';
+export * from './downlink.ts';

@@ -67,12 +67,12 @@ describe('end to end over a real Aedes broker', () => {
     expect((await stat(join(out, 'model', 'weights.bin'))).size).toBe(199_210 * 4);
   });
 
-  it('converges with top-k + int8 updates (k = 0.05, error feedback) and 16 KiB chunks, at a fraction of the bytes', async () => {
+  it('converges with top-k + int8 updates (k = 0.05, error feedback), 16 KiB chunks and a float16 downlink, at a fraction of the bytes', async () => {
     const train = subset(loadMnist('train'), range(0, 1800));
     const test = subset(loadMnist('test'), range(0, 1000));
-    const run = async (codec: 'float32' | 'topk-int8', job: string, maxPayloadBytes?: number) => {
+    const run = async (codec: 'float32' | 'topk-int8', job: string, maxPayloadBytes?: number, downlink?: 'float16') => {
       const c = new Coordinator({
-        brokerUrl: broker.url, job, model: 'mnist-2nn', rounds: 4, minNodes: 3, deadlineMs: 60_000, testData: test, seed: 42, codec, maxPayloadBytes,
+        brokerUrl: broker.url, job, model: 'mnist-2nn', rounds: 4, minNodes: 3, deadlineMs: 60_000, testData: test, seed: 42, codec, maxPayloadBytes, downlink,
         codecParams: { k: 0.05 }, strategy: new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
       });
       const done = c.run();
@@ -91,7 +91,7 @@ describe('end to end over a real Aedes broker', () => {
       if (packet.topic.startsWith('fedmq/v1/e2e-sparse/')) largest = Math.max(largest, packet.payload.length);
     };
     broker.aedes.on('publish', onPublish);
-    const sparse = await run('topk-int8', 'e2e-sparse', 16 * 1024);
+    const sparse = await run('topk-int8', 'e2e-sparse', 16 * 1024, 'float16');
     broker.aedes.off('publish', onPublish);
     expect(largest).toBeGreaterThan(8 * 1024);
     expect(largest).toBeLessThanOrEqual(16 * 1024);
@@ -101,5 +101,6 @@ describe('end to end over a real Aedes broker', () => {
     expect(acc[3]).toBeGreaterThan(acc[0]);
     expect(acc[3]).toBeGreaterThan(0.7);
     expect(sparse[0].bytesUp * 10).toBeLessThan(dense[0].bytesUp);
+    expect(sparse[0].bytesDown * 1.9).toBeLessThan(dense[0].bytesDown);
   });
 });

@@ -37,6 +37,8 @@ export interface LocalJobOptions {
   codecParams?: CodecParams;
   /** Chunk the model and updates to at most this many bytes per MQTT message (docs/chunking.md). */
   maxPayloadBytes?: number;
+  /** Encoding of the global model sent to nodes (default float32). */
+  downlink?: 'float32' | 'float16';
   /** Run folder (history.json, model/). */
   outDir?: string;
   /** Broker port: default 1883, falling back to a free port when taken; 0 for a free port. */
@@ -75,7 +77,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
     coordinator = new Coordinator({
       brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minNodes: o.minNodes ?? (o.nodes || data.groupCount || 1), deadlineMs: o.deadlineMs,
       strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: o.fit }), outDir: o.outDir, testData: data.test,
-      seed: o.seed, logger, codec: o.codec, codecParams: o.codecParams, maxPayloadBytes: o.maxPayloadBytes,
+      seed: o.seed, logger, codec: o.codec, codecParams: o.codecParams, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     });
     if (o.onRound) coordinator.on('round', o.onRound);
     if (o.metricsPort !== false) {
