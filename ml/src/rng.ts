@@ -2,6 +2,7 @@
  * Seeded pseudo-random numbers for everything in fedmq that must be reproducible: partitions,
  * shuffles, node sampling. Pure JS, no tensors.
  */
+import { seededRng } from '@fedmq/protocol';
 
 /** A PRNG returning uniform floats in [0, 1). */
 export type Rng = () => number;
@@ -18,14 +19,7 @@ export function createRng(seed: number): Rng {
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
-  let a = h >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return seededRng(h >>> 0); // mulberry32 on the mixed seed
 }
 
 /** Uniform integer in [0, n). `n` must be a positive integer. */

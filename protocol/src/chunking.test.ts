@@ -13,18 +13,10 @@ import {
 } from './chunking.ts';
 import { packMessage, unpackMessage } from './codec.ts';
 import { ErrorCodes, type FedmqError } from './errors.ts';
+import { seededRng } from './codecs/rng.ts';
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRng;
 
 function randomPayload(n: number, seed: number): Buffer {
   const r = rng(seed);
