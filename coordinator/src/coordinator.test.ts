@@ -1,3 +1,6 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
@@ -12,11 +15,13 @@ import { FedAvg } from './strategies/fedavg.ts';
 const JOB = 'coord-test';
 let broker: RunningBroker | undefined;
 let coordinator: Coordinator | undefined;
+let out: string | undefined;
 const clients: MqttClient[] = [];
 afterEach(async () => {
   await coordinator?.close();
   await Promise.all(clients.splice(0).map((c) => c.endAsync()));
   await broker?.close();
+  if (out) await rm(out, { recursive: true, force: true });
 });
 
 async function fakeNode(url: string, nodeId: string): Promise<MqttClient> {
@@ -49,8 +54,9 @@ describe('coordinator under hostile updates', () => {
     );
     await watcher.subscribeAsync([topics.task(JOB), topics.model(JOB)], { qos: 1 });
 
+    out = await mkdtemp(join(tmpdir(), 'fedmq-coord-'));
     coordinator = new Coordinator({
-      brokerUrl: broker.url, job: JOB, model: 'mlp-3x2', rounds: 1, minNodes: 2, deadlineMs: 60_000, seed: 3,
+      brokerUrl: broker.url, job: JOB, model: 'mlp-3x2', rounds: 1, minNodes: 2, deadlineMs: 60_000, seed: 3, outDir: out,
       strategy: new FedAvg({ fractionFit: 1, minFitNodes: 2, fitConfig: { epochs: 1, batchSize: 8, learningRate: 0.1 } }),
     });
     const rejected: string[] = [];
@@ -98,5 +104,8 @@ describe('coordinator under hostile updates', () => {
     for (let t = 0; t < global.length; t++) {
       for (const i of [0, global[t].data.length - 1]) expect(next[t].data[i]).toBeCloseTo(global[t].data[i] + 4, 5);
     }
+    // the saved model is the aggregated one, even without a test set to evaluate on
+    const saved = new Float32Array((await readFile(join(out, 'model', 'weights.bin'))).buffer.slice(0));
+    expect(saved[0]).toBeCloseTo(global[0].data[0] + 4, 5);
   });
 });

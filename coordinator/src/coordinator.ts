@@ -156,8 +156,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   /**
-   * Runs every round and resolves with the history. Writes `history.json` after each round and
-   * the final model to `outDir/model/` when `outDir` is set.
+   * Runs every round and resolves with the history. With `outDir`: writes `history.json` after
+   * each round, and at the end the final global model (`model/`, TensorFlow.js format) and
+   * `report.html`.
    * @throws FedmqError FEDMQ_BAD_CONFIG when the model is unknown; the MQTT error when the broker is unreachable.
    */
   async run(): Promise<RoundRecord[]> {
@@ -188,6 +189,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         this.emit('round', record);
       }
       if (this.opts.outDir) {
+        this.model.setWeights(this.global); // evaluation may not have run (no test set)
         await this.model.save(join(this.opts.outDir, 'model'));
         await this.writeReport();
       }
