@@ -5,7 +5,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
   ErrorCodes, FedmqError, NodeStatusSchema, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
-  topics, weightsSha256, type CoordinatorStatus, type FitConfig, Reassembler, Scratch, globalToWire, splitPayload, withScratch, type CodecParams, type DownlinkDtype, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
+  topics, weightsSha256, type CoordinatorStatus, Reassembler, Scratch, globalToWire, splitPayload, withScratch, type CodecParams, type DownlinkDtype, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
   type RoundTask,
 } from '@fedmq/protocol';
 import { createModel, createRng, type Dataset, type FederatedModel } from '@fedmq/ml';
@@ -495,4 +495,3 @@ function finiteOrNull(x: number): number | null {
   return Number.isFinite(x) ? x : null;
 }
 
-export type { FitConfig };
