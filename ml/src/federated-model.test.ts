@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NamedTensor } from '@fedmq/protocol';
-import { createModel, initBackend, listModels, loadLayersModelFromDir, loadMnist, subset, type Dataset } from './index.ts';
+import { createModel, initBackend, listModels, loadLayersModelFromDir, loadMnist, registerModel, subset, type Dataset, type FitOptions } from './index.ts';
 
 let small: Dataset;
 let probe: Dataset;
@@ -169,6 +169,194 @@ describe('FederatedModel.save', () => {
     const p2 = tf.tidy(() => (loaded.predict(tf.tensor2d(subset(probe, [0, 1, 2]).x, [3, 784])) as tf.Tensor).dataSync());
     expect(Array.from(p2)).toEqual(Array.from(p1));
     loaded.dispose();
+    m.dispose();
+  });
+});
+
+describe('FedProx proximal term (FitOptions.proximalMu)', () => {
+  /** n examples of a 3-class problem on 8 features (labels = argmax of a fixed linear map), seeded. */
+  function synthetic(n: number, seed: number): Dataset {
+    let s = seed;
+    const u = () => ((s = (s * 16807) % 2147483647) / 2147483647) * 2 - 1;
+    const x = new Float32Array(n * 8);
+    const y = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const f = Array.from({ length: 8 }, u);
+      x.set(f, i * 8);
+      const score = [f[0] + f[1] - f[2], f[3] - f[4] + 0.5 * f[5], f[6] - f[7] - f[0]];
+      y[i] = score.indexOf(Math.max(...score));
+    }
+    return { x, y, featureShape: [8], numClasses: 3, numExamples: n };
+  }
+  const data = synthetic(64, 12345);
+
+  /** ‖a − b‖₂ over all tensors (the full parameter vector), in float64. */
+  function dist(a: NamedTensor[], b: NamedTensor[]): number {
+    let s = 0;
+    for (let i = 0; i < a.length; i++) for (let j = 0; j < a[i].data.length; j++) s += (a[i].data[j] - b[i].data[j]) ** 2;
+    return Math.sqrt(s);
+  }
+
+  async function trained(opts: FitOptions, d: Dataset = data, model = 'mlp-8x3', seed = 2): Promise<{ w: NamedTensor[]; loss: number }> {
+    const m = createModel(model, seed);
+    const r = await m.fit(d, opts);
+    const w = m.getWeights();
+    m.dispose();
+    return { w, loss: r.loss };
+  }
+
+  it('proximalMu: 0 is bitwise identical to leaving it out (both engines, sgd and momentum)', async () => {
+    for (const engine of ['auto', 'layers'] as const) {
+      for (const optimizer of ['sgd', 'momentum'] as const) {
+        const base: FitOptions = { epochs: 2, batchSize: 8, learningRate: 0.05, seed: 3, optimizer, engine };
+        const a = await trained(base);
+        const b = await trained({ ...base, proximalMu: 0 });
+        expect(maxAbsDiff(a.w, b.w)).toBe(0);
+        expect(b.loss).toBe(a.loss);
+      }
+    }
+  });
+
+  it('keeps the trained weights closer to the start as μ grows: ‖w − w0‖ strictly decreasing over μ = 0, 0.1, 1, 10, 100', async () => {
+    const w0 = createModel('mlp-8x3', 2).getWeights();
+    const d: number[] = [];
+    const mus = [0, 0.1, 1, 10, 100];
+    // η·μ ≤ 1 for every μ, so the proximal contraction (1 − η·μ) is stable.
+    for (const proximalMu of mus) d.push(dist((await trained({ epochs: 5, batchSize: 8, learningRate: 0.01, seed: 4, proximalMu })).w, w0));
+    for (let i = 1; i < d.length; i++) expect(d[i], `μ=${mus[i]} vs μ=${mus[i - 1]}: ${d}`).toBeLessThan(d[i - 1]);
+    expect(d[0]).toBeGreaterThan(0.05); // plain training moved the weights …
+    expect(d[4]).toBeLessThan(0.2 * d[0]); // … and μ = 100 holds them much closer
+    expect(d[4]).toBeGreaterThan(0);
+  });
+
+  it('the dense fast path and tfjs model.fit agree with μ > 0 (sgd and momentum), and μ changed the result', async () => {
+    for (const optimizer of ['sgd', 'momentum'] as const) {
+      const opts: FitOptions = { epochs: 2, batchSize: 8, learningRate: 0.05, seed: 5, optimizer, momentum: 0.9, proximalMu: 2 };
+      const fast = await trained(opts);
+      const ref = await trained({ ...opts, engine: 'layers' });
+      expect(fast.loss).toBeCloseTo(ref.loss, 4);
+      expect(maxAbsDiff(fast.w, ref.w)).toBeLessThan(1e-4);
+      const plain = await trained({ ...opts, proximalMu: 0 });
+      expect(maxAbsDiff(fast.w, plain.w)).toBeGreaterThan(1e-3);
+    }
+  });
+
+  // A 2 → 2 softmax layer, one example, batch 1: step 1 is plain SGD (w = w0, the proximal
+  // gradient is 0); step 2 must be w2 = w1 − η(∇L(w1) + μ(w1 − w0)), computed here in float64.
+  registerModel({
+    name: 'test-softmax-2x2',
+    description: 'test only: Dense 2 → 2 softmax',
+    featureShape: [2],
+    numClasses: 2,
+    task: 'classification',
+    build: () => tf.sequential({ layers: [tf.layers.dense({ name: 'fc', inputShape: [2], units: 2, activation: 'softmax' })] }),
+  });
+  const W0 = [0.1, -0.2, 0.3, 0.05]; // kernel [in=2, out=2], row-major
+  const B0 = [0.01, -0.02];
+  const X = [1, 2];
+  const one: Dataset = { x: new Float32Array(X), y: new Int32Array([0]), featureShape: [2], numClasses: 2, numExamples: 1 };
+  const start: NamedTensor[] = [
+    { name: 'fc/kernel', shape: [2, 2], data: new Float32Array(W0) },
+    { name: 'fc/bias', shape: [2], data: new Float32Array(B0) },
+  ];
+  /** Softmax-CE gradient at (W, b) for the single example (label 0), and the loss. */
+  function grad(W: number[], b: number[]): { gW: number[]; gb: number[]; loss: number } {
+    const z = [0, 1].map((j) => X[0] * W[j] + X[1] * W[2 + j] + b[j]);
+    const e = z.map((v) => Math.exp(v - Math.max(...z)));
+    const p = e.map((v) => v / (e[0] + e[1]));
+    const gb = [p[0] - 1, p[1]];
+    return { gW: [X[0] * gb[0], X[0] * gb[1], X[1] * gb[0], X[1] * gb[1]], gb, loss: -Math.log(p[0]) };
+  }
+
+  it('two SGD steps on a 2 → 2 softmax layer match the hand-computed proximal update (both engines)', async () => {
+    const eta = 0.5;
+    const mu = 2;
+    const s1 = grad(W0, B0);
+    const W1 = W0.map((w, i) => w - eta * s1.gW[i]);
+    const B1 = B0.map((b, i) => b - eta * s1.gb[i]);
+    const s2 = grad(W1, B1);
+    const W2 = W1.map((w, i) => w - eta * (s2.gW[i] + mu * (w - W0[i])));
+    const B2 = B1.map((b, i) => b - eta * (s2.gb[i] + mu * (b - B0[i])));
+    const W2plain = W1.map((w, i) => w - eta * s2.gW[i]);
+    // the proximal term is not negligible here: it moves the kernel by η·μ·|w1 − w0| ≥ 0.01
+    expect(Math.max(...W2.map((w, i) => Math.abs(w - W2plain[i])))).toBeGreaterThan(0.01);
+    for (const engine of ['auto', 'layers'] as const) {
+      const m = createModel('test-softmax-2x2');
+      m.setWeights(start);
+      const r = await m.fit(one, { epochs: 2, batchSize: 1, learningRate: eta, proximalMu: mu, engine });
+      const [k, b] = m.getWeights();
+      for (let i = 0; i < 4; i++) expect(k.data[i], `${engine} kernel[${i}]`).toBeCloseTo(W2[i], 6);
+      for (let i = 0; i < 2; i++) expect(b.data[i], `${engine} bias[${i}]`).toBeCloseTo(B2[i], 6);
+      // the reported loss is the data loss at w1 (last epoch, pre-update), without (μ/2)‖w1 − w0‖²
+      const prox = (mu / 2) * [...W1.map((w, i) => w - W0[i]), ...B1.map((v, i) => v - B0[i])].reduce((s, v) => s + v * v, 0);
+      expect(prox).toBeGreaterThan(0.01);
+      expect(r.loss).toBeCloseTo(s2.loss, 5);
+      // the proximal part alone: w2(μ) − w2(0) = −η·μ·(w1 − w0)
+      m.setWeights(start);
+      await m.fit(one, { epochs: 2, batchSize: 1, learningRate: eta, engine });
+      const plain = m.getWeights()[0];
+      for (let i = 0; i < 4; i++) expect(k.data[i] - plain.data[i]).toBeCloseTo(-eta * mu * (W1[i] - W0[i]), 6);
+      m.dispose();
+    }
+  });
+
+  it('anchors w_global at the start of every fit call, not at the first one', async () => {
+    // Two 1-step fits: in the second, w = its own start, so the proximal gradient is exactly 0 and
+    // the result equals plain SGD bitwise; a stale anchor from the first call would not.
+    for (const engine of ['auto', 'layers'] as const) {
+      const run = async (proximalMu: number) => {
+        const m = createModel('test-softmax-2x2');
+        m.setWeights(start);
+        for (let i = 0; i < 2; i++) await m.fit(one, { epochs: 1, batchSize: 1, learningRate: 0.5, proximalMu, engine });
+        const w = m.getWeights();
+        m.dispose();
+        return w;
+      };
+      expect(maxAbsDiff(await run(10), await run(0))).toBe(0);
+    }
+  });
+
+  it('works on a generic-path-only model (tanh autoencoder) and does not leak tensors', async () => {
+    const n = 48;
+    let s = 99;
+    const x = Float32Array.from({ length: n * 20 }, () => ((s = (s * 16807) % 2147483647) / 2147483647) * 2 - 1);
+    const windows: Dataset = { x, y: new Int32Array(n), featureShape: [20], numClasses: 2, numExamples: n };
+    const init = createModel('telosb-ae', 1);
+    const w0 = init.getWeights();
+    init.dispose();
+    const opts: FitOptions = { epochs: 3, batchSize: 8, learningRate: 0.05, seed: 1 };
+    const leaked = async (o: FitOptions) => {
+      const t = tf.memory().numTensors;
+      const r = await trained(o, windows, 'telosb-ae', 1);
+      return { ...r, leaked: tf.memory().numTensors - t };
+    };
+    const free = await leaked(opts);
+    const held = await leaked({ ...opts, proximalMu: 10 });
+    expect(free.leaked).toBe(0);
+    expect(held.leaked).toBe(0);
+    expect(Number.isFinite(held.loss)).toBe(true);
+    expect(dist(held.w, w0)).toBeLessThan(0.5 * dist(free.w, w0));
+    // Momentum: tfjs 4.22's MomentumOptimizer.dispose() leaves its −η scalar behind (1 tensor per
+    // generic momentum fit, with or without μ); the proximal wrapper must add nothing to that.
+    const momPlain = await leaked({ ...opts, optimizer: 'momentum' });
+    const momProx = await leaked({ ...opts, optimizer: 'momentum', proximalMu: 10 });
+    expect(momProx.leaked).toBe(momPlain.leaked);
+    expect(momPlain.leaked).toBeLessThanOrEqual(1);
+    // and on the dense path too
+    const before = tf.memory().numTensors;
+    await trained({ epochs: 1, batchSize: 8, learningRate: 0.05, proximalMu: 1, optimizer: 'momentum' });
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('rejects a negative or non-finite proximalMu with ML_BAD_OPTIONS', async () => {
+    const m = createModel('mlp-8x3', 1);
+    const before = m.getWeights();
+    for (const proximalMu of [-0.01, Number.NaN, Number.POSITIVE_INFINITY]) {
+      for (const engine of ['auto', 'layers'] as const) {
+        await expect(m.fit(data, { epochs: 1, batchSize: 8, learningRate: 0.1, proximalMu, engine })).rejects.toMatchObject({ code: 'ML_BAD_OPTIONS' });
+      }
+    }
+    expect(maxAbsDiff(before, m.getWeights())).toBe(0);
     m.dispose();
   });
 });

@@ -36,11 +36,28 @@ export interface FitOptions {
    * tfjs `model.fit`. `'layers'`: always `model.fit` (for verification and benchmarks).
    */
   engine?: 'auto' | 'layers';
+  /**
+   * Proximal coefficient μ of FedProx (Li et al. 2020, "Federated Optimization in Heterogeneous
+   * Networks", MLSys, arXiv:1812.06127, eq. (2)): the node minimises
+   * h(w) = F(w) + (μ/2)·‖w − w_global‖² instead of F(w), where w_global is a copy of the weights
+   * at the start of this `fit` call (the global model the node just received) and ‖·‖ runs over
+   * every trainable weight, biases included. Each step uses the gradient ∇F(w) + μ·(w − w_global)
+   * in place of ∇F(w), on both engines, with SGD and momentum alike. Finite, ≥ 0; default 0, which
+   * is plain FedAvg local training (the same code path as when the option is absent, bitwise).
+   * With plain SGD the proximal part contracts w − w_global by (1 − η·μ) per step, so keep
+   * η·μ < 2 or it diverges. Not to be confused with {@link FitOptions.momentum}.
+   * Costs one extra copy of the trainable weights per call.
+   */
+  proximalMu?: number;
 }
 
 /** Result of {@link FederatedModel.fit}. */
 export interface FitResult {
-  /** Mean training loss over the examples of the LAST epoch (each example's loss measured on the batch's pre-update weights, as Keras reports it). */
+  /**
+   * Mean training loss over the examples of the LAST epoch (each example's loss measured on the
+   * batch's pre-update weights, as Keras reports it). Always the data loss F: the FedProx
+   * proximal term (μ/2)·‖w − w_global‖² is not included.
+   */
   loss: number;
   /** Number of local training examples (not multiplied by epochs). */
   numExamples: number;
@@ -77,9 +94,11 @@ export interface FederatedModel {
   /**
    * Trains on `data` for `opts.epochs` epochs of seeded-shuffled mini-batches.
    * Dense-only classifiers (like `mnist-2nn`) use a hand-written backward pass (same maths as
-   * `model.fit`, ~1.7× faster at B=32 on wasm); other models use `model.fit`.
+   * `model.fit`, ~1.7× faster at B=32 on wasm); other models use `model.fit`. With
+   * `opts.proximalMu` > 0 this is FedProx local training (see {@link FitOptions.proximalMu}).
    * @throws FedmqMlError `ML_BAD_DATA` if the data's feature size or classes do not fit the
-   *   model; `ML_BAD_OPTIONS` on invalid options.
+   *   model; `ML_BAD_OPTIONS` on invalid options (including a negative or non-finite
+   *   `proximalMu`).
    */
   fit(data: Dataset, opts: FitOptions): Promise<FitResult>;
   /**
@@ -162,6 +181,58 @@ function denseChain(model: tf.LayersModel, task: ModelInfo['task']): DenseSpec[]
 }
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * FedProx for tfjs `model.fit`: wraps an optimizer and, before delegating each step, adds
+ * μ·(w − w_anchor) to the gradient of every variable it was given, w_anchor being a copy of the
+ * variable taken at construction. That is the exact gradient of F(w) + (μ/2)·‖w − w_anchor‖²
+ * while the compiled loss, and so the loss Keras reports, stays F. Owns the inner optimizer and
+ * the copies: `dispose()` frees them.
+ */
+class ProximalOptimizer extends tf.Optimizer {
+  static readonly className = 'FedmqProximalOptimizer';
+  private readonly muT: tf.Scalar;
+  private readonly anchors = new Map<string, { variable: tf.Variable; anchor: tf.Tensor }>();
+
+  constructor(
+    private readonly inner: tf.Optimizer,
+    private readonly mu: number,
+    variables: readonly tf.Variable[],
+  ) {
+    super();
+    this.muT = tf.scalar(mu);
+    for (const variable of variables) this.anchors.set(variable.name, { variable, anchor: tf.clone(variable) });
+  }
+
+  override applyGradients(variableGradients: tf.NamedTensorMap | { name: string; tensor: tf.Tensor }[]): void {
+    const list = Array.isArray(variableGradients)
+      ? variableGradients
+      : Object.keys(variableGradients).map((name) => ({ name, tensor: variableGradients[name] }));
+    const adjusted = tf.tidy(() =>
+      list.map(({ name, tensor }) => {
+        const a = this.anchors.get(name);
+        if (!a) throw new FedmqMlError('ML_BAD_OPTIONS', `proximal term: no anchor for variable '${name}'`);
+        return { name, tensor: tf.add(tensor, tf.mul(tf.sub(a.variable, a.anchor), this.muT)) };
+      }),
+    );
+    try {
+      this.inner.applyGradients(adjusted);
+    } finally {
+      tf.dispose(adjusted.map((g) => g.tensor));
+    }
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...this.inner.getConfig(), proximalMu: this.mu };
+  }
+
+  override dispose(): void {
+    this.inner.dispose();
+    tf.dispose([this.muT, ...[...this.anchors.values()].map((a) => a.anchor)]);
+    this.anchors.clear();
+    super.dispose();
+  }
+}
 
 class TfFederatedModel implements FederatedModel {
   readonly info: ModelInfo;
@@ -262,17 +333,25 @@ class TfFederatedModel implements FederatedModel {
     if (optimizer !== 'sgd' && optimizer !== 'momentum') badOptions(`unknown optimizer '${String(optimizer)}'`);
     const momentum = optimizer === 'momentum' ? (opts.momentum ?? 0.9) : 0;
     if (!(momentum >= 0 && momentum < 1)) badOptions(`momentum must be in [0, 1), got ${momentum}`);
+    const proximalMu = opts.proximalMu ?? 0;
+    if (!(typeof proximalMu === 'number' && Number.isFinite(proximalMu) && proximalMu >= 0)) {
+      badOptions(`proximalMu must be a finite number >= 0, got ${String(proximalMu)}`);
+    }
     this.checkData(data);
     const n = data.numExamples;
     if (n === 0) return { loss: NaN, numExamples: 0, durationMs: performance.now() - t0 };
     const rng = createRng(opts.seed ?? 0);
     const loss = this.dense && opts.engine !== 'layers'
-      ? await this.fitDense(this.dense, data, epochs, batchSize, learningRate, momentum, rng)
-      : await this.fitGeneric(data, epochs, batchSize, learningRate, momentum, rng);
+      ? await this.fitDense(this.dense, data, epochs, batchSize, learningRate, momentum, proximalMu, rng)
+      : await this.fitGeneric(data, epochs, batchSize, learningRate, momentum, proximalMu, rng);
     return { loss, numExamples: n, durationMs: performance.now() - t0 };
   }
 
-  /** Hand-written forward/backward for a Dense chain; mathematically the same as model.fit with SGD/momentum and softmax cross-entropy. */
+  /**
+   * Hand-written forward/backward for a Dense chain; mathematically the same as model.fit with
+   * SGD/momentum and softmax cross-entropy. With `proxMu` > 0 each gradient (kernels and biases)
+   * gets + μ·(w − w_start) before the optimizer step (FedProx).
+   */
   private async fitDense(
     layers: DenseSpec[],
     data: Dataset,
@@ -280,6 +359,7 @@ class TfFederatedModel implements FederatedModel {
     batchSize: number,
     lr: number,
     momentum: number,
+    proxMu: number,
     rng: () => number,
   ): Promise<number> {
     const n = data.numExamples;
@@ -291,6 +371,9 @@ class TfFederatedModel implements FederatedModel {
     const muT = tf.scalar(momentum);
     const vars = layers.flatMap((l) => [l.kernel.read(), l.bias.read()]);
     const velocity = momentum > 0 ? vars.map((v) => tf.zerosLike(v)) : null;
+    // FedProx anchor w_global: the weights at the start of this call (copies, O(model)).
+    const anchors = proxMu > 0 ? vars.map((v) => tf.clone(v)) : null;
+    const proxMuT = anchors ? tf.scalar(proxMu) : null;
     let lossSum: tf.Tensor | null = null;
     try {
       for (let epoch = 0; epoch < epochs; epoch++) {
@@ -324,6 +407,10 @@ class TfFederatedModel implements FederatedModel {
                 d = layers[l - 1].activation === 'relu' ? (tf.mul(back, tf.step(acts[l])) as tf.Tensor2D) : back;
               }
             }
+            if (anchors) {
+              // ∇[(μ/2)‖w − w_global‖²] = μ(w − w_global), at the same pre-update w as ∇F.
+              for (let i = 0; i < vars.length; i++) grads[i] = tf.add(grads[i], tf.mul(tf.sub(vars[i], anchors[i]), proxMuT!));
+            }
             for (let i = 0; i < vars.length; i++) {
               if (velocity) {
                 const v = tf.add(tf.mul(velocity[i], muT), grads[i]);
@@ -352,21 +439,31 @@ class TfFederatedModel implements FederatedModel {
     } finally {
       tf.dispose([x, yOneHot, lrT, muT]);
       if (velocity) tf.dispose(velocity);
+      if (anchors) tf.dispose([...anchors, proxMuT!]);
       if (lossSum) (lossSum as tf.Tensor).dispose();
     }
   }
 
+  /**
+   * tfjs `model.fit`, one call per epoch on a seeded permutation. With `proxMu` > 0 the optimizer
+   * is wrapped in a {@link ProximalOptimizer}, so the compiled loss (and the reported loss) stays
+   * the data loss while every step uses ∇F + μ·(w − w_start).
+   */
   private async fitGeneric(
     data: Dataset,
     epochs: number,
     batchSize: number,
     lr: number,
     momentum: number,
+    proxMu: number,
     rng: () => number,
   ): Promise<number> {
     const n = data.numExamples;
     const model = this.layersModel;
-    const optimizer = momentum > 0 ? tf.train.momentum(lr, momentum) : tf.train.sgd(lr);
+    const base = momentum > 0 ? tf.train.momentum(lr, momentum) : tf.train.sgd(lr);
+    const optimizer = proxMu > 0
+      ? new ProximalOptimizer(base, proxMu, model.trainableWeights.map((w) => w.read() as tf.Variable))
+      : base;
     const reconstruction = this.info.task === 'reconstruction';
     model.compile({ optimizer, loss: reconstruction ? 'meanSquaredError' : 'categoricalCrossentropy' });
     const x = tf.tensor(data.x, [n, ...this.info.featureShape], 'float32');

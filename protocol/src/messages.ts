@@ -43,6 +43,8 @@ export const FitConfigSchema = z.object({
   batchSize: z.number().int().min(1).max(65536),
   /** SGD learning rate η. */
   learningRate: z.number().positive().finite(),
+  /** FedProx proximal coefficient μ ≥ 0 (Li et al. 2020, arXiv:1812.06127): nodes minimise F(w) + (μ/2)·‖w − w_global‖²; absent or 0 = FedAvg. */
+  proximalMu: z.number().nonnegative().finite().optional(),
 });
 export type FitConfig = z.infer<typeof FitConfigSchema>;
 
