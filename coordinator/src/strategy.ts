@@ -39,7 +39,30 @@ export interface Strategy {
    * (for example when no update was accepted).
    */
   aggregateFit(round: number, global: readonly NamedTensor[], aggregate: RoundAggregate, failures: readonly FitFailure[]): NamedTensor[] | null;
+  /**
+   * The strategy's state across rounds (server momentum, optimizer moments …), part of the
+   * checkpoint: a coordinator that resumes from a checkpoint calls {@link setState} with it on a
+   * freshly built strategy, and the next round is the same step as without the restart.
+   * Absent on stateless strategies (FedAvg). The result is a copy: later rounds do not change it.
+   */
+  getState?(): StrategyState;
+  /**
+   * Restores a state returned by {@link getState} (possibly after `JSON.stringify` / `JSON.parse`).
+   * @throws TypeError when `state` is not a state of this strategy (wrong `strategy` name or shape).
+   */
+  setState?(state: StrategyState): void;
 }
+
+/** A value that survives `JSON.stringify` / `JSON.parse` unchanged (finite numbers only). */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/**
+ * A strategy's state as a JSON-serialisable object, part of the checkpoint. Typed arrays are
+ * stored as plain number arrays (float32 and float64 values both round-trip exactly through JSON),
+ * each strategy documenting its own layout; by convention the object has a `strategy` field
+ * holding the strategy's {@link Strategy.name}, checked by `setState`.
+ */
+export type StrategyState = { [key: string]: JsonValue };
 
 /** Per-round fold state of a strategy. */
 export interface RoundAggregate {

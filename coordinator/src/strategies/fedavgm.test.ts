@@ -1,0 +1,70 @@
+import type { NamedTensor } from '@fedmq/protocol';
+import { describe, expect, it } from 'vitest';
+import { addable } from '../aggregate.ts';
+import type { Strategy } from '../strategy.ts';
+import { FedAvg } from './fedavg.ts';
+import { FedAvgM } from './fedavgm.ts';
+import { runStrategySuite } from './strategy-suite.ts';
+
+const fitConfig = { epochs: 1, batchSize: 32, learningRate: 0.1 };
+const x0 = (): NamedTensor[] => [{ name: 'w', shape: [3], data: new Float32Array([1, 2, 3]) }];
+
+/** One round: updates [numExamples, delta] folded in, then the strategy's step from `global`. */
+function round(s: Strategy, r: number, global: NamedTensor[], updates: [number, number[]][]): NamedTensor[] {
+  const agg = s.beginRound(r, global);
+  updates.forEach(([n, d], k) => agg.add({ nodeId: `n${k}`, numExamples: n, loss: 1, delta: [addable({ data: new Float32Array(d) })] }));
+  return s.aggregateFit(r, global, agg, [])!;
+}
+// Round 1: A n=1 Δ=(0.4, −0.2, 0), B n=3 Δ=(0, −0.2, 0.4) → Δ_1 = (0.1, −0.2, 0.3)
+const ROUND1: [number, number[]][] = [[1, [0.4, -0.2, 0]], [3, [0, -0.2, 0.4]]];
+// Round 2: A n=1 Δ=(0.5, 0.1, −0.05), B n=4 Δ=(0, 0.1, 0) → Δ_2 = (0.1, 0.1, −0.01)
+const ROUND2: [number, number[]][] = [[1, [0.5, 0.1, -0.05]], [4, [0, 0.1, 0]]];
+
+runStrategySuite((base) => new FedAvgM(base));
+runStrategySuite((base) => new FedAvgM({ ...base, serverLearningRate: 0.7, serverMomentum: 0.5 }), { title: 'strategy contract: fedavgm (η 0.7, β 0.5)' });
+
+describe('FedAvgM (Hsu et al. 2019)', () => {
+  it('takes the hand-computed steps with the defaults η=1, β=0.9', () => {
+    const s = new FedAvgM({ fractionFit: 1, minFitNodes: 1, fitConfig });
+    expect([s.serverLearningRate, s.serverMomentum]).toEqual([1, 0.9]);
+    // v_0 = 0.
+    // Round 1: v_1 = 0.9·0 + Δ_1 = (0.1, −0.2, 0.3); x_1 = x_0 + 1·v_1 = (1.1, 1.8, 3.3)
+    const x1 = round(s, 1, x0(), ROUND1);
+    [1.1, 1.8, 3.3].forEach((e, i) => expect(x1[0].data[i]).toBeCloseTo(e, 6));
+    // Round 2: v_2 = 0.9·(0.1, −0.2, 0.3) + (0.1, 0.1, −0.01) = (0.09+0.1, −0.18+0.1, 0.27−0.01) = (0.19, −0.08, 0.26)
+    //          x_2 = x_1 + v_2 = (1.1+0.19, 1.8−0.08, 3.3+0.26) = (1.29, 1.72, 3.56)
+    const x2 = round(s, 2, x1, ROUND2);
+    [1.29, 1.72, 3.56].forEach((e, i) => expect(x2[0].data[i]).toBeCloseTo(e, 6));
+    const st = s.getState();
+    expect(st.strategy).toBe('fedavgm');
+    [0.19, -0.08, 0.26].forEach((e, i) => expect(st.momentum![0].data[i]).toBeCloseTo(e, 7));
+  });
+
+  it('scales by the server learning rate: η=0.5, β=0.5', () => {
+    const s = new FedAvgM({ fractionFit: 1, minFitNodes: 1, fitConfig, serverLearningRate: 0.5, serverMomentum: 0.5 });
+    // Round 1: v_1 = Δ_1 = (0.1, −0.2, 0.3); x_1 = x_0 + 0.5·v_1 = (1.05, 1.9, 3.15)
+    const x1 = round(s, 1, x0(), ROUND1);
+    [1.05, 1.9, 3.15].forEach((e, i) => expect(x1[0].data[i]).toBeCloseTo(e, 6));
+    // Round 2: v_2 = 0.5·(0.1, −0.2, 0.3) + (0.1, 0.1, −0.01) = (0.15, 0, 0.14); x_2 = x_1 + 0.5·v_2 = (1.125, 1.9, 3.22)
+    const x2 = round(s, 2, x1, ROUND2);
+    [1.125, 1.9, 3.22].forEach((e, i) => expect(x2[0].data[i]).toBeCloseTo(e, 6));
+  });
+
+  it('equals FedAvg exactly with β=0 and η=1', () => {
+    const m = new FedAvgM({ fractionFit: 1, minFitNodes: 1, fitConfig, serverLearningRate: 1, serverMomentum: 0 });
+    const a = new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig });
+    const m1 = round(m, 1, x0(), ROUND1);
+    const a1 = round(a, 1, x0(), ROUND1);
+    expect(Array.from(m1[0].data)).toEqual(Array.from(a1[0].data));
+    expect(Array.from(round(m, 2, m1, ROUND2)[0].data)).toEqual(Array.from(round(a, 2, a1, ROUND2)[0].data));
+  });
+
+  it('refuses bad options with a RangeError, and a state of another strategy with a TypeError', () => {
+    const base = { fractionFit: 1, minFitNodes: 1, fitConfig };
+    for (const bad of [{ serverLearningRate: 0 }, { serverLearningRate: NaN }, { serverMomentum: 1 }, { serverMomentum: -0.1 }, { fractionFit: 1.5 }]) {
+      expect(() => new FedAvgM({ ...base, ...bad })).toThrow(RangeError);
+    }
+    expect(() => new FedAvgM(base).setState({ strategy: 'fedadam', steps: 0, m: null, v: null })).toThrow(TypeError);
+    expect(() => new FedAvgM(base).setState({ strategy: 'fedavgm', momentum: [{ name: 'w', data: [1, 'x', 3] }] })).toThrow(TypeError);
+  });
+});

@@ -1,0 +1,57 @@
+import type { NamedTensor } from '@fedmq/protocol';
+import { describe, expect, it } from 'vitest';
+import { addable } from '../aggregate.ts';
+import type { Strategy } from '../strategy.ts';
+import { FedYogi } from './fedyogi.ts';
+import { runStrategySuite } from './strategy-suite.ts';
+
+const fitConfig = { epochs: 1, batchSize: 32, learningRate: 0.1 };
+const x0 = (): NamedTensor[] => [{ name: 'w', shape: [3], data: new Float32Array([1, 2, 3]) }];
+
+/** One round: updates [numExamples, delta] folded in, then the strategy's step from `global`. */
+function round(s: Strategy, r: number, global: NamedTensor[], updates: [number, number[]][]): NamedTensor[] {
+  const agg = s.beginRound(r, global);
+  updates.forEach(([n, d], k) => agg.add({ nodeId: `n${k}`, numExamples: n, loss: 1, delta: [addable({ data: new Float32Array(d) })] }));
+  return s.aggregateFit(r, global, agg, [])!;
+}
+// Round 1: A n=1 Δ=(0.4, −0.2, 0), B n=3 Δ=(0, −0.2, 0.4) → Δ_1 = (0.1, −0.2, 0.3)
+const ROUND1: [number, number[]][] = [[1, [0.4, -0.2, 0]], [3, [0, -0.2, 0.4]]];
+// Round 2: A n=1 Δ=(0.5, 0.1, −0.05), B n=4 Δ=(0, 0.1, 0) → Δ_2 = (0.1, 0.1, −0.01)
+const ROUND2: [number, number[]][] = [[1, [0.5, 0.1, -0.05]], [4, [0, 0.1, 0]]];
+
+runStrategySuite((base) => new FedYogi(base));
+
+describe('FedYogi (Reddi et al. 2021, Algorithm 2)', () => {
+  it('takes the hand-computed steps with the defaults η=0.01, β1=0.9, β2=0.99, τ=1e-3', () => {
+    const s = new FedYogi({ fractionFit: 1, minFitNodes: 1, fitConfig });
+    expect([s.eta, s.beta1, s.beta2, s.tau]).toEqual([0.01, 0.9, 0.99, 1e-3]);
+    // m_0 = 0, v_0 = τ² = 1e-6.
+    // Round 1, Δ_1 = (0.1, −0.2, 0.3), Δ_1² = (0.01, 0.04, 0.09):
+    //   m_1 = 0.1·Δ_1 = (0.01, −0.02, 0.03)
+    //   sign(v_0 − Δ_1²) = (−1, −1, −1) → v_1 = v_0 + 0.01·Δ_1² = (1e-6+1e-4, 1e-6+4e-4, 1e-6+9e-4) = (1.01e-4, 4.01e-4, 9.01e-4)
+    //   √v_1 = (0.010049876, 0.020024984, 0.030016662)
+    //   x_1 = x_0 + 0.01·m_1/(√v_1 + 0.001)
+    //       = (1 + 1e-4/0.011049876, 2 − 2e-4/0.021024984, 3 + 3e-4/0.031016662)
+    //       = (1 + 0.009049876, 2 − 0.009512492, 3 + 0.009672221) = (1.009049876, 1.990487508, 3.009672221)
+    const x1 = round(s, 1, x0(), ROUND1);
+    [1.009049876, 1.990487508, 3.009672221].forEach((e, i) => expect(x1[0].data[i]).toBeCloseTo(e, 6));
+    // Round 2, Δ_2 = (0.1, 0.1, −0.01), Δ_2² = (0.01, 0.01, 1e-4):
+    //   m_2 = 0.9·m_1 + 0.1·Δ_2 = (0.019, −0.008, 0.026)
+    //   sign(v_1 − Δ_2²) = (sign(1.01e-4 − 0.01), sign(4.01e-4 − 0.01), sign(9.01e-4 − 1e-4)) = (−1, −1, +1)
+    //   v_2 = (1.01e-4 + 1e-4, 4.01e-4 + 1e-4, 9.01e-4 − 0.01·1e-4) = (2.01e-4, 5.01e-4, 9.00e-4)   ← v shrinks additively in the 3rd
+    //   √v_2 = (0.014177447, 0.022383029, 0.03)
+    //   x_2 = x_1 + 0.01·m_2/(√v_2 + 0.001)
+    //       = (1.009049876 + 1.9e-4/0.015177447, 1.990487508 − 8e-5/0.023383029, 3.009672221 + 2.6e-4/0.031)
+    //       = (1.009049876 + 0.012518574, 1.990487508 − 0.003421285, 3.009672221 + 0.008387097)
+    //       = (1.021568450, 1.987066223, 3.018059318)
+    const x2 = round(s, 2, x1, ROUND2);
+    [1.02156845, 1.987066223, 3.018059318].forEach((e, i) => expect(x2[0].data[i]).toBeCloseTo(e, 6));
+    const st = s.getState();
+    [2.01e-4, 5.01e-4, 9e-4].forEach((e, i) => expect(st.v![0].data[i]).toBeCloseTo(e, 9));
+  });
+
+  it('refuses bad hyperparameters with a RangeError', () => {
+    const base = { fractionFit: 1, minFitNodes: 1, fitConfig };
+    for (const bad of [{ eta: 0 }, { beta1: 1 }, { beta2: -0.5 }, { tau: 0 }, { tau: NaN }]) expect(() => new FedYogi({ ...base, ...bad })).toThrow(RangeError);
+  });
+});
