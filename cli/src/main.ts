@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { startBroker } from '@fedmq/broker';
-import { Coordinator, DEFAULT_METRICS_PORT, FedAvg, coordinatorMetrics, serveMetricsOrFallback } from '@fedmq/coordinator';
+import { Coordinator, DEFAULT_METRICS_PORT, STRATEGY_NAMES, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type StrategyParams } from '@fedmq/coordinator';
 import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
 import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeCsv, writeIdx, type BackendName, type Dataset } from '@fedmq/ml';
 import { CODEC_NAMES, isFedmqError } from '@fedmq/protocol';
@@ -46,6 +46,15 @@ function onSignal(stop: () => Promise<void>): void {
   process.on('SIGINT', handler).on('SIGTERM', handler);
 }
 
+/** The strategy parameters among the parsed options. */
+function strategyParams(o: Record<string, unknown>): StrategyParams {
+  const n = (k: string) => (typeof o[k] === 'number' ? (o[k] as number) : undefined);
+  return {
+    serverLearningRate: n('serverLr'), serverMomentum: n('serverMomentum'), eta: n('eta'), beta1: n('beta1'), beta2: n('beta2'), tau: n('tau'),
+    proximalMu: n('proximalMu'), trimBeta: n('trimBeta'), byzantine: n('byzantine'), multiKrumM: n('multiKrumM'), maxNorm: n('maxNorm'),
+  };
+}
+
 function runId(job: string): string {
   return `${job}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-')}`;
 }
@@ -64,6 +73,18 @@ function withFitOptions(cmd: Command): Command {
     .option('--topk <fraction>', 'top-k codecs: fraction of each tensor sent', num('topk', (n) => n > 0 && n <= 1, 'in (0, 1]'), 0.01)
     .option('--block-size <n>', 'int8 codecs: values per scale block (0 = one per tensor)', int('block-size'), 256)
     .addOption(new Option('--downlink <dtype>', 'encoding of the global model sent to nodes').choices(['float32', 'float16']).default('float32'))
+    .addOption(new Option('--strategy <name>', 'aggregation strategy (docs/strategies.md)').choices([...STRATEGY_NAMES]).default('fedavg'))
+    .option('--server-lr <eta>', 'fedavgm: server learning rate', positive('server-lr'))
+    .option('--server-momentum <beta>', 'fedavgm: server momentum', num('server-momentum', (n) => n >= 0 && n < 1, 'in [0, 1)'))
+    .option('--eta <eta>', 'fedadam/fedyogi/fedadagrad: server learning rate', positive('eta'))
+    .option('--beta1 <b>', 'fedadam/fedyogi/fedadagrad: first-moment decay', num('beta1', (n) => n >= 0 && n < 1, 'in [0, 1)'))
+    .option('--beta2 <b>', 'fedadam/fedyogi: second-moment decay', num('beta2', (n) => n >= 0 && n < 1, 'in [0, 1)'))
+    .option('--tau <t>', 'fedadam/fedyogi/fedadagrad: adaptivity', positive('tau'))
+    .option('--proximal-mu <mu>', 'fedprox: proximal term', num('proximal-mu', (n) => n >= 0, '≥ 0'))
+    .option('--trim-beta <b>', 'trimmed-mean: fraction trimmed at each end', num('trim-beta', (n) => n >= 0 && n < 0.5, 'in [0, 0.5)'))
+    .option('--byzantine <f>', 'krum/multi-krum: Byzantine nodes tolerated', int('byzantine'))
+    .option('--multi-krum-m <m>', 'multi-krum: updates averaged', int('multi-krum-m', 1))
+    .option('--max-norm <m>', 'norm-bounding: L2 bound of each delta', positive('max-norm'))
     .option('--max-payload-bytes <n>', 'send the model and updates in chunks of at most this many bytes (e.g. 131072 for AWS IoT Core)', int('max-payload-bytes', 1024));
 }
 
@@ -102,7 +123,7 @@ withFitOptions(
   const coordinator = new Coordinator({
     brokerUrl: o.broker, job: o.job, model: o.model, rounds: o.rounds, minNodes: o.minNodes, deadlineMs: o.deadlineMs, outDir: out, testData,
     seed: o.seed, logger: log, codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
-    strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr } }),
+    strategy: createStrategy(o.strategy, { fractionFit: o.fraction, minFitNodes: o.minNodes, fitConfig: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr } }, strategyParams(o), log),
   });
   const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined);
   onSignal(async () => {
@@ -174,7 +195,7 @@ withFitOptions(
   const { history } = await runLocalJob({
     job: o.job, dataset: o.dataset, nodes: o.nodes, partition, seed: o.seed, rounds: o.rounds, fraction: o.fraction, deadlineMs: o.deadlineMs,
     fit: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr }, outDir: out, port: o.port, workers: o.workers, logger: log,
-    metricsPort: o.metricsPort, httpPort: o.httpPort, codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
+    metricsPort: o.metricsPort, httpPort: o.httpPort, strategy: o.strategy, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     onBroker: (url, dashboard) => process.stdout.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
     onMetrics: (url) => process.stdout.write(`Prometheus metrics: ${url}\n`),
     onNodes: (n) => process.stdout.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader()}\n`),

@@ -5,3 +5,8 @@ export { FedAvg, MeanAggregate, sample, type FedAvgOptions } from './strategies/
 export type { FitFailure, FitResult, RoundAggregate, Strategy } from './strategy.ts';
 export { checkUpdateTensors } from './validate.ts';
 export { coordinatorMetrics, serveMetrics, serveMetricsOrFallback, DEFAULT_METRICS_PORT, type CoordinatorMetrics } from './metrics.ts';
+export {
+  STRATEGY_NAMES, createStrategy, FedAvgM, FedAdam, FedYogi, FedAdagrad, FedProx, CoordinateMedian, TrimmedMean, Krum, MultiKrum, NormBounding,
+  type StrategyName, type StrategyParams,
+} from './strategies/index.ts';
+export type { StrategyState } from './strategy.ts';

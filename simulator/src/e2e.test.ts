@@ -1,9 +1,11 @@
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { topics } from '@fedmq/protocol';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
-import { Coordinator, FedAvg, type RoundRecord } from '@fedmq/coordinator';
+import { Coordinator, FedAvg, createStrategy, type RoundRecord } from '@fedmq/coordinator';
 import { createModel, initBackend, loadMnist, subset } from '@fedmq/ml';
 import { startSimulation, type Simulation } from './simulation.ts';
 
@@ -102,5 +104,30 @@ describe('end to end over a real Aedes broker', () => {
     expect(acc[3]).toBeGreaterThan(0.7);
     expect(sparse[0].bytesUp * 10).toBeLessThan(dense[0].bytesUp);
     expect(sparse[0].bytesDown * 1.9).toBeLessThan(dense[0].bytesDown);
+  });
+
+  it('runs FedProx end to end: the round task carries mu and the model improves', async () => {
+    const train = subset(loadMnist('train'), range(0, 1800));
+    const test = subset(loadMnist('test'), range(0, 1000));
+    const c = new Coordinator({
+      brokerUrl: broker.url, job: 'e2e-prox', model: 'mnist-2nn', rounds: 3, minNodes: 3, deadlineMs: 60_000, testData: test, seed: 42,
+      strategy: createStrategy('fedprox', { fractionFit: 1, minFitNodes: 3, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }, { proximalMu: 0.1 }),
+    });
+    const watcher = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
+    const mus: unknown[] = [];
+    watcher.on('message', (_t, p) => p.length > 0 && mus.push(JSON.parse(p.toString()).config.proximalMu));
+    await watcher.subscribeAsync(topics.task('e2e-prox'), { qos: 1 });
+    const done = c.run();
+    const s = await startSimulation({ brokerUrl: broker.url, job: 'e2e-prox', nodes: 3, train, partition: { kind: 'dirichlet', alpha: 0.5 }, seed: 1, workers: 2 });
+    try {
+      const history = await done;
+      expect(history.map((r) => r.reported)).toEqual([3, 3, 3]);
+      expect(history[2].testAccuracy!).toBeGreaterThan(history[0].testAccuracy!);
+      expect(mus).toEqual([0.1, 0.1, 0.1]);
+    } finally {
+      await watcher.endAsync();
+      await s.stop();
+      await c.close();
+    }
   });
 });

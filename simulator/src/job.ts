@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
-import { Coordinator, DEFAULT_METRICS_PORT, FedAvg, coordinatorMetrics, serveMetricsOrFallback, type RoundRecord } from '@fedmq/coordinator';
+import { Coordinator, DEFAULT_METRICS_PORT, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type RoundRecord, type StrategyParams } from '@fedmq/coordinator';
 import { initBackend, type PartitionSpec } from '@fedmq/ml';
 import type { CodecParams, FitConfig, NamedTensor, UpdateCodecName } from '@fedmq/protocol';
 import { loadSimDataset } from './datasets.ts';
@@ -32,6 +32,9 @@ export interface LocalJobOptions {
   minNodes?: number;
   deadlineMs: number;
   fit: FitConfig;
+  /** Aggregation strategy by name (default fedavg) and its parameters. */
+  strategy?: string;
+  strategyParams?: StrategyParams;
   /** Uplink codec (default float32) and its parameters. */
   codec?: UpdateCodecName;
   codecParams?: CodecParams;
@@ -74,9 +77,11 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
   try {
     broker = await listen(o.port, o.httpPort, logger);
     o.onBroker?.(broker.url, broker.httpUrl);
+    const minNodes = o.minNodes ?? (o.nodes || data.groupCount || 1);
     coordinator = new Coordinator({
-      brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minNodes: o.minNodes ?? (o.nodes || data.groupCount || 1), deadlineMs: o.deadlineMs,
-      strategy: new FedAvg({ fractionFit: o.fraction, minFitNodes: 1, fitConfig: o.fit }), outDir: o.outDir, testData: data.test,
+      brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minNodes, deadlineMs: o.deadlineMs,
+      strategy: createStrategy(o.strategy ?? 'fedavg', { fractionFit: o.fraction, minFitNodes: minNodes, fitConfig: o.fit }, o.strategyParams, logger),
+      outDir: o.outDir, testData: data.test,
       seed: o.seed, logger, codec: o.codec, codecParams: o.codecParams, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     });
     if (o.onRound) coordinator.on('round', o.onRound);
