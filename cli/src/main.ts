@@ -7,7 +7,7 @@ import { Coordinator, DEFAULT_METRICS_PORT, STRATEGY_NAMES, coordinatorMetrics, 
 import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
 import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeCsv, writeIdx, type BackendName, type Dataset } from '@fedmq/ml';
 import { CODEC_NAMES, isFedmqError } from '@fedmq/protocol';
-import { DATASETS, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes, runLocalJob, runSensorsDemo, startSimulation } from '@fedmq/simulator';
+import { ATTACKS, DATASETS, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes, runLocalJob, runSensorsDemo, startSimulation } from '@fedmq/simulator';
 import { writeFile } from 'node:fs/promises';
 import { roundHeader, roundLine } from './output.ts';
 import { registerMonitorCommand } from './monitor.ts';
@@ -170,6 +170,8 @@ withFitOptions(
     .addOption(new Option('--dataset <name>', 'dataset').choices([...DATASETS]).default(DEFAULT_JOB.dataset))
     .option('--partition <spec>', 'iid | dirichlet:ALPHA | natural', DEFAULT_JOB.partition)
     .option('--workers <n>', 'worker threads (default: one per core)', int('workers', 1))
+    .option('--byzantine <fraction>', 'fraction of nodes that are malicious, in [0, 1) (with --attack)', num('byzantine', (n) => n >= 0 && n < 1, 'in [0, 1)'))
+    .addOption(new Option('--attack <name>', 'what the malicious nodes do').choices([...ATTACKS]))
     .option('--port <port>', 'embedded broker port (default 1883, or a free one if taken)', int('port'))
     .option('--http-port <port>', 'embedded broker\'s dashboard port (default 8080, or a free one if taken)', int('http-port'))
     .option('--metrics-port <port>', `coordinator's Prometheus /metrics port (embedded mode; default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
@@ -181,7 +183,10 @@ withFitOptions(
     const log = logger('info');
     await initBackend();
     const data = loadSimDataset(o.dataset);
-    const sim = await startSimulation({ brokerUrl: o.broker, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, partition, seed: o.seed, workers: o.workers, logLevel: log.level });
+    const sim = await startSimulation({
+      brokerUrl: o.broker, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, groupPrefix: data.groupPrefix, partition, seed: o.seed,
+      workers: o.workers, logLevel: log.level, byzantine: o.byzantine, attack: o.attack,
+    });
     onSignal(() => sim.stop());
     process.stdout.write(`${sim.plan.length} nodes of job ${o.job} on ${o.broker} in ${sim.workers} worker threads (tfjs ${sim.backend}); Ctrl-C to stop\n`);
     return;
@@ -195,7 +200,7 @@ withFitOptions(
   const { history } = await runLocalJob({
     job: o.job, dataset: o.dataset, nodes: o.nodes, partition, seed: o.seed, rounds: o.rounds, fraction: o.fraction, deadlineMs: o.deadlineMs,
     fit: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr }, outDir: out, port: o.port, workers: o.workers, logger: log,
-    metricsPort: o.metricsPort, httpPort: o.httpPort, strategy: o.strategy, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
+    metricsPort: o.metricsPort, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, strategy: o.strategy, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     onBroker: (url, dashboard) => process.stdout.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
     onMetrics: (url) => process.stdout.write(`Prometheus metrics: ${url}\n`),
     onNodes: (n) => process.stdout.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader()}\n`),

@@ -24,6 +24,11 @@ export interface EdgeNodeOptions {
   logger?: Logger;
   /** Extra mqtt.js options (credentials, TLS, reconnectPeriod …). */
   mqtt?: IClientOptions;
+  /**
+   * Replaces the delta before it is encoded. For simulations and tests only (the simulator's
+   * attacks); a real device leaves it unset.
+   */
+  transformDelta?: (delta: NamedTensor[], round: number) => NamedTensor[];
 }
 
 /** Events an {@link EdgeNode} emits. */
@@ -224,7 +229,8 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
       if (this.stopped) return;
       await this.publishStatus('uploading');
       // error feedback (top-k) keeps what was not sent in this.codecState and adds it next round
-      const tensors = getCodec(task.codec).encode(r.delta, task.codecParams ?? {}, this.codecState, seededRng(seed));
+      const delta = this.opts.transformDelta ? this.opts.transformDelta(r.delta, task.round) : r.delta;
+      const tensors = getCodec(task.codec).encode(delta, task.codecParams ?? {}, this.codecState, seededRng(seed));
       const update: UpdateMessage = {
         v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, round: task.round, modelVersion: task.modelVersion,
         numExamples: r.numExamples, codec: task.codec, kind: 'delta', metrics: { loss: r.loss, trainMs: r.trainMs }, tensors, ts: Date.now(),

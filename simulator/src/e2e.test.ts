@@ -130,4 +130,32 @@ describe('end to end over a real Aedes broker', () => {
       await c.close();
     }
   });
+
+  it('trimmed mean keeps learning while a node flips the sign of its updates', async () => {
+    const train = subset(loadMnist('train'), range(0, 2000));
+    const test = subset(loadMnist('test'), range(0, 1000));
+    const run = async (job: string, strategy: 'fedavg' | 'trimmed-mean', byzantine?: number) => {
+      const c = new Coordinator({
+        brokerUrl: broker.url, job, model: 'mnist-2nn', rounds: 3, minNodes: 5, deadlineMs: 60_000, testData: test, seed: 42,
+        strategy: createStrategy(strategy, { fractionFit: 1, minFitNodes: 5, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }, { trimBeta: 0.2 }),
+      });
+      const done = c.run();
+      const s = await startSimulation({
+        brokerUrl: broker.url, job, nodes: 5, train, partition: { kind: 'iid' }, seed: 1, workers: 2, byzantine, attack: byzantine ? 'sign-flip' : undefined,
+      });
+      try {
+        return { history: await done, malicious: s.malicious };
+      } finally {
+        await s.stop();
+        await c.close();
+      }
+    };
+    const clean = await run('e2e-clean', 'fedavg');
+    const attacked = await run('e2e-signflip', 'trimmed-mean', 0.2);
+    expect(attacked.malicious.size).toBe(1);
+    expect(attacked.history.map((r) => r.reported)).toEqual([5, 5, 5]); // the flipped updates are well-formed and accepted
+    const acc = attacked.history.map((r) => r.testAccuracy!);
+    expect(acc[2]).toBeGreaterThan(acc[0]);
+    expect(acc[2]).toBeGreaterThan(clean.history[2].testAccuracy! - 0.05);
+  });
 });

@@ -4,3 +4,4 @@ export { loadSimDataset, DATASETS, type SimDataset } from './datasets.ts';
 export { runLocalJob, DEFAULT_JOB, type LocalJobOptions } from './job.ts';
 export { runSensorsDemo, SENSORS_DEMO, type SensorsDemoResult, type MoteRow } from './sensors-demo.ts';
 export { poolMotes } from './datasets.ts';
+export { ATTACKS, attackDelta, flipLabels, pickMalicious, type AttackName, type AttackParams } from './attacks.ts';

@@ -5,6 +5,7 @@ import { initBackend, type PartitionSpec } from '@fedmq/ml';
 import type { CodecParams, FitConfig, NamedTensor, UpdateCodecName } from '@fedmq/protocol';
 import { loadSimDataset } from './datasets.ts';
 import { startSimulation, type Simulation } from './simulation.ts';
+import type { AttackName } from './attacks.ts';
 
 /** The default job `npm start` runs, chosen by measurement (docs/defaults.md). */
 export const DEFAULT_JOB = {
@@ -32,6 +33,9 @@ export interface LocalJobOptions {
   minNodes?: number;
   deadlineMs: number;
   fit: FitConfig;
+  /** Fraction of malicious nodes and their attack (simulation of hostile nodes). */
+  byzantine?: number;
+  attack?: AttackName;
   /** Aggregation strategy by name (default fedavg) and its parameters. */
   strategy?: string;
   strategyParams?: StrategyParams;
@@ -93,7 +97,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
     done.catch(() => undefined);
     sim = await startSimulation({
       brokerUrl: broker.url, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, groupPrefix: data.groupPrefix,
-      partition: o.partition, seed: o.seed, workers: o.workers, logLevel: logger.level,
+      partition: o.partition, seed: o.seed, workers: o.workers, logLevel: logger.level, byzantine: o.byzantine, attack: o.attack,
     });
     o.onNodes?.({ nodes: sim.plan.length, workers: sim.workers, backend: sim.backend });
     const history = await done;

@@ -1,3 +1,5 @@
+import type { AttackName, AttackParams } from './attacks.ts';
+
 /** Messages between the simulator's main thread and its worker threads. */
 export interface WorkerInit {
   brokerUrl: string;
@@ -10,6 +12,10 @@ export interface WorkerInit {
   numClasses: number;
   logLevel: string;
   backend?: 'tensorflow' | 'wasm' | 'cpu';
+  /** Malicious node ids of this worker and their attack. */
+  malicious?: string[];
+  attack?: { name: AttackName; params?: AttackParams };
+  seed: number;
 }
 
 export type FromWorker =

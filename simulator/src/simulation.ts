@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Dataset, PartitionSpec } from '@fedmq/ml';
 import { balance, planNodes, type NodePlan } from './plan.ts';
+import { pickMalicious, type AttackName, type AttackParams } from './attacks.ts';
 import type { FromWorker, WorkerInit } from './protocol.ts';
 
 /** Options of {@link startSimulation}. */
@@ -25,6 +26,10 @@ export interface SimulationOptions {
   /** pino level for the nodes' logs (stderr). Default `warn`. */
   logLevel?: string;
   backend?: 'tensorflow' | 'wasm' | 'cpu';
+  /** Fraction of nodes that are malicious, in [0, 1) (default 0), and the attack they make. */
+  byzantine?: number;
+  attack?: AttackName;
+  attackParams?: AttackParams;
 }
 
 /** Events of a running {@link Simulation}. */
@@ -39,6 +44,8 @@ export interface Simulation extends EventEmitter<SimulationEvents> {
   /** tfjs backend the workers use. */
   readonly backend: string;
   readonly workers: number;
+  /** Ids of the malicious nodes (empty without an attack). */
+  readonly malicious: ReadonlySet<string>;
   /** Stops every node (each publishes `offline`) and ends the workers. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -53,6 +60,7 @@ export interface Simulation extends EventEmitter<SimulationEvents> {
 export async function startSimulation(opts: SimulationOptions): Promise<Simulation> {
   const plan = planNodes(opts.train, opts.nodes, opts.partition, opts.seed, opts.groups, opts.groupPrefix);
   const groups = balance(plan, opts.workers ?? availableParallelism());
+  const malicious = opts.byzantine && opts.attack ? pickMalicious(plan.map((n) => n.nodeId), opts.byzantine, opts.seed) : new Set<string>();
   const x = new SharedArrayBuffer(opts.train.x.byteLength);
   new Float32Array(x).set(opts.train.x);
   const y = new SharedArrayBuffer(opts.train.y.byteLength);
@@ -64,7 +72,9 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
   const started = groups.map((nodes) => {
     const init: WorkerInit = {
       brokerUrl: opts.brokerUrl, job: opts.job, nodes, x, y, featureShape: opts.train.featureShape, numClasses: opts.train.numClasses,
-      logLevel: opts.logLevel ?? 'warn', backend: opts.backend,
+      logLevel: opts.logLevel ?? 'warn', backend: opts.backend, seed: opts.seed,
+      malicious: nodes.filter((n) => malicious.has(n.nodeId)).map((n) => n.nodeId),
+      attack: opts.attack ? { name: opts.attack, params: opts.attackParams } : undefined,
     };
     const w = new Worker(new URL('./worker-boot.mjs', import.meta.url), { workerData: init });
     workers.push(w);
@@ -106,5 +116,5 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
     await Promise.all(workers.map((w) => w.terminate()));
     throw err;
   }
-  return Object.assign(emitter, { plan, backend, workers: workers.length, stop });
+  return Object.assign(emitter, { plan, backend, workers: workers.length, malicious, stop });
 }

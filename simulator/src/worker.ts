@@ -2,7 +2,15 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { initBackend, type Dataset } from '@fedmq/ml';
 import { EdgeNode, createTrainer, deviceInfo } from '@fedmq/edge-node';
+import { seededRng } from '@fedmq/protocol';
+import { attackDelta, flipLabels } from './attacks.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.ts';
+
+function hashId(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
 
 const init = workerData as WorkerInit;
 const post = (m: FromWorker) => parentPort!.postMessage(m);
@@ -27,7 +35,12 @@ async function main(): Promise<void> {
       data.x.set(x.subarray(indices[i] * width, (indices[i] + 1) * width), i * width);
       data.y[i] = y[indices[i]];
     }
-    const node = new EdgeNode({ brokerUrl: init.brokerUrl, job: init.job, nodeId, data, device, trainer, logger: log });
+    const bad = init.attack && init.malicious?.includes(nodeId) ? init.attack : undefined;
+    const rng = seededRng((init.seed ^ hashId(nodeId)) >>> 0);
+    const node = new EdgeNode({
+      brokerUrl: init.brokerUrl, job: init.job, nodeId, data: bad?.name === 'label-flip' ? flipLabels(data) : data, device, trainer, logger: log,
+      transformDelta: bad && bad.name !== 'label-flip' ? (delta) => attackDelta(bad.name, delta, rng, bad.params) : undefined,
+    });
     node.on('updated', (u) => post({ type: 'updated', nodeId, ...u }));
     node.on('problem', (e) => post({ type: 'problem', nodeId, code: e.code, message: e.message }));
     return node;
