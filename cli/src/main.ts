@@ -51,7 +51,7 @@ function strategyParams(o: Record<string, unknown>): StrategyParams {
   const n = (k: string) => (typeof o[k] === 'number' ? (o[k] as number) : undefined);
   return {
     serverLearningRate: n('serverLr'), serverMomentum: n('serverMomentum'), eta: n('eta'), beta1: n('beta1'), beta2: n('beta2'), tau: n('tau'),
-    proximalMu: n('proximalMu'), trimBeta: n('trimBeta'), byzantine: n('byzantine'), multiKrumM: n('multiKrumM'), maxNorm: n('maxNorm'),
+    proximalMu: n('proximalMu'), trimBeta: n('trimBeta'), byzantine: n('krumF'), multiKrumM: n('multiKrumM'), maxNorm: n('maxNorm'),
   };
 }
 
@@ -82,7 +82,7 @@ function withFitOptions(cmd: Command): Command {
     .option('--tau <t>', 'fedadam/fedyogi/fedadagrad: adaptivity', positive('tau'))
     .option('--proximal-mu <mu>', 'fedprox: proximal term', num('proximal-mu', (n) => n >= 0, '≥ 0'))
     .option('--trim-beta <b>', 'trimmed-mean: fraction trimmed at each end', num('trim-beta', (n) => n >= 0 && n < 0.5, 'in [0, 0.5)'))
-    .option('--byzantine <f>', 'krum/multi-krum: Byzantine nodes tolerated', int('byzantine'))
+    .option('--krum-f <f>', 'krum/multi-krum: Byzantine nodes tolerated per round (f; needs 2f + 3 nodes)', int('krum-f'))
     .option('--multi-krum-m <m>', 'multi-krum: updates averaged', int('multi-krum-m', 1))
     .option('--max-norm <m>', 'norm-bounding: L2 bound of each delta', positive('max-norm'))
     .option('--max-payload-bytes <n>', 'send the model and updates in chunks of at most this many bytes (e.g. 131072 for AWS IoT Core)', int('max-payload-bytes', 1024));

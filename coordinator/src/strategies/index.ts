@@ -63,8 +63,8 @@ export function createStrategy(name: string, base: FedAvgOptions, p: StrategyPar
       case 'fedadagrad': return new FedAdagrad({ ...base, eta: p.eta, beta1: p.beta1, tau: p.tau });
       case 'median': return new CoordinateMedian(base);
       case 'trimmed-mean': return new TrimmedMean({ ...base, beta: p.trimBeta });
-      case 'krum': return new Krum({ ...base, byzantine: need(p.byzantine, '--byzantine F'), logger });
-      case 'multi-krum': return new MultiKrum({ ...base, byzantine: need(p.byzantine, '--byzantine F'), m: p.multiKrumM, logger });
+      case 'krum': return new Krum({ ...base, byzantine: need(p.byzantine, '--krum-f F'), logger });
+      case 'multi-krum': return new MultiKrum({ ...base, byzantine: need(p.byzantine, '--krum-f F'), m: p.multiKrumM, logger });
       case 'norm-bounding': return new NormBounding({ ...base, maxNorm: need(p.maxNorm, '--max-norm M') });
     }
   } catch (err) {
