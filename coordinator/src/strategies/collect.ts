@@ -1,7 +1,46 @@
 import type { FitConfig, NamedTensor } from '@fedmq/protocol';
 import { WeightedDeltaSum, addable } from '../aggregate.ts';
 import type { FitFailure, FitResult, RoundAggregate, Strategy } from '../strategy.ts';
-import { sample, type FedAvgOptions } from './fedavg.ts';
+import { FedAvg, type FedAvgOptions } from './fedavg.ts';
+
+/**
+ * One float64 buffer holding a whole delta (all tensors, in model order) with a view per tensor:
+ * `decode` adds an update's tensors into it, and `addables` fold the buffer into a weighted sum.
+ * Shared by the aggregates that need each delta as a whole vector (robust rules, clipping).
+ */
+export class FlatDelta {
+  /** Σ tensor sizes, the delta's length. */
+  readonly size: number;
+  readonly values: Float64Array;
+  /** The buffer as one addable per tensor, for {@link WeightedDeltaSum.add}. */
+  readonly addables: ReturnType<typeof addable>[];
+  private readonly views: Float64Array[];
+
+  /** @param global the model; only tensor sizes and order are used. */
+  constructor(global: readonly NamedTensor[]) {
+    this.size = global.reduce((s, t) => s + t.data.length, 0);
+    this.values = new Float64Array(this.size);
+    let off = 0;
+    this.views = global.map((t) => {
+      const v = this.values.subarray(off, off + t.data.length);
+      off += t.data.length;
+      return v;
+    });
+    this.addables = this.views.map((v) => addable({ data: v }));
+  }
+
+  /**
+   * Replaces the buffer's content with `r`'s delta (decoded once).
+   * @throws RangeError when `numExamples` is not positive and finite, or the tensors do not match the model.
+   */
+  decode(r: FitResult): Float64Array {
+    if (!(r.numExamples > 0) || !Number.isFinite(r.numExamples)) throw new RangeError(`numExamples must be positive, got ${r.numExamples}`);
+    if (r.delta.length !== this.views.length) throw new RangeError(`expected ${this.views.length} tensors, got ${r.delta.length}`);
+    this.values.fill(0);
+    for (let t = 0; t < this.views.length; t++) r.delta[t].addTo(this.views[t], 1);
+    return this.values;
+  }
+}
 
 /**
  * A {@link RoundAggregate} that keeps every accepted delta, for the robust rules (coordinate-wise
@@ -24,9 +63,7 @@ export class CollectAggregate implements RoundAggregate {
   readonly sum: WeightedDeltaSum;
   /** Number of parameters of the model (length of each collected vector). */
   readonly size: number;
-  private readonly scratch: Float64Array;
-  private readonly views: Float64Array[];
-  private readonly addables: ReturnType<typeof addable>[];
+  private readonly flat: FlatDelta;
   private readonly vecs: Float32Array[] = [];
   private readonly examples: number[] = [];
   private readonly ids: string[] = [];
@@ -35,15 +72,8 @@ export class CollectAggregate implements RoundAggregate {
   /** @param global the global model of the round; only tensor sizes and order are used. */
   constructor(global: readonly NamedTensor[]) {
     this.sum = new WeightedDeltaSum(global);
-    this.size = global.reduce((s, t) => s + t.data.length, 0);
-    this.scratch = new Float64Array(this.size);
-    let off = 0;
-    this.views = global.map((t) => {
-      const v = this.scratch.subarray(off, off + t.data.length);
-      off += t.data.length;
-      return v;
-    });
-    this.addables = this.views.map((v) => addable({ data: v }));
+    this.flat = new FlatDelta(global);
+    this.size = this.flat.size;
   }
 
   /**
@@ -53,12 +83,9 @@ export class CollectAggregate implements RoundAggregate {
    * differs from the model's, or a tensor's size differs (nothing is recorded then).
    */
   add(r: FitResult): void {
-    if (!(r.numExamples > 0) || !Number.isFinite(r.numExamples)) throw new RangeError(`numExamples must be positive, got ${r.numExamples}`);
-    if (r.delta.length !== this.views.length) throw new RangeError(`expected ${this.views.length} tensors, got ${r.delta.length}`);
-    this.scratch.fill(0);
-    for (let t = 0; t < this.views.length; t++) r.delta[t].addTo(this.views[t], 1);
-    this.sum.add(this.addables, r.numExamples);
-    this.vecs.push(new Float32Array(this.scratch));
+    const values = this.flat.decode(r);
+    this.sum.add(this.flat.addables, r.numExamples);
+    this.vecs.push(new Float32Array(values));
     this.examples.push(r.numExamples);
     this.ids.push(r.nodeId);
     this.lossSum += r.numExamples * r.loss;
@@ -139,15 +166,15 @@ export abstract class CollectingStrategy<O extends FedAvgOptions = FedAvgOptions
   /**
    * @throws RangeError when `fractionFit` is not in (0, 1] or `minFitNodes` is not an integer ≥ 1.
    */
+  private readonly selection: FedAvg;
+
   constructor(protected readonly opts: O) {
-    if (!(opts.fractionFit > 0 && opts.fractionFit <= 1)) throw new RangeError(`fractionFit must be in (0, 1], got ${opts.fractionFit}`);
-    if (!(Number.isInteger(opts.minFitNodes) && opts.minFitNodes >= 1)) throw new RangeError(`minFitNodes must be an integer ≥ 1, got ${opts.minFitNodes}`);
+    this.selection = new FedAvg(opts); // validates fractionFit and minFitNodes, samples as FedAvg
   }
 
   /** Samples max(⌈C·K⌉, minFitNodes) of the K available nodes (all when fewer), as FedAvg. */
   configureFit(_round: number, available: readonly string[], rng: () => number): { selected: string[]; config: FitConfig } {
-    const k = Math.min(available.length, Math.max(this.opts.minFitNodes, Math.ceil(this.opts.fractionFit * available.length)));
-    return { selected: sample(available, k, rng), config: { ...this.opts.fitConfig } };
+    return this.selection.configureFit(_round, available, rng);
   }
 
   /** A {@link CollectAggregate} for the round (memory O(n × model)). */

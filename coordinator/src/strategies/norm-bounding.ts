@@ -1,7 +1,8 @@
 import type { FitConfig, NamedTensor } from '@fedmq/protocol';
-import { WeightedDeltaSum, addable, applyDelta } from '../aggregate.ts';
+import { WeightedDeltaSum, applyDelta } from '../aggregate.ts';
+import { FlatDelta } from './collect.ts';
 import type { FitFailure, FitResult, RoundAggregate, Strategy } from '../strategy.ts';
-import { sample, type FedAvgOptions } from './fedavg.ts';
+import { FedAvg, type FedAvgOptions } from './fedavg.ts';
 
 /**
  * Scales `v` so that its L2 norm is at most `maxNorm`: v · min(1, maxNorm / ‖v‖) (Sun et al. 2019,
@@ -47,9 +48,7 @@ export interface NormBoundingOptions extends FedAvgOptions {
 export class ClippedMeanAggregate implements RoundAggregate {
   /** Σ n_k · clip(Δ_k) and Σ n_k. */
   readonly sum: WeightedDeltaSum;
-  private readonly scratch: Float64Array;
-  private readonly addables: ReturnType<typeof addable>[];
-  private readonly views: Float64Array[];
+  private readonly flat: FlatDelta;
   private lossSum = 0;
 
   /**
@@ -60,14 +59,7 @@ export class ClippedMeanAggregate implements RoundAggregate {
   constructor(global: readonly NamedTensor[], private readonly maxNorm: number) {
     checkMaxNorm(maxNorm);
     this.sum = new WeightedDeltaSum(global);
-    this.scratch = new Float64Array(global.reduce((s, t) => s + t.data.length, 0));
-    let off = 0;
-    this.views = global.map((t) => {
-      const v = this.scratch.subarray(off, off + t.data.length);
-      off += t.data.length;
-      return v;
-    });
-    this.addables = this.views.map((v) => addable({ data: v }));
+    this.flat = new FlatDelta(global);
   }
 
   /**
@@ -76,13 +68,10 @@ export class ClippedMeanAggregate implements RoundAggregate {
    * match the model (nothing is recorded then).
    */
   add(r: FitResult): void {
-    if (!(r.numExamples > 0) || !Number.isFinite(r.numExamples)) throw new RangeError(`numExamples must be positive, got ${r.numExamples}`);
-    if (r.delta.length !== this.views.length) throw new RangeError(`expected ${this.views.length} tensors, got ${r.delta.length}`);
-    this.scratch.fill(0);
-    for (let t = 0; t < this.views.length; t++) r.delta[t].addTo(this.views[t], 1);
-    const s = clipScale(this.scratch, this.maxNorm);
-    if (s !== 1) for (let i = 0; i < this.scratch.length; i++) this.scratch[i] *= s;
-    this.sum.add(this.addables, r.numExamples);
+    const values = this.flat.decode(r);
+    const s = clipScale(values, this.maxNorm);
+    if (s !== 1) for (let i = 0; i < values.length; i++) values[i] *= s;
+    this.sum.add(this.flat.addables, r.numExamples);
     this.lossSum += r.numExamples * r.loss;
   }
 
@@ -121,17 +110,17 @@ export class NormBounding implements Strategy {
    * @throws RangeError when `fractionFit` is not in (0, 1], `minFitNodes` is not an integer ≥ 1,
    * or `maxNorm` is not a positive finite number.
    */
+  private readonly selection: FedAvg;
+
   constructor(private readonly opts: NormBoundingOptions) {
-    if (!(opts.fractionFit > 0 && opts.fractionFit <= 1)) throw new RangeError(`fractionFit must be in (0, 1], got ${opts.fractionFit}`);
-    if (!(Number.isInteger(opts.minFitNodes) && opts.minFitNodes >= 1)) throw new RangeError(`minFitNodes must be an integer ≥ 1, got ${opts.minFitNodes}`);
+    this.selection = new FedAvg(opts); // validates fractionFit and minFitNodes, samples as FedAvg
     checkMaxNorm(opts.maxNorm);
     this.maxNorm = opts.maxNorm;
   }
 
   /** Samples max(⌈C·K⌉, minFitNodes) of the K available nodes (all when fewer), as FedAvg. */
   configureFit(_round: number, available: readonly string[], rng: () => number): { selected: string[]; config: FitConfig } {
-    const k = Math.min(available.length, Math.max(this.opts.minFitNodes, Math.ceil(this.opts.fractionFit * available.length)));
-    return { selected: sample(available, k, rng), config: { ...this.opts.fitConfig } };
+    return this.selection.configureFit(_round, available, rng);
   }
 
   /** A {@link ClippedMeanAggregate} with this M. */

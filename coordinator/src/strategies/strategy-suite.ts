@@ -25,6 +25,8 @@ export interface StrategySuiteOptions {
    * |a − b| ≤ tolerance · max(1, |a|). Default 1e-6 (float32 rounding of the result).
    */
   orderTolerance?: number;
+  /** Overrides of the base options, e.g. a larger `minFitNodes` for Krum (needs ≥ 2f + 3). */
+  base?: Partial<StrategySuiteBase>;
 }
 
 /** The options the suite passes to `make`. */
@@ -95,7 +97,8 @@ const values = (ts: readonly NamedTensor[] | null): number[][] => (ts ?? []).map
  *   fresh instance takes the same round-2 step as one that ran round 1).
  */
 export function runStrategySuite(make: (base: StrategySuiteBase) => Strategy, opts: StrategySuiteOptions = {}): void {
-  const fresh = (): Strategy => make({ ...SUITE_BASE, fitConfig: { ...SUITE_BASE.fitConfig } });
+  const base: StrategySuiteBase = { ...SUITE_BASE, ...opts.base, fitConfig: { ...(opts.base?.fitConfig ?? SUITE_BASE.fitConfig) } };
+  const fresh = (): Strategy => make({ ...base, fitConfig: { ...base.fitConfig } });
   const n = opts.updates ?? 7;
   const tol = opts.orderTolerance ?? 1e-6;
   const title = opts.title ?? `strategy contract: ${fresh().name}`;
@@ -108,13 +111,13 @@ export function runStrategySuite(make: (base: StrategySuiteBase) => Strategy, op
     it('samples max(⌈C·K⌉, minFitNodes) distinct available nodes, reproducibly, with the fit config', () => {
       for (const k of [1, 2, 3, 7, 10, 20, 101]) {
         const nodes = Array.from({ length: k }, (_, i) => `n${String(i).padStart(3, '0')}`);
-        const expected = Math.min(k, Math.max(SUITE_BASE.minFitNodes, Math.ceil(SUITE_BASE.fractionFit * k)));
+        const expected = Math.min(k, Math.max(base.minFitNodes, Math.ceil(base.fractionFit * k)));
         const s = fresh();
         const a = s.configureFit(1, nodes, seededRng(42));
         expect(a.selected).toHaveLength(expected);
         expect(new Set(a.selected).size).toBe(expected);
         for (const id of a.selected) expect(nodes).toContain(id);
-        expect(a.config).toEqual(SUITE_BASE.fitConfig);
+        expect(a.config).toEqual(base.fitConfig);
         expect(s.configureFit(1, nodes, seededRng(42)).selected).toEqual(a.selected);
         expect(fresh().configureFit(1, nodes, seededRng(42)).selected).toEqual(a.selected);
       }
