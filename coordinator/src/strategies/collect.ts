@@ -1,7 +1,7 @@
 import type { FitConfig, NamedTensor } from '@fedmq/protocol';
-import { WeightedDeltaSum, addable } from '../aggregate.ts';
+import { addable, type WeightedDeltaSum } from '../aggregate.ts';
 import type { FitFailure, FitResult, RoundAggregate, Strategy } from '../strategy.ts';
-import { FedAvg, type FedAvgOptions } from './fedavg.ts';
+import { FedAvg, MeanAggregate, type FedAvgOptions } from './fedavg.ts';
 
 /**
  * One float64 buffer holding a whole delta (all tensors, in model order) with a view per tensor:
@@ -58,20 +58,17 @@ export class FlatDelta {
  * per coordinate or pairwise), unlike FedAvg's O(model); a round of n updates of a P-parameter
  * model holds about 4·n·P bytes here.
  */
-export class CollectAggregate implements RoundAggregate {
-  /** The numExamples-weighted running sum, as in {@link MeanAggregate}. */
-  readonly sum: WeightedDeltaSum;
+export class CollectAggregate extends MeanAggregate {
   /** Number of parameters of the model (length of each collected vector). */
   readonly size: number;
   private readonly flat: FlatDelta;
   private readonly vecs: Float32Array[] = [];
   private readonly examples: number[] = [];
   private readonly ids: string[] = [];
-  private lossSum = 0;
 
   /** @param global the global model of the round; only tensor sizes and order are used. */
   constructor(global: readonly NamedTensor[]) {
-    this.sum = new WeightedDeltaSum(global);
+    super(global);
     this.flat = new FlatDelta(global);
     this.size = this.flat.size;
   }
@@ -84,11 +81,10 @@ export class CollectAggregate implements RoundAggregate {
    */
   add(r: FitResult): void {
     const values = this.flat.decode(r);
-    this.sum.add(this.flat.addables, r.numExamples);
+    this.fold(this.flat.addables, r);
     this.vecs.push(new Float32Array(values));
     this.examples.push(r.numExamples);
     this.ids.push(r.nodeId);
-    this.lossSum += r.numExamples * r.loss;
   }
 
   /** The collected deltas, one flat float32 vector of length {@link size} per update, in arrival order. */
@@ -106,20 +102,6 @@ export class CollectAggregate implements RoundAggregate {
     return this.ids;
   }
 
-  /** Updates collected so far. */
-  get count(): number {
-    return this.sum.count;
-  }
-
-  /** Σ n_k so far. */
-  get totalExamples(): number {
-    return this.sum.totalWeight;
-  }
-
-  /** Σ n_k · loss_k / Σ n_k (NaN when empty). */
-  get trainLoss(): number {
-    return this.sum.count === 0 ? NaN : this.lossSum / this.sum.totalWeight;
-  }
 }
 
 /**

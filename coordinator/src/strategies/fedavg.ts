@@ -1,5 +1,5 @@
 import type { FitConfig, NamedTensor } from '@fedmq/protocol';
-import { WeightedDeltaSum, applyDelta } from '../aggregate.ts';
+import { WeightedDeltaSum, applyDelta, type Addable } from '../aggregate.ts';
 import type { FitFailure, FitResult, RoundAggregate, Strategy } from '../strategy.ts';
 
 /** Options of {@link FedAvg}, in Flower's naming. */
@@ -40,7 +40,10 @@ export class FedAvg implements Strategy {
   }
 }
 
-/** Folds updates into a numExamples-weighted running mean of deltas and losses. */
+/**
+ * Folds updates into a numExamples-weighted running mean of deltas and losses. Aggregates that
+ * transform each delta first (collecting, clipping) extend it and call {@link fold}.
+ */
 export class MeanAggregate implements RoundAggregate {
   readonly sum: WeightedDeltaSum;
   private lossSum = 0;
@@ -48,7 +51,11 @@ export class MeanAggregate implements RoundAggregate {
     this.sum = new WeightedDeltaSum(global);
   }
   add(r: FitResult): void {
-    this.sum.add(r.delta, r.numExamples);
+    this.fold(r.delta, r);
+  }
+  /** Adds `delta` (r's delta, possibly transformed) with weight r.numExamples, and r's loss. */
+  protected fold(delta: readonly Addable[], r: FitResult): void {
+    this.sum.add(delta, r.numExamples);
     this.lossSum += r.numExamples * r.loss;
   }
   get count(): number {

@@ -1,8 +1,8 @@
 import type { FitConfig, NamedTensor } from '@fedmq/protocol';
-import { WeightedDeltaSum, applyDelta } from '../aggregate.ts';
+import { applyDelta } from '../aggregate.ts';
 import { FlatDelta } from './collect.ts';
 import type { FitFailure, FitResult, RoundAggregate, Strategy } from '../strategy.ts';
-import { FedAvg, type FedAvgOptions } from './fedavg.ts';
+import { FedAvg, MeanAggregate, type FedAvgOptions } from './fedavg.ts';
 
 /**
  * Scales `v` so that its L2 norm is at most `maxNorm`: v · min(1, maxNorm / ‖v‖) (Sun et al. 2019,
@@ -45,20 +45,19 @@ export interface NormBoundingOptions extends FedAvgOptions {
  * running sum: O(model) memory like {@link MeanAggregate}. `sum` holds Σ n_k · clip(Δ_k); count,
  * totalExamples and trainLoss are as in {@link MeanAggregate}.
  */
-export class ClippedMeanAggregate implements RoundAggregate {
-  /** Σ n_k · clip(Δ_k) and Σ n_k. */
-  readonly sum: WeightedDeltaSum;
+export class ClippedMeanAggregate extends MeanAggregate {
   private readonly flat: FlatDelta;
-  private lossSum = 0;
+  private readonly maxNorm: number;
 
   /**
    * @param global the round's global model; only tensor sizes and order are used.
    * @param maxNorm M.
    * @throws RangeError when `maxNorm` is not a positive finite number.
    */
-  constructor(global: readonly NamedTensor[], private readonly maxNorm: number) {
+  constructor(global: readonly NamedTensor[], maxNorm: number) {
     checkMaxNorm(maxNorm);
-    this.sum = new WeightedDeltaSum(global);
+    super(global); // sum holds Σ n_k · clip(Δ_k) and Σ n_k
+    this.maxNorm = maxNorm;
     this.flat = new FlatDelta(global);
   }
 
@@ -71,23 +70,7 @@ export class ClippedMeanAggregate implements RoundAggregate {
     const values = this.flat.decode(r);
     const s = clipScale(values, this.maxNorm);
     if (s !== 1) for (let i = 0; i < values.length; i++) values[i] *= s;
-    this.sum.add(this.flat.addables, r.numExamples);
-    this.lossSum += r.numExamples * r.loss;
-  }
-
-  /** Updates folded in so far. */
-  get count(): number {
-    return this.sum.count;
-  }
-
-  /** Σ n_k so far. */
-  get totalExamples(): number {
-    return this.sum.totalWeight;
-  }
-
-  /** Σ n_k · loss_k / Σ n_k (NaN when empty). */
-  get trainLoss(): number {
-    return this.sum.count === 0 ? NaN : this.lossSum / this.sum.totalWeight;
+    this.fold(this.flat.addables, r);
   }
 }
 
