@@ -1,23 +1,7 @@
-import type { NamedTensor } from '@fedmq/protocol';
 import { describe, expect, it } from 'vitest';
-import { addable } from '../aggregate.ts';
-import type { Strategy } from '../strategy.ts';
 import { FedAdam } from './fedadam.ts';
+import { ROUND1, ROUND2, fitConfig, round, x0 } from './server-fixtures.ts';
 import { runStrategySuite } from './strategy-suite.ts';
-
-const fitConfig = { epochs: 1, batchSize: 32, learningRate: 0.1 };
-const x0 = (): NamedTensor[] => [{ name: 'w', shape: [3], data: new Float32Array([1, 2, 3]) }];
-
-/** One round: updates [numExamples, delta] folded in, then the strategy's step from `global`. */
-function round(s: Strategy, r: number, global: NamedTensor[], updates: [number, number[]][]): NamedTensor[] {
-  const agg = s.beginRound(r, global);
-  updates.forEach(([n, d], k) => agg.add({ nodeId: `n${k}`, numExamples: n, loss: 1, delta: [addable({ data: new Float32Array(d) })] }));
-  return s.aggregateFit(r, global, agg, [])!;
-}
-// Round 1: A n=1 Δ=(0.4, −0.2, 0), B n=3 Δ=(0, −0.2, 0.4) → Δ_1 = (0.4/4, (−0.2−0.6)/4, 1.2/4) = (0.1, −0.2, 0.3)
-const ROUND1: [number, number[]][] = [[1, [0.4, -0.2, 0]], [3, [0, -0.2, 0.4]]];
-// Round 2: A n=1 Δ=(0.5, 0.1, −0.05), B n=4 Δ=(0, 0.1, 0) → Δ_2 = (0.5/5, 0.5/5, −0.05/5) = (0.1, 0.1, −0.01)
-const ROUND2: [number, number[]][] = [[1, [0.5, 0.1, -0.05]], [4, [0, 0.1, 0]]];
 
 runStrategySuite((base) => new FedAdam(base));
 runStrategySuite((base) => new FedAdam({ ...base, eta: 0.5, beta1: 0.5, beta2: 0.9, tau: 1e-3 }), { title: 'strategy contract: fedadam (η 0.5, β 0.5/0.9, τ 1e-3)' });
