@@ -6,7 +6,7 @@ import { pino, type Logger } from 'pino';
 import {
   ErrorCodes, FedmqError, NodeStatusSchema, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
   topics, weightsSha256, type CoordinatorStatus, Reassembler, Scratch, globalToWire, splitPayload, withScratch, type CodecParams, type DownlinkDtype, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
-  type RoundTask,
+  type RoundTask, keepReconnecting, type BackoffOptions, type Reconnector,
 } from '@fedmq/protocol';
 import { createModel, createRng, type Dataset, type FederatedModel } from '@fedmq/ml';
 import { NodeRegistry } from './registry.ts';
@@ -50,6 +50,11 @@ export interface CoordinatorOptions {
   logger?: Logger;
   /** Extra mqtt.js options (credentials, TLS …). */
   mqtt?: IClientOptions;
+  /**
+   * Reconnection after a lost connection: exponential backoff with jitter (default: first attempt
+   * within 0.5 s, cap 30 s; `keepReconnecting` in @fedmq/protocol), or `false` for none.
+   */
+  reconnect?: BackoffOptions | false;
 }
 
 /** One round of the run, as written to `history.json`. */
@@ -120,6 +125,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private readonly rng: () => number;
   private readonly nodeWaiters = new Set<() => void>();
   private client?: MqttClient;
+  private reconnector?: Reconnector;
   private model?: FederatedModel;
   private global: NamedTensor[] = [];
   private version = 0;
@@ -213,19 +219,31 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   async close(): Promise<void> {
     await this.stop();
     this.reassembler?.close();
+    this.reconnector?.stop();
     if (this.client) await this.client.endAsync();
     this.model?.dispose();
   }
 
+  /**
+   * Connects with a persistent session (`clean: false`, client id `fedmq:{job}:coordinator`): the
+   * broker keeps the subscriptions and queues QoS 1 updates while the coordinator is away, and
+   * reconnects use backoff with jitter.
+   */
   private async connect(): Promise<void> {
     const will = { topic: topics.coordinatorStatus(this.job), payload: encodeJson(this.status('offline', 0)), qos: 1 as const, retain: true };
     this.client = await mqtt.connectAsync(this.opts.brokerUrl, {
       // ':' cannot occur in ids, so no node or other job can collide with this client id
       clientId: `fedmq:${this.job}:coordinator`,
-      reconnectPeriod: 1000,
+      clean: false,
       ...this.opts.mqtt,
+      reconnectPeriod: 0, // reconnection is ours: backoff with jitter
       will,
     });
+    if (this.opts.reconnect !== false) {
+      this.reconnector = keepReconnecting(this.client, this.opts.reconnect ?? {}, (delayMs, attempt) => {
+        if (!this.stopped) this.log.warn({ delayMs: Math.round(delayMs), attempt }, 'broker unreachable, reconnecting');
+      });
+    }
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt error'));
     // attached after the first connect: every later 'connect' is a reconnect

@@ -4,7 +4,7 @@ import { pino, type Logger } from 'pino';
 import {
   ErrorCodes, FedmqError, PROTOCOL_VERSION, RoundTaskSchema, decodeGlobalModel, decodeJson, encodeJson, encodePacked, isFedmqError,
   parseTopic, topics, getCodec, seededRng, Reassembler, splitPayload, type CodecState, type DeviceInfo, type NamedTensor, type NodeStatus, type RoundTask,
-  type UpdateMessage, CoordinatorStatusSchema,
+  type UpdateMessage, CoordinatorStatusSchema, keepReconnecting, type BackoffOptions, type Reconnector,
 } from '@fedmq/protocol';
 import type { Dataset } from '@fedmq/ml';
 import { createTrainer, type LocalTrainer } from './trainer.ts';
@@ -22,14 +22,24 @@ export interface EdgeNodeOptions {
   /** Local trainer; default a new one. Simulated nodes in one thread share one. */
   trainer?: LocalTrainer;
   logger?: Logger;
-  /** Extra mqtt.js options (credentials, TLS, reconnectPeriod …). */
+  /** Extra mqtt.js options (credentials, TLS …). */
   mqtt?: IClientOptions;
   /**
-   * Replaces the delta before it is encoded. For simulations and tests only (the simulator's
-   * attacks); a real device leaves it unset.
+   * Reconnection after a lost connection: exponential backoff with jitter (default: first attempt
+   * within 0.5 s, cap 30 s; see `keepReconnecting` in @fedmq/protocol), or `false` to give up (and
+   * make `start()` reject when the first connection fails).
    */
-  transformDelta?: (delta: NamedTensor[], round: number) => NamedTensor[];
+  reconnect?: BackoffOptions | false;
+  /**
+   * Replaces the delta before it is encoded. For simulations and tests only (the simulator's
+   * attacks); a real device leaves it unset. May be async (colluding attackers wait for each
+   * other, e.g. ALIE); `ctx` carries the round task's run, selected nodes, deadline and timeout.
+   */
+  transformDelta?: (delta: NamedTensor[], round: number, ctx: TransformDeltaContext) => NamedTensor[] | Promise<NamedTensor[]>;
 }
+
+/** What {@link EdgeNodeOptions.transformDelta} learns of the round task. */
+export type TransformDeltaContext = Pick<RoundTask, 'runId' | 'selected' | 'deadline' | 'timeoutMs'>;
 
 /** Events an {@link EdgeNode} emits. */
 export interface EdgeNodeEvents {
@@ -65,6 +75,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
   private readonly trainer: LocalTrainer;
   private readonly ownsTrainer: boolean;
   private client?: MqttClient;
+  private reconnector?: Reconnector;
   private global?: GlobalModel;
   private pending?: RoundTask;
   private lastRound = 0;
@@ -93,27 +104,42 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     this.trainer = opts.trainer ?? createTrainer();
   }
 
-  /** Connects and announces the node. Resolves once connected the first time. */
+  /**
+   * Connects and announces the node. Resolves once connected the first time; until then it keeps
+   * retrying with backoff (unless `reconnect: false`, when the first error rejects).
+   *
+   * The MQTT session is persistent (`clean: false`, a fixed client id per job and node): the
+   * broker keeps the node's subscriptions and queues the QoS 1 tasks and coordinator statuses
+   * while it is away, and QoS 1 updates published while the broker is unreachable are kept by the
+   * client and sent on reconnect. The global model is subscribed at QoS 0: it is retained, so a
+   * (re)subscription always delivers the latest one, and a broker does not queue a stale model
+   * copy per offline node.
+   */
   async start(): Promise<void> {
     const will = { topic: topics.nodeStatus(this.job, this.nodeId), payload: encodeJson(this.status('offline')), qos: 1 as const, retain: true };
     this.client = mqtt.connect(this.opts.brokerUrl, {
       // ':' cannot occur in ids, so ids of different jobs and roles never collide
       clientId: `fedmq:${this.job}:node:${this.nodeId}`,
-      reconnectPeriod: 1000,
+      clean: false,
       connectTimeout: 10_000,
       ...this.opts.mqtt,
+      reconnectPeriod: 0, // reconnection is ours: backoff with jitter
       will,
     });
+    if (this.opts.reconnect !== false) {
+      this.reconnector = keepReconnecting(this.client, this.opts.reconnect ?? {}, (delayMs, attempt) => {
+        if (!this.stopped) this.log.warn({ delayMs: Math.round(delayMs), attempt }, 'broker unreachable, reconnecting');
+      });
+    }
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt error'));
-    this.client.on('offline', () => this.log.warn('broker unreachable, reconnecting'));
     this.client.on('connect', () => {
       this.log.info({ broker: this.opts.brokerUrl }, 'connected');
       void this.announce();
     });
     await new Promise<void>((resolve, reject) => {
       const onConnect = () => { this.client!.off('error', onError); resolve(); };
-      const onError = (err: Error) => { if (!this.client!.connected && this.opts.mqtt?.reconnectPeriod === 0) reject(err); };
+      const onError = (err: Error) => { if (!this.client!.connected && this.opts.reconnect === false) reject(err); };
       this.client!.once('connect', onConnect);
       this.client!.on('error', onError);
     });
@@ -124,7 +150,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     try {
       await c.subscribeAsync(
         {
-          [topics.model(this.job)]: { qos: 1 }, [topics.allModelChunks(this.job)]: { qos: 1 }, [topics.task(this.job)]: { qos: 1 },
+          [topics.model(this.job)]: { qos: 0 }, [topics.allModelChunks(this.job)]: { qos: 0 }, [topics.task(this.job)]: { qos: 1 },
           [topics.coordinatorStatus(this.job)]: { qos: 1 },
         },
       );
@@ -229,7 +255,9 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
       if (this.stopped) return;
       await this.publishStatus('uploading');
       // error feedback (top-k) keeps what was not sent in this.codecState and adds it next round
-      const delta = this.opts.transformDelta ? this.opts.transformDelta(r.delta, task.round) : r.delta;
+      const ctx = { runId: task.runId, selected: task.selected, deadline: task.deadline, timeoutMs: task.timeoutMs };
+      const delta = this.opts.transformDelta ? await this.opts.transformDelta(r.delta, task.round, ctx) : r.delta;
+      if (this.stopped) return;
       const tensors = getCodec(task.codec).encode(delta, task.codecParams ?? {}, this.codecState, seededRng(seed));
       const update: UpdateMessage = {
         v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, round: task.round, modelVersion: task.modelVersion,
@@ -262,6 +290,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     const c = this.client;
     if (c?.connected) await this.publishStatus('offline').catch(() => undefined);
     this.stopped = true;
+    this.reconnector?.stop();
     this.modelChunks.close();
     if (c) await c.endAsync();
     if (this.ownsTrainer) this.trainer.dispose();

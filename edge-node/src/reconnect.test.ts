@@ -30,7 +30,7 @@ describe('edge node and a broker restart', () => {
     const { port } = broker;
     node = new EdgeNode({
       brokerUrl: broker.url, job: 'rc', nodeId: 'pi-1', data: subset(loadMnist('test'), [0, 1, 2]), device: deviceInfo(backend),
-      mqtt: { reconnectPeriod: 50 },
+      reconnect: { initialMs: 50, maxMs: 200 },
     });
     await node.start();
     expect(await statusOn(broker.url)).toBe('idle');

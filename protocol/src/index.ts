@@ -6,3 +6,4 @@ export * from './messages.ts';
 export * from './chunking.ts';
 export * from './codecs/index.ts';
 export * from './downlink.ts';
+export * from './reconnect.ts';
