@@ -4,9 +4,11 @@ import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { MQTT_WS_PATH, startHttp, type BrokerHttp, type StaticAsset } from './http.ts';
 import { instrumentBroker } from './metrics.ts';
+import { createPersistence } from './persistence.ts';
 
 export { MQTT_WS_PATH, type StaticAsset } from './http.ts';
 export { instrumentBroker, type BrokerMetrics, type Transport } from './metrics.ts';
+export { createPersistence, parseRedisUrl, type BrokerPersistence } from './persistence.ts';
 
 /** Options of {@link startBroker}. */
 export interface BrokerOptions {
@@ -18,6 +20,12 @@ export interface BrokerOptions {
   logger?: Logger;
   /** Extra Aedes options (persistence, mqemitter, hooks). */
   aedes?: AedesOptions;
+  /**
+   * Where retained messages and persistent sessions live: `memory` (default) or a Redis URL
+   * (`redis://host:port/db`, `unix:/path`), see {@link createPersistence}. Ignored when
+   * `aedes.persistence` is given.
+   */
+  persistence?: string;
   /**
    * HTTP port for the web dashboard (`/`), Prometheus metrics (`/metrics`) and MQTT over
    * WebSocket (`/mqtt`); 0 picks a free one. Default: no HTTP server.
@@ -63,7 +71,11 @@ export interface RunningBroker {
  */
 export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBroker> {
   const log = opts.logger ?? pino({ level: 'silent' });
-  const aedes = await Aedes.createBroker(opts.aedes ?? {});
+  const store = opts.persistence && !opts.aedes?.persistence ? createPersistence(opts.persistence) : undefined;
+  const aedes = await Aedes.createBroker({ ...opts.aedes, ...(store ? { persistence: store.persistence } : {}) }).catch(async (err: unknown) => {
+    await store?.close().catch(() => undefined);
+    throw err;
+  });
   const metrics = instrumentBroker(aedes);
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
@@ -84,6 +96,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
   const close = () => {
     closing ??= (async () => {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await store?.close();
       for (const s of sockets) s.destroy();
       await http?.close();
       if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
