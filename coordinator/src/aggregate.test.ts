@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { WeightedDeltaSum, addable, applyDelta } from './aggregate.ts';
 import { FedAvg, sample } from './strategies/fedavg.ts';
+import { seededRng } from '@fedmq/protocol';
 
 const global = [{ name: 'w', shape: [3], data: new Float32Array([1, 1, 1]) }, { name: 'b', shape: [1], data: new Float32Array([0]) }];
 const t = (w: number[], b: number) => [{ name: 'w', shape: [3], data: new Float32Array(w) }, { name: 'b', shape: [1], data: new Float32Array([b]) }];
@@ -70,5 +71,36 @@ describe('node sampling', () => {
     const again = sample(nodes, 3, rng);
     s = 1;
     expect(sample(nodes, 3, rng)).toEqual(again);
+  });
+});
+
+describe('WeightedDeltaSum order independence', () => {
+  it('gives the same float32 mean bit for bit in any arrival order', () => {
+    const rng = seededRng(7);
+    const size = 20_000;
+    // magnitudes over many binades, mixed signs: plain float64 sums differ between orders here
+    const deltas = Array.from({ length: 12 }, () => {
+      const d = new Float32Array(size);
+      for (let i = 0; i < size; i++) d[i] = (rng() - 0.5) * 10 ** Math.floor(rng() * 12 - 8);
+      return d;
+    });
+    const weights = deltas.map(() => 1 + Math.floor(rng() * 6000));
+    const like = [{ name: 'w', shape: [size], data: new Float32Array(size) }];
+    const meanIn = (order: number[]) => {
+      const s = new WeightedDeltaSum(like);
+      for (const k of order) s.add([addable({ data: deltas[k] })], weights[k]);
+      return s.mean()[0].data;
+    };
+    const forward = meanIn(deltas.map((_, k) => k));
+    const orders = [deltas.map((_, k) => deltas.length - 1 - k), [5, 0, 11, 3, 8, 1, 10, 2, 7, 4, 9, 6]];
+    for (const order of orders) expect(Buffer.from(meanIn(order).buffer).equals(Buffer.from(forward.buffer))).toBe(true);
+    // the case a plain float64 running sum gets wrong: 2^60 + 1 − 2^60 (the 1 is lost in that order)
+    const big = [2 ** 60, 1, -(2 ** 60)].map((v) => [addable({ data: new Float32Array([v]) })]);
+    const one = [{ name: 'w', shape: [1], data: new Float32Array(1) }];
+    for (const order of [[0, 1, 2], [0, 2, 1], [1, 2, 0]]) {
+      const s = new WeightedDeltaSum(one);
+      for (const k of order) s.add(big[k], 1);
+      expect(s.mean()[0].data[0]).toBe(Math.fround(1 / 3));
+    }
   });
 });

@@ -19,11 +19,18 @@ export function addable(t: { data: ArrayLike<number> }): Addable {
  * the coordinator's memory is O(model), not O(updates × model) (McMahan et al. 2017,
  * arXiv:1602.05629, Algorithm 1: w_{t+1} = w_t + Σ_k (n_k / n) Δ_k).
  *
- * Sums are kept in float64 so that the order updates arrive in does not change the mean
- * beyond float32 rounding of the result.
+ * The result does not depend on the order updates arrive in: each product n_k · Δ_k,i is exact in
+ * float64 (a float32 times an integer below 2^29), and the products are summed with an
+ * error-free transformation (Knuth's TwoSum, TAOCP vol. 2 §4.2.2) into a high and a low float64
+ * part, so the sum carries ~106 bits and its rounding to float64, then float32, is the rounding of
+ * the exact sum. A run therefore reaches the same model bit for bit however the network orders
+ * the updates, which makes a resumed run identical to an uninterrupted one.
  */
 export class WeightedDeltaSum {
-  private readonly sums: Float64Array[];
+  private readonly hi: Float64Array[];
+  private readonly lo: Float64Array[];
+  /** One update's products n_k · Δ_k, before they are folded into hi/lo (kept zeroed between updates). */
+  private readonly scratch: Float64Array[];
   private readonly names: string[];
   private readonly shapes: number[][];
   private weight = 0;
@@ -33,7 +40,9 @@ export class WeightedDeltaSum {
   constructor(like: readonly NamedTensor[]) {
     this.names = like.map((t) => t.name);
     this.shapes = like.map((t) => [...t.shape]);
-    this.sums = like.map((t) => new Float64Array(t.data.length));
+    this.hi = like.map((t) => new Float64Array(t.data.length));
+    this.lo = like.map((t) => new Float64Array(t.data.length));
+    this.scratch = like.map((t) => new Float64Array(t.data.length));
   }
 
   /** Number of deltas folded in. */
@@ -47,15 +56,24 @@ export class WeightedDeltaSum {
   }
 
   /**
-   * Adds `weight · delta`, each tensor decoded straight into the float64 sums. `delta` must hold
-   * the same tensors in the same order as `like`, already validated (the coordinator checks an
-   * update completely before folding it).
+   * Adds `weight · delta`, each tensor decoded straight into a float64 scratch and folded into
+   * the compensated sums. `delta` must hold the same tensors in the same order as `like`, already
+   * validated (the coordinator checks an update completely before folding it).
    * @throws RangeError when `weight` is not a positive finite number or a tensor's size differs.
    */
   add(delta: readonly Addable[], weight: number): void {
     if (!(weight > 0) || !Number.isFinite(weight)) throw new RangeError(`weight must be positive, got ${weight}`);
-    if (delta.length !== this.sums.length) throw new RangeError(`expected ${this.sums.length} tensors, got ${delta.length}`);
-    for (let t = 0; t < this.sums.length; t++) delta[t].addTo(this.sums[t], weight);
+    if (delta.length !== this.hi.length) throw new RangeError(`expected ${this.hi.length} tensors, got ${delta.length}`);
+    for (let t = 0; t < this.hi.length; t++) {
+      const x = this.scratch[t];
+      try {
+        delta[t].addTo(x, weight);
+      } catch (err) {
+        x.fill(0);
+        throw err;
+      }
+      twoSumInto(this.hi[t], this.lo[t], x);
+    }
     this.weight += weight;
     this.n++;
   }
@@ -66,11 +84,25 @@ export class WeightedDeltaSum {
    */
   mean(): NamedTensor[] {
     if (this.n === 0) throw new RangeError('no delta was added');
-    return this.sums.map((s, t) => {
-      const out = new Float32Array(s.length);
-      for (let i = 0; i < s.length; i++) out[i] = s[i] / this.weight;
+    return this.hi.map((h, t) => {
+      const l = this.lo[t];
+      const out = new Float32Array(h.length);
+      for (let i = 0; i < h.length; i++) out[i] = (h[i] + l[i]) / this.weight;
       return { name: this.names[t], shape: [...this.shapes[t]], data: out };
     });
+  }
+}
+
+/** hi + lo += x element-wise with TwoSum (hi keeps the rounded sum, lo gathers the rounding errors); zeroes x. */
+function twoSumInto(hi: Float64Array, lo: Float64Array, x: Float64Array): void {
+  for (let i = 0; i < x.length; i++) {
+    const a = hi[i];
+    const b = x[i];
+    const s = a + b;
+    const bb = s - a;
+    lo[i] += (a - (s - bb)) + (b - bb);
+    hi[i] = s;
+    x[i] = 0;
   }
 }
 
