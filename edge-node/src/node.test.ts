@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
 import { createModel, initBackend, loadMnist, subset } from '@fedmq/ml';
 import {
-  ErrorCodes, PROTOCOL_VERSION, UpdateSchema, decodePacked, encodeJson, encodePacked, topics, weightsSha256, weightsToWire,
+  ErrorCodes, PROTOCOL_VERSION, UpdateSchema, decodePacked, encodeJson, encodePacked, getCodec, topics, weightsSha256, weightsToWire,
   type FedmqError, type GlobalModelMessage, type NamedTensor, type RoundTask,
 } from '@fedmq/protocol';
 import { EdgeNode } from './node.ts';
@@ -98,5 +98,31 @@ describe('edge node under bad input', () => {
     expect(u).toMatchObject({ nodeId: 'pi-1', round: 1, modelVersion: 1, numExamples: 64, codec: 'float32', kind: 'delta' });
     expect(u.tensors.map((t) => t.name)).toEqual(weights.map((w) => w.name));
     expect(Number.isFinite(u.metrics.loss)).toBe(true);
+  });
+
+  it('awaits an async transformDelta, gives it the task context, and publishes what it returns', async () => {
+    const weights = createModel('mnist-2nn', 7).getWeights();
+    const seen: unknown[] = [];
+    const other = new EdgeNode({
+      brokerUrl: broker.url, job: JOB, nodeId: 'pi-2', data: subset(loadMnist('train'), [0, 1, 2, 3]), device: deviceInfo('cpu'),
+      transformDelta: async (delta, round, ctx) => {
+        seen.push({ round, ctx });
+        await new Promise((r) => setTimeout(r, 20));
+        return delta.map((t) => ({ ...t, data: new Float32Array(t.data.length).fill(0.5) }));
+      },
+    });
+    try {
+      await other.start();
+      const update = new Promise<Buffer>((resolve) => coordinator.on('message', (t, payload) => t === topics.nodeUpdate(JOB, 'pi-2') && resolve(payload)));
+      await coordinator.subscribeAsync(topics.nodeUpdate(JOB, 'pi-2'), { qos: 1 });
+      await coordinator.publishAsync(topics.model(JOB), modelMessage(1, weights), { qos: 1, retain: true });
+      const t = { ...task(2, 1), selected: ['pi-2', 'pi-9'] };
+      await coordinator.publishAsync(topics.task(JOB), encodeJson(t), { qos: 1, retain: true });
+      const u = decodePacked(UpdateSchema, await update, 'update');
+      expect(seen).toEqual([{ round: 2, ctx: { runId: 'r1', selected: ['pi-2', 'pi-9'], deadline: t.deadline, timeoutMs: 60_000 } }]);
+      expect(u.tensors.map((w) => getCodec('float32').decode(w)).every((w) => w.data.every((v) => v === 0.5))).toBe(true);
+    } finally {
+      await other.stop();
+    }
   });
 });
