@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { seededRng } from '@fedmq/protocol';
 import { ErrorCodes } from '@fedmq/protocol';
-import { attackDelta, flipLabels, pickMalicious } from './attacks.ts';
+import { ATTACKS, attackDelta, flipLabels, pickMalicious } from './attacks.ts';
 
 const delta = [{ name: 'w', shape: [2, 3], data: new Float32Array([1, -2, 0.5, 0, 3, -0.25]) }];
 const ids = Array.from({ length: 10 }, (_, i) => `node-00${i}`);
@@ -38,5 +38,10 @@ describe('simulated attacks', () => {
     expect(Array.from(flipLabels(data).y)).toEqual([9, 6, 0]);
     expect(Array.from(data.y)).toEqual([0, 3, 9]);
     expect(Array.from(attackDelta('label-flip', delta, Math.random)[0].data)).toEqual(Array.from(delta[0].data));
+  });
+
+  it('alie is offered but needs the colluders (alie.ts), not attackDelta', () => {
+    expect(ATTACKS).toContain('alie');
+    expect(() => attackDelta('alie', delta, Math.random)).toThrow(expect.objectContaining({ code: ErrorCodes.BAD_CONFIG }));
   });
 });

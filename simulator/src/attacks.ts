@@ -6,11 +6,14 @@ import type { Dataset } from '@fedmq/ml';
  * - `sign-flip`: sends −delta (a reversed step; e.g. Fang et al. 2020, Li et al. 2019 "RSA");
  * - `gaussian`: sends N(0, σ²) noise instead of its delta, σ = 1 by default (Blanchard et al. 2017);
  * - `scale`: sends λ·delta, λ = 10 by default (boosting / model replacement, Bagdasaryan et al. 2020);
- * - `label-flip`: trains honestly on poisoned labels y → (classes − 1 − y) (Biggio et al. 2012).
- * ALIE (Baruch et al. 2019) needs the malicious nodes to collude on the honest updates' mean and
- * spread and is not implemented yet.
+ * - `label-flip`: trains honestly on poisoned labels y → (classes − 1 − y) (Biggio et al. 2012);
+ * - `alie`: "A Little Is Enough" (Baruch, Baruch & Goldberg, NeurIPS 2019, arXiv:1902.06156): the
+ *   malicious nodes of a round collude, and each sends μ − z·σ of their honest deltas per
+ *   coordinate, z = Φ⁻¹((n − s)/n), s = ⌊n/2 + 1⌋ − f (see alie.ts). It is computed across worker
+ *   threads by the simulator, not by {@link attackDelta}; with a single colluder σ = 0 and it
+ *   sends the honest delta.
  */
-export const ATTACKS = ['sign-flip', 'gaussian', 'scale', 'label-flip'] as const;
+export const ATTACKS = ['sign-flip', 'gaussian', 'scale', 'label-flip', 'alie'] as const;
 export type AttackName = (typeof ATTACKS)[number];
 
 /** Parameters of the attacks. */
@@ -19,6 +22,8 @@ export interface AttackParams {
   sigma?: number;
   /** scale: factor λ. */
   lambda?: number;
+  /** alie: the shift in standard deviations; default z_max of the paper for each round's n and f. */
+  z?: number;
 }
 
 /**
@@ -35,8 +40,10 @@ export function pickMalicious(nodeIds: readonly string[], fraction: number, seed
 /**
  * What a malicious node sends instead of its honest `delta` (for the attacks on updates; the
  * label-flip attack leaves the delta alone). `rng` drives the gaussian noise.
+ * @throws FedmqError FEDMQ_BAD_CONFIG for `alie`, which needs the colluders' deltas (alie.ts).
  */
 export function attackDelta(attack: AttackName, delta: readonly NamedTensor[], rng: () => number, p: AttackParams = {}): NamedTensor[] {
+  if (attack === 'alie') throw new FedmqError(ErrorCodes.BAD_CONFIG, 'alie is a colluding attack: use alieDelta with the colluders\' deltas');
   if (attack === 'label-flip') return delta.map((t) => ({ ...t }));
   return delta.map((t) => {
     const out = new Float32Array(t.data.length);

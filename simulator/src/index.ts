@@ -5,3 +5,4 @@ export { runLocalJob, DEFAULT_JOB, type LocalJobOptions } from './job.ts';
 export { runSensorsDemo, SENSORS_DEMO, type SensorsDemoResult, type MoteRow } from './sensors-demo.ts';
 export { poolMotes } from './datasets.ts';
 export { ATTACKS, attackDelta, flipLabels, pickMalicious, type AttackName, type AttackParams } from './attacks.ts';
+export { AlieCoordinator, AlieColluder, alieDelta, alieZ, inverseNormalCdf, type AlieCoordinatorOptions, type AlieRound, type AlieSubmission, type AlieTaskContext } from './alie.ts';

@@ -1,3 +1,4 @@
+import type { NamedTensor } from '@fedmq/protocol';
 import type { AttackName, AttackParams } from './attacks.ts';
 
 /** Messages between the simulator's main thread and its worker threads. */
@@ -23,6 +24,11 @@ export type FromWorker =
   | { type: 'updated'; nodeId: string; round: number; loss: number; trainMs: number; bytes: number }
   | { type: 'problem'; nodeId: string; code: string; message: string }
   | { type: 'stopped' }
-  | { type: 'fatal'; message: string };
+  | { type: 'fatal'; message: string }
+  /** ALIE: a colluder's honest delta for its round (buffers transferred), see alie.ts. */
+  | { type: 'alie'; nodeId: string; runId: string; round: number; selected: string[]; deadline: number; timeoutMs: number; tensors: NamedTensor[] };
 
-export type ToWorker = { type: 'stop' };
+export type ToWorker =
+  | { type: 'stop' }
+  /** ALIE: the crafted delta the colluder `nodeId` sends for its round. */
+  | { type: 'alie'; nodeId: string; runId: string; round: number; tensors: NamedTensor[] };

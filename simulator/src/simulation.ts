@@ -5,6 +5,7 @@ import type { Dataset, PartitionSpec } from '@fedmq/ml';
 import { balance, planNodes, type NodePlan } from './plan.ts';
 import { pickMalicious, type AttackName, type AttackParams } from './attacks.ts';
 import type { FromWorker, WorkerInit } from './protocol.ts';
+import { AlieCoordinator, type AlieRound } from './alie.ts';
 
 /** Options of {@link startSimulation}. */
 export interface SimulationOptions {
@@ -36,6 +37,8 @@ export interface SimulationOptions {
 export interface SimulationEvents {
   updated: [{ nodeId: string; round: number; loss: number; trainMs: number; bytes: number }];
   problem: [{ nodeId: string; code: string; message: string }];
+  /** ALIE: the colluders of a round were answered with this crafted delta (alie.ts). */
+  alie: [AlieRound];
 }
 
 /** A running simulation: N edge nodes in worker threads, each on its own MQTT connection. */
@@ -67,6 +70,8 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
   new Int32Array(y).set(opts.train.y);
 
   const emitter = new EventEmitter<SimulationEvents>();
+  const alie = opts.attack === 'alie' && malicious.size > 0
+    ? new AlieCoordinator({ malicious, z: opts.attackParams?.z, onCrafted: (r) => emitter.emit('alie', r) }) : undefined;
   const workers: Worker[] = [];
   let backend = 'unknown';
   const started = groups.map((nodes) => {
@@ -85,6 +90,10 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
           resolve();
         } else if (m.type === 'updated') emitter.emit('updated', m);
         else if (m.type === 'problem') emitter.emit('problem', m);
+        else if (m.type === 'alie') {
+          const { nodeId, runId, round } = m;
+          alie?.submit({ ...m, delta: m.tensors }, (tensors) => w.postMessage({ type: 'alie', nodeId, runId, round, tensors }));
+        }
         else if (m.type === 'fatal') reject(new Error(`simulator worker failed: ${m.message}`));
       });
       w.once('error', reject);
@@ -94,6 +103,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
+    alie?.close();
     stopping ??= Promise.all(
       workers.map(
         (w) =>

@@ -4,6 +4,7 @@ import { initBackend, type Dataset } from '@fedmq/ml';
 import { EdgeNode, createTrainer, deviceInfo } from '@fedmq/edge-node';
 import { seededRng } from '@fedmq/protocol';
 import { attackDelta, flipLabels } from './attacks.ts';
+import { AlieColluder } from './alie.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.ts';
 
 function hashId(s: string): number {
@@ -23,6 +24,9 @@ async function main(): Promise<void> {
   const x = new Float32Array(init.x);
   const y = new Int32Array(init.y);
   const width = init.featureShape.reduce((a, b) => a * b, 1);
+  // ALIE colluders post their honest deltas to the main thread, which answers with the crafted one
+  const alie = new AlieColluder((m, transfer) => parentPort!.postMessage(m, transfer));
+  parentPort!.on('message', (m: ToWorker) => alie.receive(m));
   const nodes = init.nodes.map(({ nodeId, indices }) => {
     const data: Dataset = {
       x: new Float32Array(indices.length * width),
@@ -39,7 +43,8 @@ async function main(): Promise<void> {
     const rng = seededRng((init.seed ^ hashId(nodeId)) >>> 0);
     const node = new EdgeNode({
       brokerUrl: init.brokerUrl, job: init.job, nodeId, data: bad?.name === 'label-flip' ? flipLabels(data) : data, device, trainer, logger: log,
-      transformDelta: bad && bad.name !== 'label-flip' ? (delta) => attackDelta(bad.name, delta, rng, bad.params) : undefined,
+      transformDelta: bad?.name === 'alie' ? (delta, round, ctx) => alie.transform(nodeId, delta, round, ctx)
+        : bad && bad.name !== 'label-flip' ? (delta) => attackDelta(bad.name, delta, rng, bad.params) : undefined,
     });
     node.on('updated', (u) => post({ type: 'updated', nodeId, ...u }));
     node.on('problem', (e) => post({ type: 'problem', nodeId, code: e.code, message: e.message }));
@@ -49,6 +54,7 @@ async function main(): Promise<void> {
   post({ type: 'ready', backend, nodes: nodes.length });
   parentPort!.on('message', async (m: ToWorker) => {
     if (m.type === 'stop') {
+      alie.close();
       await Promise.all(nodes.map((n) => n.stop()));
       trainer.dispose();
       post({ type: 'stopped' });
