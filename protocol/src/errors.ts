@@ -46,6 +46,16 @@ export const ErrorCodes = {
   CHUNK_TIMEOUT: 'FEDMQ_CHUNK_TIMEOUT',
   /** All chunks arrived but the reassembled bytes do not hash to `sha256`; dropped. Reported through `onError`. */
   CHUNK_HASH: 'FEDMQ_CHUNK_HASH',
+  /** A round closed with fewer accepted updates than `minFitNodes` / `minCompletionRate` asks for (or the strategy refused it): the global model is kept and the round retried; after `maxRoundRetries` such rounds in a row the run aborts with this code. */
+  ROUND_FAILED: 'FEDMQ_ROUND_FAILED',
+  /** A checkpoint cannot be read, is of another format version, or does not match the run resumed from it (job, model, strategy). */
+  CHECKPOINT: 'FEDMQ_CHECKPOINT',
+  /** The broker refused a CONNECT: no or wrong credentials, a client id the user may not use, a client certificate whose CN is not the username, or a Last Will the user may not publish (CONNACK return code 2, 4 or 5). Logged by the broker; the client sees the return code. */
+  AUTH: 'FEDMQ_AUTH',
+  /** The broker's ACL denied a PUBLISH (the connection is closed) or a SUBSCRIBE (SUBACK 0x80) (docs/security.md). Logged by the broker. */
+  FORBIDDEN: 'FEDMQ_FORBIDDEN',
+  /** The broker closed a connection that broke a limit: packet larger than `maxPacketBytes`, malformed fixed header, or too many connections from one address (docs/security.md). Logged by the broker. */
+  LIMIT: 'FEDMQ_LIMIT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

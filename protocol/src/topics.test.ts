@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes } from './errors.ts';
-import { parseTopic, topics } from './topics.ts';
+import { parseTopic, topicFilter, topics } from './topics.ts';
 
 describe('topics', () => {
   it('parses what it builds', () => {
@@ -37,5 +37,16 @@ describe('topics', () => {
     'fedmq/v1/j/model/extra',
   ])('refuses the topic %s', (t) => {
     expect(() => parseTopic(t)).toThrow(expect.objectContaining({ code: ErrorCodes.BAD_TOPIC }));
+  });
+
+  it('builds subscription filters per kind, with + for any job or node', () => {
+    expect(topicFilter('model', 'j1')).toBe(topics.model('j1'));
+    expect(topicFilter('modelChunk', 'j1')).toBe(topics.allModelChunks('j1'));
+    expect(topicFilter('nodeStatus', 'j1')).toBe(topics.allNodeStatus('j1'));
+    expect(topicFilter('nodeUpdate', 'j1', 'pi-7')).toBe(topics.nodeUpdate('j1', 'pi-7'));
+    expect(topicFilter('roundMetrics', '+')).toBe('fedmq/v1/+/rounds/+/metrics');
+    expect(topicFilter('all', 'j1')).toBe(topics.all('j1'));
+    expect(() => topicFilter('task', '#')).toThrow(expect.objectContaining({ code: 'FEDMQ_BAD_TOPIC' }));
+    expect(() => topicFilter('nodeStatus', 'j1', 'a/b')).toThrow(expect.objectContaining({ code: 'FEDMQ_BAD_TOPIC' }));
   });
 });

@@ -59,6 +59,34 @@ export const topics = {
   all: (job?: string) => (job === undefined ? `${TOPIC_ROOT}/#` : `${base(job)}/#`),
 } as const;
 
+/** Kinds of fedmq topic, as in {@link ParsedTopic}. */
+export type TopicKind = ParsedTopic['kind'];
+
+/**
+ * A subscription filter (MQTT 3.1.1 §4.7) for one kind of fedmq topic, e.g. for access control
+ * lists: `job` and `nodeId` may be `'+'` (any job, any node); the chunk index and the round are
+ * always `+`. `nodeId` is needed for `nodeStatus` and `nodeUpdate` only. Kind `all` is every
+ * topic of the job (`fedmq/v1/{job}/#`).
+ * @throws FedmqError FEDMQ_BAD_TOPIC when `job` or `nodeId` is neither `'+'` nor a valid id.
+ */
+export function topicFilter(kind: TopicKind | 'all', job: string, nodeId = '+'): string {
+  if (job !== '+') assertId('job', job);
+  if (nodeId !== '+') assertId('nodeId', nodeId);
+  const b = `${TOPIC_ROOT}/${job}`;
+  switch (kind) {
+    case 'coordinatorStatus': return `${b}/coordinator/status`;
+    case 'model': return `${b}/model`;
+    case 'modelMeta': return `${b}/model/meta`;
+    case 'modelChunk': return `${b}/model/chunks/+`;
+    case 'task': return `${b}/task`;
+    case 'nodeStatus': return `${b}/nodes/${nodeId}/status`;
+    case 'nodeUpdate': return `${b}/nodes/${nodeId}/update`;
+    case 'roundMetrics': return `${b}/rounds/+/metrics`;
+    case 'latestMetrics': return `${b}/metrics`;
+    case 'all': return `${b}/#`;
+  }
+}
+
 /** A parsed fedmq topic. */
 export type ParsedTopic =
   | { kind: 'coordinatorStatus'; job: string }
