@@ -1,10 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
-import type { Aedes } from 'aedes';
+import type { Duplex } from 'node:stream';
+import type { TlsOptions, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
+import type { ConnectionInfo } from './hooks.ts';
 import type { BrokerMetrics } from './metrics.ts';
+import { peerIdentity } from './tls.ts';
 
 /** A static file the HTTP server serves (see `dashboardAssets()` of `@fedmq/monitor`). */
 export interface StaticAsset {
@@ -23,37 +27,57 @@ export interface BrokerHttp {
 /** Path of the MQTT-over-WebSocket endpoint. */
 export const MQTT_WS_PATH = '/mqtt';
 
+/** How the HTTP server hands WebSocket connections to the broker (see `startBroker`). */
+export interface WebSocketGate {
+  /** False when a new connection from `remoteAddress` is over the connection rate (it is then refused with 429). */
+  admit(remoteAddress: string | undefined, transport: 'ws' | 'wss'): boolean;
+  /** Hands an MQTT byte stream to the broker (size guard, connection info, `aedes.handle`). */
+  handle(stream: Duplex, info: ConnectionInfo, req: IncomingMessage): void;
+  /** Largest WebSocket message accepted, in bytes (`ws` buffers a whole message before the size guard sees it). */
+  maxPayload: number;
+}
+
 /**
- * Starts the broker's HTTP server on `port` (0 = a free one):
+ * Starts the broker's HTTP server (HTTPS with `tls`) on `port` (0 = a free one):
  *
  * - `GET /metrics`: `metrics` in the Prometheus text format;
  * - `GET <path>` for each path of `assets` (a fixed table: nothing else on disk is reachable);
- * - WebSocket upgrade on `/mqtt`: the socket becomes an MQTT connection of `aedes`
- *   (`ws` + `createWebSocketStream`), counted under `transport="ws"`.
+ * - WebSocket upgrade on `/mqtt`: the socket becomes an MQTT connection (`ws` +
+ *   `createWebSocketStream`) handed to `gate`, counted under `transport="ws"` (`"wss"` with TLS).
  *
  * Anything else is 404 (405 for methods other than GET/HEAD).
  *
  * @throws the listen error (e.g. `EADDRINUSE`).
  */
 export async function startHttp(opts: {
-  aedes: Aedes;
+  gate: WebSocketGate;
   metrics: BrokerMetrics;
   assets: Map<string, StaticAsset>;
   port: number;
   host: string;
   log: Logger;
+  /** Node TLS server options: serve HTTPS and `wss`. */
+  tls?: TlsOptions;
 }): Promise<BrokerHttp> {
-  const { aedes, metrics, assets, log } = opts;
-  const wss = new WebSocketServer({ noServer: true });
+  const { gate, metrics, assets, log } = opts;
+  const transport = opts.tls ? 'wss' : 'ws';
+  const wss = new WebSocketServer({ noServer: true, maxPayload: gate.maxPayload });
   const upgraded = new Set<Socket>();
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: unknown) => {
       log.warn({ err, url: req.url }, 'http request failed');
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
       res.end('internal error\n');
     });
-  });
+  };
+  const server: Server = opts.tls ? createHttpsServer(opts.tls, onRequest) : createServer(onRequest);
+  if (opts.tls) {
+    server.on('tlsClientError', (err: Error, socket: Socket) => {
+      metrics.reject('tls_handshake');
+      log.debug({ err: err.message, remoteAddress: socket.remoteAddress, transport }, 'TLS handshake failed');
+    });
+  }
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -88,14 +112,20 @@ export async function startHttp(opts: {
       return;
     }
     socket.on('error', (err) => log.debug({ err }, 'websocket socket error'));
+    if (!gate.admit(socket.remoteAddress, transport)) {
+      socket.end('HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\n\r\n');
+      socket.destroy();
+      return;
+    }
     const baseline = { read: socket.bytesRead - head.length, written: socket.bytesWritten };
     wss.handleUpgrade(req, socket, head, (ws) => {
       upgraded.add(socket);
       socket.once('close', () => upgraded.delete(socket));
-      metrics.trackSocket(socket, 'ws', baseline);
+      metrics.trackSocket(socket, transport, baseline);
       const stream = createWebSocketStream(ws);
       stream.on('error', (err) => log.debug({ err: err.message }, 'websocket stream error'));
-      aedes.handle(stream, req);
+      const peer = opts.tls ? peerIdentity(socket as TLSSocket) : undefined;
+      gate.handle(stream, { transport, remoteAddress: socket.remoteAddress, ...(peer ? { peer } : {}) }, req);
     });
   });
 

@@ -1,24 +1,50 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { IncomingMessage } from 'node:http';
 import { Aedes, type AedesOptions } from 'aedes';
+import { ErrorCodes } from '@fedmq/protocol';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { MQTT_WS_PATH, startHttp, type BrokerHttp, type StaticAsset } from './http.ts';
-import { instrumentBroker } from './metrics.ts';
+import { Credentials, loadCredentials } from './auth.ts';
+import { installSecurityHooks, type ConnectionInfo } from './hooks.ts';
+import { MQTT_WS_PATH, startHttp, type BrokerHttp, type StaticAsset, type WebSocketGate } from './http.ts';
+import { ConnectionRateLimiter, DEFAULT_CONNECTION_RATE, DEFAULT_MAX_CLIENT_ID_LENGTH, DEFAULT_MAX_PACKET_BYTES, guardStream, type BrokerLimits } from './limits.ts';
+import { instrumentBroker, type Transport } from './metrics.ts';
 import { createPersistence } from './persistence.ts';
+import { peerIdentity, tlsServerOptions, type BrokerTls } from './tls.ts';
 
 export { MQTT_WS_PATH, type StaticAsset } from './http.ts';
-export { instrumentBroker, type BrokerMetrics, type Transport } from './metrics.ts';
 export { createPersistence, parseRedisUrl, type BrokerPersistence } from './persistence.ts';
+export { instrumentBroker, REJECTION_REASONS, TRANSPORTS, type BrokerMetrics, type RejectionReason, type Transport } from './metrics.ts';
+export { ROLES, RESERVED_CLIENT_ID_PREFIX, canPublish, canSubscribe, filterWithin, readableFilters, scopeToClientId, writableFilters, type Principal, type Role } from './acl.ts';
+export {
+  Credentials, DEFAULT_SCRYPT, addCredential, generatePassword, hashPassword, loadCredentials, parseCredentials, removeCredential, verifyPassword,
+  type CredentialEntry, type CredentialSummary, type CredentialsFile, type NewCredential, type ScryptParams,
+} from './auth.ts';
+export {
+  ConnectionRateLimiter, DEFAULT_CONNECTION_RATE, DEFAULT_MAX_CLIENT_ID_LENGTH, DEFAULT_MAX_PACKET_BYTES, MAX_REMAINING_LENGTH, PacketSizeGuard,
+  clientIdProblem, guardStream, isLoopback, type BrokerLimits, type ConnectionRate, type PacketViolation,
+} from './limits.ts';
+export { clientCertProblem, peerIdentity, tlsServerOptions, type BrokerTls, type PeerIdentity } from './tls.ts';
+export { makeDevCerts, type DevCerts, type DevCertsOptions } from './certs.ts';
+export type { ConnectionInfo } from './hooks.ts';
+
+/** Default port of MQTT over TLS (IANA). */
+export const DEFAULT_TLS_PORT = 8883;
 
 /** Options of {@link startBroker}. */
 export interface BrokerOptions {
-  /** TCP port for MQTT; 0 picks a free one. Default 1883. */
-  port?: number;
+  /**
+   * TCP port for plain MQTT; 0 picks a free one; `null` opens no plain listener.
+   * Default 1883 — or `null` when `tls` is given (then only `mqtts` and `wss` are served).
+   */
+  port?: number | null;
   /** Interface to listen on. Default `0.0.0.0` (all). */
   host?: string;
   /** Structured logger; default silent. */
   logger?: Logger;
-  /** Extra Aedes options (persistence, mqemitter, hooks). */
+  /** Extra Aedes options (persistence, mqemitter, hooks). Hooks given here run after fedmq's own checks accept. */
   aedes?: AedesOptions;
   /**
    * Where retained messages and persistent sessions live: `memory` (default) or a Redis URL
@@ -28,7 +54,7 @@ export interface BrokerOptions {
   persistence?: string;
   /**
    * HTTP port for the web dashboard (`/`), Prometheus metrics (`/metrics`) and MQTT over
-   * WebSocket (`/mqtt`); 0 picks a free one. Default: no HTTP server.
+   * WebSocket (`/mqtt`); 0 picks a free one. HTTPS and `wss` when `tls` is given. Default: no HTTP server.
    */
   httpPort?: number;
   /** Interface the HTTP server listens on. Default: `host`. */
@@ -38,58 +64,157 @@ export interface BrokerOptions {
    * (`dashboardAssets()`, loaded only when `httpPort` is given).
    */
   httpAssets?: Map<string, StaticAsset>;
+  /** Packet size, connection rate and client id limits (defaults: 16 MiB, 50 per 10 s per address, 128 characters). Always on. */
+  limits?: BrokerLimits;
+  /**
+   * Authentication and ACL: a credentials file path (docs/security.md) or loaded {@link Credentials}.
+   * Default: none — every client may connect, publish and subscribe (local development).
+   */
+  auth?: string | Credentials;
+  /** Serve MQTT over TLS on `tlsPort`, and HTTPS/`wss` on `httpPort` (PEM contents, see {@link BrokerTls}). */
+  tls?: BrokerTls;
+  /** TCP port for MQTT over TLS; 0 picks a free one. Default {@link DEFAULT_TLS_PORT} (only with `tls`). */
+  tlsPort?: number;
 }
 
 /** A running broker. */
 export interface RunningBroker {
-  /** `mqtt://HOST:PORT` clients connect to (`localhost` when listening on all interfaces). */
+  /**
+   * `mqtt://HOST:PORT` clients connect to (`localhost` when listening on all interfaces); the
+   * `mqtts://` URL when there is no plain listener.
+   */
   url: string;
+  /** Port of `url`. */
   port: number;
+  /** `mqtts://HOST:PORT` (only with `tls`). */
+  tlsUrl?: string;
+  /** The TLS port actually bound (only with `tls`). */
+  tlsPort?: number;
   aedes: Aedes;
   /** The broker's own Prometheus registry (metrics listed at {@link instrumentBroker}). */
   metrics: Registry;
-  /** `http://HOST:PORT/`: the dashboard (only with `httpPort`). `/metrics` is under it. */
+  /** The users, when `auth` is on. */
+  credentials?: Credentials;
+  /** `http://HOST:PORT/` (`https://` with `tls`): the dashboard (only with `httpPort`). `/metrics` is under it. */
   httpUrl?: string;
   /** The HTTP port actually bound (only with `httpPort`). */
   httpPort?: number;
-  /** `ws://HOST:PORT/mqtt`: MQTT over WebSocket (only with `httpPort`). */
+  /** `ws://HOST:PORT/mqtt` (`wss://` with `tls`): MQTT over WebSocket (only with `httpPort`). */
   wsUrl?: string;
-  /** Disconnects every client (TCP and WebSocket), stops the HTTP server and stops listening. Safe to call twice. */
+  /** Disconnects every client (TCP, TLS and WebSocket), stops the HTTP server and stops listening. Safe to call twice. */
   close(): Promise<void>;
 }
 
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address();
+      resolve(typeof address === 'object' && address ? address.port : port);
+    });
+  });
+}
+
 /**
- * Starts an Aedes 1.x MQTT 3.1.1 broker on a TCP port, and with `httpPort` an HTTP server for the
- * web dashboard, `/metrics` (Prometheus) and MQTT over WebSocket on `/mqtt`.
+ * Starts an Aedes 1.x MQTT 3.1.1 broker on a TCP port and/or a TLS port, and with `httpPort` an
+ * HTTP(S) server for the web dashboard, `/metrics` (Prometheus) and MQTT over WebSocket on `/mqtt`.
+ *
+ * Every connection, whatever its transport, first passes the limits (docs/security.md): a
+ * per-address connection rate, checked before anything is read (before the TLS handshake on the
+ * TLS port); a packet size guard that reads only MQTT fixed headers and closes a connection whose
+ * next packet would exceed `maxPacketBytes` before its body is buffered; client id rules at
+ * CONNECT. With `auth`, CONNECTs need a username and password from the credentials file and the
+ * ACL of `acl.ts` governs every PUBLISH and SUBSCRIBE; with `tls.requestClientCert` or
+ * `requireClientCert`, a client certificate's CN must equal the username. Each refusal is logged
+ * and counted in `fedmq_broker_rejections_total{reason}`.
  *
  * Malformed frames and client errors are logged (`clientError`, `connectionError`) and close only
  * the offending connection; the broker keeps running.
  *
- * @returns the broker's URL and a `close()`.
- * @throws the listen error (e.g. `EADDRINUSE`) when the MQTT or HTTP port cannot be bound (whatever
- *   was started is closed first).
+ * @returns the broker's URLs and a `close()`.
+ * @throws the listen error (e.g. `EADDRINUSE`) when a port cannot be bound (whatever was started is
+ *   closed first); FedmqError FEDMQ_BAD_CONFIG for an unreadable or invalid credentials file, or
+ *   client certificates without `tls.ca`; RangeError for invalid limits.
  */
 export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBroker> {
   const log = opts.logger ?? pino({ level: 'silent' });
+  const maxPacketBytes = opts.limits?.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
+  const rate = opts.limits?.connectionRate ?? DEFAULT_CONNECTION_RATE;
+  const limiter = rate === false ? undefined : new ConnectionRateLimiter(rate);
+  const tlsOptions = opts.tls ? tlsServerOptions(opts.tls) : undefined;
+  const credentials = typeof opts.auth === 'string' ? await loadCredentials(opts.auth) : opts.auth;
+  if (credentials?.fileMode !== undefined && (credentials.fileMode & 0o077) !== 0) {
+    log.warn({ file: credentials.file, mode: credentials.fileMode.toString(8) }, 'credentials file is readable by group or others: chmod 600 it');
+  }
+
   const store = opts.persistence && !opts.aedes?.persistence ? createPersistence(opts.persistence) : undefined;
   const aedes = await Aedes.createBroker({ ...opts.aedes, ...(store ? { persistence: store.persistence } : {}) }).catch(async (err: unknown) => {
     await store?.close().catch(() => undefined);
     throw err;
   });
   const metrics = instrumentBroker(aedes);
+  const connections = new WeakMap<object, ConnectionInfo>();
+  installSecurityHooks(aedes, {
+    credentials, maxClientIdLength: opts.limits?.maxClientIdLength ?? DEFAULT_MAX_CLIENT_ID_LENGTH,
+    connectionOf: (conn) => (conn && typeof conn === 'object' ? connections.get(conn) : undefined), reject: metrics.reject, log,
+  });
+
+  /** False (and counted, logged) when `remoteAddress` is over the connection rate. */
+  const admit = (remoteAddress: string | undefined, transport: Transport): boolean => {
+    if (!limiter || limiter.allow(remoteAddress)) return true;
+    metrics.reject('connection_rate');
+    log.debug({ remoteAddress, transport, code: ErrorCodes.LIMIT }, 'connection refused: over the connection rate');
+    return false;
+  };
+  /** Size guard, connection info for the hooks, then Aedes. */
+  const handle = (stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void => {
+    const guarded = guardStream(stream, maxPacketBytes, (v) => {
+      metrics.reject(v.reason);
+      log.warn({ ...info, ...v, code: ErrorCodes.LIMIT }, v.reason === 'packet_too_large' ? `connection closed: packet of ${v.packetBytes} bytes over the limit of ${v.maxPacketBytes}` : 'connection closed: malformed fixed header');
+    });
+    guarded.on('error', (err) => log.debug({ err: err.message, transport: info.transport }, 'connection error'));
+    connections.set(guarded, info);
+    aedes.handle(guarded, req);
+  };
+
   const sockets = new Set<Socket>();
-  const server: Server = createServer((socket) => {
+  const track = (socket: Socket) => {
     sockets.add(socket);
-    metrics.trackSocket(socket, 'tcp');
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', (err) => log.debug({ err }, 'socket error'));
-    aedes.handle(socket);
+  };
+  const plainPort = opts.port === undefined ? (opts.tls ? null : 1883) : opts.port;
+  const server: Server | undefined = plainPort === null ? undefined : createServer((socket) => {
+    track(socket);
+    if (!admit(socket.remoteAddress, 'tcp')) return void socket.destroy();
+    metrics.trackSocket(socket, 'tcp');
+    handle(socket, { transport: 'tcp', remoteAddress: socket.remoteAddress });
   });
+  let tlsServer: TlsServer | undefined;
+  if (tlsOptions) {
+    tlsServer = createTlsServer(tlsOptions, (socket: TLSSocket) => {
+      track(socket);
+      metrics.trackSocket(socket, 'tls');
+      const peer = peerIdentity(socket);
+      handle(socket, { transport: 'tls', remoteAddress: socket.remoteAddress, ...(peer ? { peer } : {}) });
+    });
+    // before the handshake: a flood costs no TLS work
+    tlsServer.prependListener('connection', (raw: Socket) => {
+      track(raw);
+      if (!admit(raw.remoteAddress, 'tls')) raw.destroy();
+    });
+    tlsServer.on('tlsClientError', (err, socket) => {
+      metrics.reject('tls_handshake');
+      log.debug({ err: err.message, remoteAddress: socket.remoteAddress, transport: 'tls' }, 'TLS handshake failed');
+    });
+  }
   aedes.on('clientError', (client, err) => log.debug({ clientId: client?.id, err: err.message }, 'client error'));
   aedes.on('connectionError', (client, err) => log.debug({ clientId: client?.id, err: err.message }, 'connection error'));
   aedes.on('client', (client) => log.debug({ clientId: client.id }, 'client connected'));
   aedes.on('clientDisconnect', (client) => log.debug({ clientId: client.id }, 'client disconnected'));
 
+  const gate: WebSocketGate = { admit, handle, maxPayload: maxPacketBytes };
   const host = opts.host ?? '0.0.0.0';
   let http: BrokerHttp | undefined;
   let closing: Promise<void> | undefined;
@@ -99,37 +224,36 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
       await store?.close();
       for (const s of sockets) s.destroy();
       await http?.close();
-      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const srv of [server, tlsServer]) if (srv?.listening) await new Promise<void>((resolve) => srv.close(() => resolve()));
     })();
     return closing;
   };
 
+  let port: number | undefined;
+  let tlsPort: number | undefined;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.port ?? 1883, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    if (server) port = await listen(server, plainPort ?? 1883, host);
+    if (tlsServer) tlsPort = await listen(tlsServer, opts.tlsPort ?? DEFAULT_TLS_PORT, host);
     if (opts.httpPort !== undefined) {
       const assets = opts.httpAssets ?? (await import('@fedmq/monitor')).dashboardAssets();
-      http = await startHttp({ aedes, metrics, assets, port: opts.httpPort, host: opts.httpHost ?? host, log });
+      http = await startHttp({ gate, metrics, assets, port: opts.httpPort, host: opts.httpHost ?? host, log, tls: tlsOptions });
     }
   } catch (err) {
     await close();
     throw err;
   }
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : (opts.port ?? 1883);
-  const url = `mqtt://${urlHostOf(host)}:${port}`;
-  log.info({ url }, 'broker listening');
-  const running: RunningBroker = { url, port, aedes, metrics: metrics.registry, close };
+  const urlHost = urlHostOf(host);
+  const tlsUrl = tlsPort === undefined ? undefined : `mqtts://${urlHost}:${tlsPort}`;
+  const url = port === undefined ? tlsUrl! : `mqtt://${urlHost}:${port}`;
+  log.info({ url, tlsUrl, auth: credentials ? `${credentials.size} users` : 'off (open broker)', maxPacketBytes, connectionRate: rate }, 'broker listening');
+  const running: RunningBroker = { url, port: port ?? tlsPort!, aedes, metrics: metrics.registry, close };
+  if (tlsUrl) Object.assign(running, { tlsUrl, tlsPort });
+  if (credentials) running.credentials = credentials;
   if (http) {
     const httpHost = urlHostOf(opts.httpHost ?? host);
     running.httpPort = http.port;
-    running.httpUrl = `http://${httpHost}:${http.port}/`;
-    running.wsUrl = `ws://${httpHost}:${http.port}${MQTT_WS_PATH}`;
+    running.httpUrl = `${tlsOptions ? 'https' : 'http'}://${httpHost}:${http.port}/`;
+    running.wsUrl = `${tlsOptions ? 'wss' : 'ws'}://${httpHost}:${http.port}${MQTT_WS_PATH}`;
     log.info({ httpUrl: running.httpUrl, wsUrl: running.wsUrl }, 'dashboard listening');
   }
   return running;

@@ -1,0 +1,242 @@
+import { isIP } from 'node:net';
+import { Duplex } from 'node:stream';
+
+/**
+ * Limits the broker applies to every connection (docs/security.md, "Limits"), on TCP, TLS and
+ * WebSocket alike, before Aedes sees a byte:
+ *
+ * - a packet size guard ({@link PacketSizeGuard}, {@link guardStream}): Aedes 1.2 has no maximum
+ *   packet size (moscajs/aedes#831) and its parser buffers a whole packet before handling it, so a
+ *   client could make the broker hold up to 256 MB per connection;
+ * - a per-address connection rate ({@link ConnectionRateLimiter});
+ * - client id rules ({@link clientIdProblem}), answered with CONNACK return code 2.
+ */
+
+/** Default maximum size of one MQTT packet, fixed header included: 16 MiB. */
+export const DEFAULT_MAX_PACKET_BYTES = 16 * 1024 * 1024;
+
+/** Default maximum length of an MQTT client id, in UTF-16 code units. */
+export const DEFAULT_MAX_CLIENT_ID_LENGTH = 128;
+
+/** Default connection rate per remote address: 50 per 10 s, loopback exempt. */
+export const DEFAULT_CONNECTION_RATE: ConnectionRate = { max: 50, perMs: 10_000, exemptLoopback: true };
+
+/**
+ * Largest "remaining length" MQTT 3.1.1 can encode: four 7-bit groups (§2.2.3), 268,435,455 bytes.
+ */
+export const MAX_REMAINING_LENGTH = 268_435_455;
+
+/** A connection rate limit: at most `max` new connections per remote address in `perMs` ms. */
+export interface ConnectionRate {
+  max: number;
+  perMs: number;
+  /**
+   * Do not limit loopback addresses (127.0.0.0/8, ::1), so a local simulation can connect hundreds
+   * of nodes at once. Behind a reverse proxy on the same host every client looks like loopback:
+   * set this to false there. Default true.
+   */
+  exemptLoopback?: boolean;
+}
+
+/** The limits of one broker (option `limits` of `startBroker`). */
+export interface BrokerLimits {
+  /** Largest MQTT packet accepted, in bytes, fixed header included. Default {@link DEFAULT_MAX_PACKET_BYTES}. */
+  maxPacketBytes?: number;
+  /** New connections per remote address; `false` turns the limit off. Default {@link DEFAULT_CONNECTION_RATE}. */
+  connectionRate?: ConnectionRate | false;
+  /** Longest client id accepted. Default {@link DEFAULT_MAX_CLIENT_ID_LENGTH}. */
+  maxClientIdLength?: number;
+}
+
+/** Why the size guard stopped a connection. */
+export type PacketViolation =
+  /** A packet's declared size (1 + length bytes + remaining length) exceeds the limit. */
+  | { reason: 'packet_too_large'; packetBytes: number; maxPacketBytes: number }
+  /** The remaining length has a fifth continuation byte (MQTT 3.1.1 §2.2.3 allows four). */
+  | { reason: 'malformed_header' };
+
+/**
+ * Follows the MQTT packet boundaries of a byte stream by reading only the fixed headers (MQTT
+ * 3.1.1 §2.2: one type/flags byte, then the "remaining length" in 1–4 bytes of 7 bits, least
+ * significant group first, high bit = "more bytes follow") and counting body bytes through,
+ * without buffering anything. Reports a packet as soon as its header declares more than
+ * `maxPacketBytes` in total — before its body arrives.
+ *
+ * State is a handful of numbers; a header split across chunks (even one byte per chunk) is fine.
+ * After a violation the guard stays stopped (every later `push` returns the same violation).
+ */
+export class PacketSizeGuard {
+  /** Bytes of the current packet's body still to come. */
+  private bodyLeft = 0;
+  /** 0: expecting a type byte; 1–4: reading length byte number `stage`. */
+  private stage = 0;
+  private length = 0;
+  private multiplier = 1;
+  private violation: PacketViolation | undefined;
+  /** Complete packets seen. */
+  packets = 0;
+
+  /** @param maxPacketBytes largest packet accepted, in bytes (≥ 2: the smallest packet is 2 bytes). */
+  constructor(readonly maxPacketBytes: number = DEFAULT_MAX_PACKET_BYTES) {
+    if (!Number.isInteger(maxPacketBytes) || maxPacketBytes < 2) throw new RangeError(`maxPacketBytes must be an integer ≥ 2, got ${maxPacketBytes}`);
+  }
+
+  /** Feeds the next bytes of the stream. Returns `undefined` while all is well, else the violation. */
+  push(chunk: Uint8Array): PacketViolation | undefined {
+    if (this.violation) return this.violation;
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.bodyLeft > 0) {
+        const n = Math.min(this.bodyLeft, chunk.length - i);
+        this.bodyLeft -= n;
+        i += n;
+        if (this.bodyLeft === 0) this.packets++;
+        continue;
+      }
+      const byte = chunk[i++];
+      if (this.stage === 0) {
+        this.stage = 1; // the type byte; any value is left for the MQTT parser to judge
+        this.length = 0;
+        this.multiplier = 1;
+        continue;
+      }
+      this.length += (byte & 0x7f) * this.multiplier;
+      if (byte & 0x80) {
+        if (this.stage === 4) return (this.violation = { reason: 'malformed_header' });
+        this.stage++;
+        this.multiplier *= 128;
+        continue;
+      }
+      const packetBytes = 1 + this.stage + this.length;
+      if (packetBytes > this.maxPacketBytes) return (this.violation = { reason: 'packet_too_large', packetBytes, maxPacketBytes: this.maxPacketBytes });
+      this.stage = 0;
+      this.bodyLeft = this.length;
+      if (this.length === 0) this.packets++;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Puts a {@link PacketSizeGuard} between `inner` (a socket, TLS socket or WebSocket stream) and
+ * Aedes: returns a Duplex that passes every chunk `inner` reads through the guard before it
+ * becomes readable, and writes straight to `inner`. On a violation, `onViolation` is called once
+ * and both streams are destroyed, so the oversized body is never read into the broker.
+ *
+ * Backpressure is kept both ways (`inner` is paused while the guarded side is full; a write
+ * returns false while `inner` is full). Ending, errors and close travel both ways.
+ */
+export function guardStream(inner: Duplex, maxPacketBytes: number, onViolation: (v: PacketViolation) => void): Duplex {
+  const guard = new PacketSizeGuard(maxPacketBytes);
+  let stopped = false;
+  const outer: Duplex = new Duplex({
+    readableHighWaterMark: 64 * 1024,
+    writableHighWaterMark: 64 * 1024,
+    read() {
+      if (!stopped) inner.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      if (inner.destroyed) return callback(new Error('connection closed'));
+      if (inner.write(chunk)) callback();
+      else inner.once('drain', () => callback());
+    },
+    final(callback) {
+      inner.end();
+      callback();
+    },
+    destroy(err, callback) {
+      inner.destroy();
+      callback(err);
+    },
+  });
+  inner.on('data', (chunk: Buffer) => {
+    if (stopped) return;
+    const v = guard.push(chunk);
+    if (v) {
+      stopped = true;
+      inner.pause();
+      onViolation(v);
+      inner.destroy();
+      outer.destroy();
+      return;
+    }
+    if (!outer.push(chunk)) inner.pause();
+  });
+  inner.on('end', () => {
+    if (!stopped) outer.push(null);
+  });
+  inner.on('error', (err) => outer.destroy(err));
+  inner.on('close', () => {
+    if (!outer.destroyed) outer.destroy();
+  });
+  return outer;
+}
+
+/**
+ * Counts new connections per remote address with a token bucket: `max` tokens per address, one
+ * spent per connection, refilled at `max` per `perMs` ms (so a burst of `max`, then `max / perMs`
+ * per ms on average). Idle addresses are forgotten, so memory is bounded by the addresses seen in
+ * the last `perMs` ms.
+ */
+export class ConnectionRateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private lastSweep: number;
+
+  /** @param now clock in ms (injectable for tests). */
+  constructor(readonly rate: ConnectionRate, private readonly now: () => number = Date.now) {
+    if (!(rate.max >= 1) || !(rate.perMs > 0)) throw new RangeError(`connection rate must have max ≥ 1 and perMs > 0, got ${JSON.stringify(rate)}`);
+    this.lastSweep = now();
+  }
+
+  /** True when a connection from `address` may proceed (a token is spent); false when over the rate. */
+  allow(address: string | undefined): boolean {
+    const addr = address ?? 'unknown';
+    if ((this.rate.exemptLoopback ?? true) && isLoopback(addr)) return true;
+    const t = this.now();
+    if (t - this.lastSweep >= this.rate.perMs) this.sweep(t);
+    const b = this.buckets.get(addr) ?? { tokens: this.rate.max, at: t };
+    b.tokens = Math.min(this.rate.max, b.tokens + ((t - b.at) * this.rate.max) / this.rate.perMs);
+    b.at = t;
+    this.buckets.set(addr, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  /** Addresses tracked now. */
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  /** Forgets every bucket that is full again. */
+  private sweep(t: number): void {
+    this.lastSweep = t;
+    for (const [addr, b] of this.buckets) if (b.tokens + ((t - b.at) * this.rate.max) / this.rate.perMs >= this.rate.max) this.buckets.delete(addr);
+  }
+}
+
+/** True for 127.0.0.0/8, ::1 and their IPv4-mapped forms. */
+export function isLoopback(address: string): boolean {
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (a === '::1') return true;
+  return isIP(a) === 4 && a.startsWith('127.');
+}
+
+/**
+ * Why a client id is refused (CONNACK return code 2, "identifier rejected", MQTT 3.1.1 §3.2.2.3),
+ * or `undefined` when it is acceptable:
+ *
+ * - empty with `clean` false: §3.1.3.1 [MQTT-3.1.3-8] requires the refusal (a session needs a name);
+ * - longer than `maxLength`;
+ * - containing `+`, `#` or `/`: a client id is not a topic, but ids are often put into topics and
+ *   logs, where these characters are wildcards or separators;
+ * - containing a control character (U+0000–U+001F, U+007F), which only serves log injection.
+ */
+export function clientIdProblem(clientId: string, clean: boolean, maxLength: number = DEFAULT_MAX_CLIENT_ID_LENGTH): string | undefined {
+  if (clientId.length === 0) return clean ? undefined : 'empty client id with clean session false';
+  if (clientId.length > maxLength) return `client id longer than ${maxLength}`;
+  if (/[+#/]/.test(clientId)) return 'client id contains +, # or /';
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(clientId)) return 'client id contains a control character';
+  return undefined;
+}
