@@ -17,6 +17,17 @@ export interface WorkerInit {
   malicious?: string[];
   attack?: { name: AttackName; params?: AttackParams };
   seed: number;
+  /** MQTT credentials and TLS material per node id of this worker (strings only: worker data is cloned). */
+  mqtt?: Record<string, SimulatedNodeMqtt>;
+}
+
+/** A simulated node's MQTT username, password and TLS PEM texts (mqtt.js `username`, `password`, `ca`, `cert`, `key`). */
+export interface SimulatedNodeMqtt {
+  username?: string;
+  password?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
 }
 
 export type FromWorker =

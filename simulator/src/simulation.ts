@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import type { Dataset, PartitionSpec } from '@fedmq/ml';
 import { balance, planNodes, type NodePlan } from './plan.ts';
 import { pickMalicious, type AttackName, type AttackParams } from './attacks.ts';
-import type { FromWorker, WorkerInit } from './protocol.ts';
+import type { FromWorker, SimulatedNodeMqtt, WorkerInit } from './protocol.ts';
 import { AlieCoordinator, type AlieRound } from './alie.ts';
 
 /** Options of {@link startSimulation}. */
@@ -31,6 +31,8 @@ export interface SimulationOptions {
   byzantine?: number;
   attack?: AttackName;
   attackParams?: AttackParams;
+  /** MQTT credentials and TLS for the nodes (docs/security.md): the same for all, or per node id (e.g. username = node id). */
+  mqtt?: SimulatedNodeMqtt | ((nodeId: string) => SimulatedNodeMqtt);
 }
 
 /** Events of a running {@link Simulation}. */
@@ -80,6 +82,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
       logLevel: opts.logLevel ?? 'warn', backend: opts.backend, seed: opts.seed,
       malicious: nodes.filter((n) => malicious.has(n.nodeId)).map((n) => n.nodeId),
       attack: opts.attack ? { name: opts.attack, params: opts.attackParams } : undefined,
+      mqtt: opts.mqtt ? Object.fromEntries(nodes.map((n) => [n.nodeId, typeof opts.mqtt === 'function' ? opts.mqtt(n.nodeId) : opts.mqtt!])) : undefined,
     };
     const w = new Worker(new URL('./worker-boot.mjs', import.meta.url), { workerData: init });
     workers.push(w);

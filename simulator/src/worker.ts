@@ -42,7 +42,7 @@ async function main(): Promise<void> {
     const bad = init.attack && init.malicious?.includes(nodeId) ? init.attack : undefined;
     const rng = seededRng((init.seed ^ hashId(nodeId)) >>> 0);
     const node = new EdgeNode({
-      brokerUrl: init.brokerUrl, job: init.job, nodeId, data: bad?.name === 'label-flip' ? flipLabels(data) : data, device, trainer, logger: log,
+      brokerUrl: init.brokerUrl, job: init.job, nodeId, data: bad?.name === 'label-flip' ? flipLabels(data) : data, device, trainer, logger: log, mqtt: init.mqtt?.[nodeId],
       transformDelta: bad?.name === 'alie' ? (delta, round, ctx) => alie.transform(nodeId, delta, round, ctx)
         : bad && bad.name !== 'label-flip' ? (delta) => attackDelta(bad.name, delta, rng, bad.params) : undefined,
     });
