@@ -1,16 +1,17 @@
 import { EventEmitter } from 'node:events';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
-  ErrorCodes, FedmqError, NodeStatusSchema, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
+  ErrorCodes, FedmqError, NodeStatusSchema, packMessage, unpackMessage, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
   topics, weightsSha256, type CoordinatorStatus, Reassembler, Scratch, globalToWire, splitPayload, withScratch, type CodecParams, type DownlinkDtype, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
   type RoundTask, keepReconnecting, type BackoffOptions, type Reconnector,
 } from '@fedmq/protocol';
 import { createModel, createRng, type Dataset, type FederatedModel } from '@fedmq/ml';
 import { NodeRegistry } from './registry.ts';
-import type { FitFailure, RoundAggregate, Strategy } from './strategy.ts';
+import type { FitFailure, RoundAggregate, Strategy, StrategyState } from './strategy.ts';
+import { sample } from './strategies/fedavg.ts';
 import { checkUpdateTensors } from './validate.ts';
 
 /** Options of {@link Coordinator}. */
@@ -27,6 +28,29 @@ export interface CoordinatorOptions {
   strategy: Strategy;
   /** Nodes that must be online before a round starts (Flower's `minAvailableNodes`). */
   minNodes: number;
+  /**
+   * Accepted updates a round needs to count (Flower's `minFitClients`); default 1. A round that
+   * closes (deadline, or every selected node reported or went offline) with fewer keeps the global
+   * model unchanged and is retried as the next round.
+   */
+  minFitNodes?: number;
+  /** Accepted updates a round needs, as a fraction of the nodes selected, in [0, 1]; default 0. */
+  minCompletionRate?: number;
+  /**
+   * Over-selection (Bonawitz et al. 2019, "Towards Federated Learning at Scale", §2.2): select
+   * ⌈(1 + overSelection) · k⌉ nodes, k being the strategy's pick, and close the round as soon as k
+   * updates are accepted; later updates are rejected as stale. Default 0.
+   */
+  overSelection?: number;
+  /** Failed rounds in a row after which the run aborts (FEDMQ_ROUND_FAILED). Default 3. */
+  maxRoundRetries?: number;
+  /**
+   * Folder of `checkpoint.msgpack`, written atomically after every round (default: `outDir`; none
+   * when neither is set). See {@link Coordinator.loadCheckpoint} and the `resume` option.
+   */
+  checkpointDir?: string;
+  /** Continue the run saved in this checkpoint (from {@link Coordinator.loadCheckpoint}) instead of starting at round 1. */
+  resume?: CoordinatorCheckpoint;
   /** Round deadline, ms after the task is published: updates after it are not accepted. */
   deadlineMs: number;
   /** Folder for `history.json` and `model/` (TensorFlow.js format); none written when omitted. */
@@ -61,6 +85,8 @@ export interface CoordinatorOptions {
 export interface RoundRecord {
   round: number;
   modelVersion: number;
+  /** False when the round failed (fewer accepted updates than required, or the strategy refused): model unchanged. */
+  accepted: boolean;
   /** Nodes selected / updates accepted. */
   selected: number;
   reported: number;
@@ -92,9 +118,44 @@ export interface CoordinatorEvents {
   accepted: [{ nodeId: string; round: number; bytes: number }];
 }
 
+/**
+ * Everything a coordinator needs to continue a run after a crash, as saved after each round in
+ * `checkpoint.msgpack` (MessagePack; tensors as raw float32 bytes).
+ */
+export interface CoordinatorCheckpoint {
+  format: 'fedmq-checkpoint';
+  /** Format version, 1. */
+  v: 1;
+  job: string;
+  /** The run that wrote it. */
+  runId: string;
+  model: string;
+  seed: number;
+  /** Last round closed (accepted or failed). */
+  round: number;
+  modelVersion: number;
+  /** Failed rounds in a row at the end of `history`. */
+  failedInARow: number;
+  /** Draws taken from the run's seeded generator (node selection), to continue its sequence. */
+  rngDraws: number;
+  strategy: string;
+  /** The strategy's state (`Strategy.getState`), null for stateless strategies. */
+  strategyState: StrategyState | null;
+  history: RoundRecord[];
+  /** The global model after `round`. */
+  weights: NamedTensor[];
+  /** Wall-clock time of the write, ms since the epoch. */
+  ts: number;
+}
+
+/** File name of the checkpoint in its folder. */
+export const CHECKPOINT_FILE = 'checkpoint.msgpack';
+
 interface OpenRound {
   round: number;
   selected: Set<string>;
+  /** Accepted updates that close the round early (the strategy's pick, before over-selection). */
+  target: number;
   reported: Set<string>;
   dropped: Set<string>;
   failures: Record<string, number>;
@@ -123,6 +184,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private readonly log: Logger;
   private readonly registry = new NodeRegistry();
   private readonly rng: () => number;
+  private rngDraws = 0;
+  private failedInARow = 0;
+  private lastRound = 0;
   private readonly nodeWaiters = new Set<() => void>();
   private client?: MqttClient;
   private reconnector?: Reconnector;
@@ -147,8 +211,63 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.opts = opts;
     this.job = opts.job;
     this.runId = opts.runId ?? `run-${Date.now().toString(36)}`;
+    const rate = opts.minCompletionRate ?? 0;
+    if (!(rate >= 0 && rate <= 1)) throw new FedmqError(ErrorCodes.BAD_CONFIG, `minCompletionRate must be in [0, 1], got ${rate}`);
+    const minFit = opts.minFitNodes ?? 1;
+    if (!(Number.isInteger(minFit) && minFit >= 1)) throw new FedmqError(ErrorCodes.BAD_CONFIG, `minFitNodes must be an integer ≥ 1, got ${minFit}`);
+    if (!((opts.overSelection ?? 0) >= 0)) throw new FedmqError(ErrorCodes.BAD_CONFIG, `overSelection must be ≥ 0, got ${opts.overSelection}`);
+    const retries = opts.maxRoundRetries ?? 3;
+    if (!(Number.isInteger(retries) && retries >= 0)) throw new FedmqError(ErrorCodes.BAD_CONFIG, `maxRoundRetries must be an integer ≥ 0, got ${retries}`);
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ job: opts.job });
-    this.rng = createRng(opts.seed ?? 42);
+    const base = createRng(opts.seed ?? 42);
+    this.rng = () => {
+      this.rngDraws++;
+      return base();
+    };
+    const cp = opts.resume;
+    if (cp) {
+      if (cp.job !== opts.job || cp.model !== opts.model || cp.strategy !== opts.strategy.name || cp.seed !== (opts.seed ?? 42)) {
+        throw new FedmqError(ErrorCodes.CHECKPOINT, `checkpoint of job ${cp.job} (model ${cp.model}, strategy ${cp.strategy}, seed ${cp.seed}) does not match job ${opts.job} (model ${opts.model}, strategy ${opts.strategy.name}, seed ${opts.seed ?? 42})`);
+      }
+      for (let i = 0; i < cp.rngDraws; i++) this.rng();
+      if (cp.strategyState) {
+        if (!opts.strategy.setState) throw new FedmqError(ErrorCodes.CHECKPOINT, `strategy ${opts.strategy.name} cannot restore a saved state`);
+        opts.strategy.setState(cp.strategyState);
+      }
+      this.history.push(...cp.history);
+      this.lastRound = cp.round;
+      this.version = cp.modelVersion - 1; // publishModel() republishes the checkpoint's model as the next version
+      this.failedInARow = cp.failedInARow;
+    }
+  }
+
+  /**
+   * Reads `dir/checkpoint.msgpack`.
+   * @throws FedmqError FEDMQ_CHECKPOINT when the file is missing, unreadable or of another format.
+   */
+  static async loadCheckpoint(dir: string): Promise<CoordinatorCheckpoint> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(join(dir, CHECKPOINT_FILE));
+    } catch (err) {
+      throw new FedmqError(ErrorCodes.CHECKPOINT, `no checkpoint in ${dir}: ${(err as Error).message}`, {}, { cause: err });
+    }
+    let cp: CoordinatorCheckpoint;
+    try {
+      cp = unpackMessage(bytes) as CoordinatorCheckpoint;
+    } catch (err) {
+      throw new FedmqError(ErrorCodes.CHECKPOINT, `${join(dir, CHECKPOINT_FILE)} is not MessagePack`, {}, { cause: err });
+    }
+    if (cp?.format !== 'fedmq-checkpoint' || cp.v !== 1 || !Array.isArray(cp.weights) || !Array.isArray(cp.history)) {
+      throw new FedmqError(ErrorCodes.CHECKPOINT, `${join(dir, CHECKPOINT_FILE)} is not a version 1 fedmq checkpoint`);
+    }
+    cp.weights = cp.weights.map((t) => {
+      const raw = t.data as unknown as Uint8Array;
+      const data = new Float32Array(raw.byteLength / 4);
+      new Uint8Array(data.buffer).set(raw);
+      return { name: t.name, shape: t.shape, data };
+    });
+    return cp;
   }
 
   /** A copy of the current global model's weights. */
@@ -173,7 +292,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     } catch (err) {
       throw new FedmqError(ErrorCodes.BAD_CONFIG, `unknown model ${JSON.stringify(this.opts.model)}`, {}, { cause: err });
     }
-    this.global = this.model.getWeights();
+    this.global = this.opts.resume ? this.opts.resume.weights.map((t) => ({ ...t, data: t.data.slice() })) : this.model.getWeights();
     if (this.opts.maxPayloadBytes) {
       this.reassembler = new Reassembler({
         maxTotalBytes: 256 * 2 ** 20, maxPendingBytes: 1024 * 2 ** 20, timeoutMs: this.opts.deadlineMs,
@@ -184,15 +303,24 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     // a whole model retained by an earlier run would be read before the chunks: clear it
     if (this.opts.maxPayloadBytes) await this.client!.publishAsync(topics.model(this.job), Buffer.alloc(0), { qos: 1, retain: true });
     try {
-      await this.publishModel(0);
-      for (let round = 1; round <= this.opts.rounds && !this.stopped; round++) {
+      await this.publishModel(this.lastRound);
+      if (this.opts.resume) this.log.info({ round: this.lastRound, resumedFrom: this.opts.resume.runId }, 'resumed from checkpoint');
+      const maxRetries = this.opts.maxRoundRetries ?? 3;
+      while (this.history.filter((r) => r.accepted !== false).length < this.opts.rounds && !this.stopped) {
+        const round = this.lastRound + 1;
         await this.waitForNodes(round);
         if (this.stopped) break;
         const record = await this.runRound(round);
+        this.lastRound = round;
+        this.failedInARow = record.accepted ? 0 : this.failedInARow + 1;
         this.history.push(record);
         await this.publishMetrics(record);
+        await this.writeCheckpoint();
         await this.writeHistory();
         this.emit('round', record);
+        if (this.failedInARow > maxRetries) {
+          throw new FedmqError(ErrorCodes.ROUND_FAILED, `${this.failedInARow} rounds in a row failed (last: round ${round}, ${record.reported} of ${record.selected} selected nodes reported; failures ${JSON.stringify(record.failures)}); the global model is that of round ${round - this.failedInARow}`, { round, failures: record.failures });
+        }
       }
       if (this.opts.outDir) {
         this.model.setWeights(this.global); // evaluation may not have run (no test set)
@@ -274,10 +402,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   private status(state: CoordinatorStatus['state'], round: number, deadline?: number): CoordinatorStatus {
     // brokerUrl may carry credentials and outDir is a local path: neither goes on the wire
-    const { strategy, testData: _t, logger: _l, mqtt: _m, brokerUrl: _b, outDir: _o, ...rest } = this.opts;
+    const { strategy, testData: _t, logger: _l, mqtt: _m, brokerUrl: _b, outDir: _o, checkpointDir: _c, resume, ...rest } = this.opts;
     return {
       v: PROTOCOL_VERSION, job: this.job, runId: this.runId, state, round, rounds: this.opts.rounds, deadline, ts: Date.now(),
-      config: { ...rest, strategy: strategy.name },
+      config: { ...rest, strategy: strategy.name, ...(resume ? { resumedFrom: resume.runId, resumedAtRound: resume.round } : {}) },
     };
   }
 
@@ -334,7 +462,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private async runRound(round: number): Promise<RoundRecord> {
     const started = performance.now();
     const online = this.registry.online();
-    const { selected, config } = this.opts.strategy.configureFit(round, online, this.rng);
+    const { selected: picked, config } = this.opts.strategy.configureFit(round, online, this.rng);
+    const selected = this.overSelect(picked, online);
     const deadline = Date.now() + this.opts.deadlineMs;
     const task: RoundTask = {
       v: PROTOCOL_VERSION, job: this.job, runId: this.runId, round, modelVersion: this.version, selected, deadline,
@@ -349,7 +478,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const closed = new Promise<void>((resolve) => {
       const timer = setTimeout(() => resolve(), this.opts.deadlineMs);
       this.open = {
-        round, selected: new Set(selected), reported: new Set(), dropped: new Set(), failures: {},
+        round, selected: new Set(selected), target: picked.length, reported: new Set(), dropped: new Set(), failures: {},
         aggregate: this.opts.strategy.beginRound(round, this.global), bytesUp: 0, deadline,
         close: () => { clearTimeout(timer); resolve(); },
       };
@@ -361,7 +490,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const open = this.open!;
     this.open = undefined;
     const trainMs = performance.now() - started;
-    const missing = [...open.selected].filter((n) => !open.reported.has(n) && !open.dropped.has(n));
+    // over-selected nodes still training when the target was reached are not failures
+    const early = open.reported.size >= open.target && open.target < open.selected.size;
+    const missing = early ? [] : [...open.selected].filter((n) => !open.reported.has(n) && !open.dropped.has(n));
     if (missing.length > 0) open.failures.timeout = (open.failures.timeout ?? 0) + missing.length;
     if (open.dropped.size > 0) open.failures.offline = (open.failures.offline ?? 0) + open.dropped.size;
     const failures: FitFailure[] = [
@@ -371,12 +502,16 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
     const aggregateStart = performance.now();
     await this.publishStatus('aggregating', round);
-    const next = this.opts.strategy.aggregateFit(round, this.global, open.aggregate, failures);
+    const needed = Math.max(this.opts.minFitNodes ?? 1, Math.ceil((this.opts.minCompletionRate ?? 0) * selected.length));
+    const enough = open.aggregate.count >= needed;
+    const next = enough ? this.opts.strategy.aggregateFit(round, this.global, open.aggregate, failures) : null;
     if (next) {
       this.global = next;
       await this.publishModel(round);
+    } else if (!enough) {
+      log.warn({ accepted: open.aggregate.count, needed, selected: selected.length, failures: open.failures }, 'round failed: too few updates; global model unchanged, retrying');
     } else {
-      log.warn({ failures: open.failures }, 'no update accepted; global model unchanged');
+      log.warn({ accepted: open.aggregate.count, strategy: this.opts.strategy.name }, 'round failed: the strategy kept the global model; retrying');
     }
 
     const aggregateMs = performance.now() - aggregateStart;
@@ -392,7 +527,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     const evalMs = performance.now() - evalStart;
     return {
-      round, modelVersion: this.version, selected: selected.length, reported: open.reported.size, failures: open.failures,
+      round, modelVersion: this.version, accepted: next !== null, selected: selected.length, reported: open.reported.size, failures: open.failures,
       trainLoss: finiteOrNull(open.aggregate.trainLoss), testLoss, testAccuracy,
       bytesDown, bytesUp: open.bytesUp,
       durationMs: performance.now() - started, trainMs, aggregateMs, evalMs,
@@ -401,7 +536,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   private async publishMetrics(r: RoundRecord): Promise<void> {
     const msg: RoundMetrics = {
-      v: PROTOCOL_VERSION, job: this.job, runId: this.runId, round: r.round, modelVersion: r.modelVersion, selected: r.selected,
+      v: PROTOCOL_VERSION, job: this.job, runId: this.runId, round: r.round, modelVersion: r.modelVersion, accepted: r.accepted, selected: r.selected,
       reported: r.reported, failures: r.failures, trainLoss: r.trainLoss, testLoss: r.testLoss, testAccuracy: r.testAccuracy,
       bytesDown: r.bytesDown, bytesUp: r.bytesUp, durationMs: r.durationMs,
       phases: { trainMs: r.trainMs, aggregateMs: r.aggregateMs, evalMs: r.evalMs }, ts: Date.now(),
@@ -409,6 +544,39 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const payload = encodeJson(msg);
     await this.client!.publishAsync(topics.roundMetrics(this.job, r.round), payload, { qos: 1, retain: true });
     await this.client!.publishAsync(topics.latestMetrics(this.job), payload, { qos: 1, retain: true });
+  }
+
+  /** `selected` plus ⌈overSelection · |selected|⌉ more of the other online nodes, drawn with the run's generator. */
+  private overSelect(selected: string[], online: readonly string[]): string[] {
+    const extra = Math.ceil((this.opts.overSelection ?? 0) * selected.length);
+    if (extra === 0) return selected;
+    const chosen = new Set(selected);
+    const rest = online.filter((n) => !chosen.has(n));
+    return [...selected, ...sample(rest, Math.min(extra, rest.length), this.rng)].sort();
+  }
+
+  /** Writes the checkpoint atomically: a temporary file, fsync, then rename over the old one. */
+  private async writeCheckpoint(): Promise<void> {
+    const dir = this.opts.checkpointDir ?? this.opts.outDir;
+    if (!dir) return;
+    const cp: CoordinatorCheckpoint = {
+      format: 'fedmq-checkpoint', v: 1, job: this.job, runId: this.runId, model: this.opts.model, seed: this.opts.seed ?? 42,
+      round: this.lastRound, modelVersion: this.version, failedInARow: this.failedInARow, rngDraws: this.rngDraws,
+      strategy: this.opts.strategy.name, strategyState: this.opts.strategy.getState?.() ?? null, history: this.history,
+      // raw little-endian float32 bytes (msgpackr would pack a Float32Array as an extension type)
+      weights: this.global.map((t) => ({ ...t, data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) as unknown as Float32Array })),
+      ts: Date.now(),
+    };
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, CHECKPOINT_FILE);
+    const fh = await open(`${file}.tmp`, 'w');
+    try {
+      await fh.writeFile(packMessage(cp));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(`${file}.tmp`, file);
   }
 
   private async writeHistory(): Promise<void> {
@@ -505,7 +673,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   private closeIfComplete(open: OpenRound): void {
-    if (open.reported.size + open.dropped.size >= open.selected.size) open.close();
+    if (open.reported.size >= open.target || open.reported.size + open.dropped.size >= open.selected.size) open.close();
   }
 }
 

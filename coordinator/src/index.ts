@@ -1,4 +1,4 @@
-export { Coordinator, type CoordinatorEvents, type CoordinatorOptions, type RoundRecord } from './coordinator.ts';
+export { Coordinator, CHECKPOINT_FILE, type CoordinatorCheckpoint, type CoordinatorEvents, type CoordinatorOptions, type RoundRecord } from './coordinator.ts';
 export { NodeRegistry } from './registry.ts';
 export { WeightedDeltaSum, addable, applyDelta, type Addable } from './aggregate.ts';
 export { FedAvg, MeanAggregate, sample, type FedAvgOptions } from './strategies/fedavg.ts';

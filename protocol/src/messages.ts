@@ -199,6 +199,8 @@ export const RoundMetricsSchema = z.object({
   reported: count,
   /** Rejected or missing updates by error code (e.g. `FEDMQ_STALE_UPDATE`, `timeout`). */
   failures: z.record(z.string(), count),
+  /** False when the round failed (too few updates, see `minFitNodes`): the global model was kept and the round is retried. */
+  accepted: z.boolean().optional(),
   /** Mean training loss of the reporting nodes, weighted by numExamples (NaN → null). */
   trainLoss: finite.nullable(),
   testLoss: finite.nullable(),
