@@ -11,6 +11,7 @@ import { ATTACKS, DATASETS, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes
 import { writeFile } from 'node:fs/promises';
 import { roundHeader, roundLine } from './output.ts';
 import { registerMonitorCommand } from './monitor.ts';
+import { brokerSecurityOptions, clientMqttOptions, registerAuthCommand, registerCertsCommand, simulatedNodeMqtt, withBrokerSecurityOptions, withClientSecurityOptions, type BrokerSecurityFlags } from './security.ts';
 
 const program = new Command('fedmq')
   .description('Federated learning for IoT and edge fleets over MQTT')
@@ -88,22 +89,24 @@ function withFitOptions(cmd: Command): Command {
     .option('--max-payload-bytes <n>', 'send the model and updates in chunks of at most this many bytes (e.g. 131072 for AWS IoT Core)', int('max-payload-bytes', 1024));
 }
 
-program
+withBrokerSecurityOptions(program
   .command('broker')
   .description('run an Aedes MQTT broker')
   .option('--port <port>', 'TCP port for MQTT', int('port'), 1883)
   .option('--host <host>', 'interface to listen on', '0.0.0.0')
   .option('--http-port <port>', 'also serve the web dashboard, /metrics and MQTT over WebSocket (/mqtt) on this HTTP port', int('http-port'))
-  .option('--http-host <host>', 'interface of the HTTP port (default: --host)')
-  .action(async (o: { port: number; host: string; httpPort?: number; httpHost?: string }) => {
+  .option('--http-host <host>', 'interface of the HTTP port (default: --host)'))
+  .action(async (o: { port: number; host: string; httpPort?: number; httpHost?: string } & BrokerSecurityFlags, cmd: Command) => {
     const log = logger('info');
-    const broker = await startBroker({ port: o.port, host: o.host, httpPort: o.httpPort, httpHost: o.httpHost, logger: log });
-    process.stdout.write(`fedmq broker listening on ${broker.url.replace('localhost', o.host === '0.0.0.0' ? '0.0.0.0' : o.host)}\n`);
+    const security = brokerSecurityOptions(o, cmd.getOptionValueSource('port') !== 'default');
+    const broker = await startBroker({ port: o.port, host: o.host, httpPort: o.httpPort, httpHost: o.httpHost, logger: log, ...security });
+    const shown = (url: string) => url.replace('localhost', o.host === '0.0.0.0' ? '0.0.0.0' : o.host);
+    process.stdout.write(`fedmq broker listening on ${[broker.port === broker.tlsPort ? undefined : broker.url, broker.tlsUrl].filter(Boolean).map((u) => shown(u!)).join(' and ')}${broker.credentials ? ` (auth: ${broker.credentials.size} users)` : ''}\n`);
     if (broker.httpUrl) process.stdout.write(`dashboard: ${broker.httpUrl}  (Prometheus: ${broker.httpUrl}metrics, MQTT over WebSocket: ${broker.wsUrl})\n`);
     onSignal(() => broker.close());
   });
 
-withFitOptions(
+withClientSecurityOptions(withFitOptions(
   program
     .command('coordinator')
     .description('run the rounds of a federated job')
@@ -114,7 +117,7 @@ withFitOptions(
     .option('--test-data <path>', 'held-out test set (IDX folder/pair or CSV); default for mnist-2nn: the MNIST test set')
     .option('--metrics-port <port>', `port of the Prometheus /metrics endpoint (default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
     .option('--out <dir>', 'run folder for history.json and model/'),
-).action(async (o) => {
+), 'MQTT username (default "coordinator" when a password or certificate is given)').action(async (o) => {
   const log = logger('info');
   await initBackend();
   const testData: Dataset | undefined = o.testData ? loadDataset(o.testData) : o.model === 'mnist-2nn' ? loadMnist('test') : undefined;
@@ -122,7 +125,7 @@ withFitOptions(
   await mkdir(out, { recursive: true });
   const coordinator = new Coordinator({
     brokerUrl: o.broker, job: o.job, model: o.model, rounds: o.rounds, minNodes: o.minNodes, deadlineMs: o.deadlineMs, outDir: out, testData,
-    seed: o.seed, logger: log, codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
+    seed: o.seed, logger: log, mqtt: clientMqttOptions(o, 'coordinator'), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     strategy: createStrategy(o.strategy, { fractionFit: o.fraction, minFitNodes: o.minNodes, fitConfig: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr } }, strategyParams(o), log),
   });
   const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined);
@@ -139,20 +142,20 @@ withFitOptions(
   process.stdout.write(`done: ${history.length} rounds, test accuracy ${last?.testAccuracy?.toFixed(4) ?? '-'}; wrote ${out}/history.json and ${out}/model/model.json\n`);
 });
 
-program
+withClientSecurityOptions(program
   .command('node')
   .description('run an edge node on this device with its local data')
   .requiredOption('--broker <url>', 'broker URL, e.g. mqtt://192.168.1.10:1883')
   .requiredOption('--job <id>', 'job id')
   .requiredOption('--id <nodeId>', 'this node\'s id (1-64 of A-Z a-z 0-9 _ . -)')
   .requiredOption('--data <path>', 'local data: a CSV with a label column, or a folder with MNIST-style IDX files')
-  .addOption(new Option('--backend <name>', 'tfjs backend (default: tensorflow if installed, else wasm, else cpu)').choices(['tensorflow', 'wasm', 'cpu']))
-  .action(async (o: { broker: string; job: string; id: string; data: string; backend?: BackendName }) => {
+  .addOption(new Option('--backend <name>', 'tfjs backend (default: tensorflow if installed, else wasm, else cpu)').choices(['tensorflow', 'wasm', 'cpu'])), 'MQTT username (default: the node id)')
+  .action(async (o: { broker: string; job: string; id: string; data: string; backend?: BackendName } & Parameters<typeof clientMqttOptions>[0]) => {
     const log = logger('info');
     const backend = await initBackend(o.backend);
     const data = loadDataset(o.data);
     log.info({ backend, numExamples: data.numExamples, features: data.featureShape }, `tfjs backend: ${backend}`);
-    const node = new EdgeNode({ brokerUrl: o.broker, job: o.job, nodeId: o.id, data, device: deviceInfo(backend), logger: log });
+    const node = new EdgeNode({ brokerUrl: o.broker, job: o.job, nodeId: o.id, data, device: deviceInfo(backend), logger: log, mqtt: clientMqttOptions(o, o.id) });
     node.on('updated', (u) => process.stdout.write(`round ${u.round}: trained on ${data.numExamples} examples, loss ${u.loss.toFixed(4)}, ${(u.trainMs / 1000).toFixed(1)} s, sent ${u.bytes} bytes\n`));
     node.on('jobEnded', (e) => process.stdout.write(`job ${o.job} ${e.state} after round ${e.round}; waiting for the next run (Ctrl-C to exit)\n`));
     onSignal(() => node.stop());
@@ -160,7 +163,7 @@ program
     process.stdout.write(`node ${o.id} connected to ${o.broker} (tfjs backend ${backend}, ${data.numExamples} examples); waiting for rounds\n`);
   });
 
-withFitOptions(
+withClientSecurityOptions(withFitOptions(
   program
     .command('simulate')
     .description('simulate many edge nodes over real MQTT; without --broker, also run an embedded broker and coordinator')
@@ -176,7 +179,7 @@ withFitOptions(
     .option('--http-port <port>', 'embedded broker\'s dashboard port (default 8080, or a free one if taken)', int('http-port'))
     .option('--metrics-port <port>', `coordinator's Prometheus /metrics port (embedded mode; default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
     .option('--out <dir>', 'run folder (embedded mode); default runs/<run-id>'),
-).action(async (o, cmd: Command) => {
+), 'MQTT username with --broker (default: each node\'s own id)').action(async (o, cmd: Command) => {
   const partition = parsePartition(o.partition);
   if (partition.kind === 'natural' && cmd.getOptionValueSource('nodes') === 'default') o.nodes = 0; // one node per natural group
   if (o.broker) {
@@ -185,7 +188,7 @@ withFitOptions(
     const data = loadSimDataset(o.dataset);
     const sim = await startSimulation({
       brokerUrl: o.broker, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, groupPrefix: data.groupPrefix, partition, seed: o.seed,
-      workers: o.workers, logLevel: log.level, byzantine: o.byzantine, attack: o.attack,
+      workers: o.workers, logLevel: log.level, byzantine: o.byzantine, attack: o.attack, mqtt: simulatedNodeMqtt(o),
     });
     onSignal(() => sim.stop());
     process.stdout.write(`${sim.plan.length} nodes of job ${o.job} on ${o.broker} in ${sim.workers} worker threads (tfjs ${sim.backend}); Ctrl-C to stop\n`);
@@ -270,6 +273,8 @@ program
   });
 
 registerMonitorCommand(program);
+registerAuthCommand(program);
+registerCertsCommand(program);
 
 function listModelsSafe(): string {
   try {

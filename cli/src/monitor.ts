@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { jsonLine, plainLine, renderMonitor, startMonitor, type ConnectionEvent, type MonitorEvent } from '@fedmq/monitor';
+import { clientMqttOptions, withClientSecurityOptions, type ClientSecurityFlags } from './security.ts';
 
-interface MonitorCliOptions {
+interface MonitorCliOptions extends ClientSecurityFlags {
   broker: string;
   job?: string;
   json?: boolean;
@@ -15,17 +16,17 @@ interface MonitorCliOptions {
  * terminal and `--json` is not given, one plain line per event.
  */
 export function registerMonitorCommand(program: Command): void {
-  program
+  withClientSecurityOptions(program
     .command('monitor')
     .description('watch a fleet live through its MQTT topics (works with any MQTT broker; read-only)')
     .requiredOption('--broker <url>', 'broker URL, e.g. mqtt://localhost:1883')
     .option('--job <id>', 'job id (default: every job on the broker)')
-    .option('--json', 'print one JSON object per event on stdout (see docs/monitor.md)')
+    .option('--json', 'print one JSON object per event on stdout (see docs/monitor.md)'), 'MQTT username (default "monitor" when a password or certificate is given)')
     .action(async (o: MonitorCliOptions) => {
       const ui = !o.json && process.stdout.isTTY === true;
       // connection errors are part of the UI or of the stream on stdout; the log repeats them only when asked for (--log-level debug)
       const log = pino({ level: (program.opts().logLevel as string | undefined) ?? 'warn' }, pino.destination(2));
-      const monitor = startMonitor({ brokerUrl: o.broker, job: o.job });
+      const monitor = startMonitor({ brokerUrl: o.broker, job: o.job, mqtt: clientMqttOptions(o, 'monitor') });
       let stopping: Promise<void> | undefined;
       const stop = (code: number) => {
         stopping ??= monitor.close().then(
