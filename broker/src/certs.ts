@@ -16,7 +16,11 @@ const generateKeyPair = promisify(generateKeyPairCb);
 
 /** Options of {@link makeDevCerts}. */
 export interface DevCertsOptions {
-  /** Broker host names and IP addresses for the server certificate's SANs; `localhost`, `127.0.0.1` and `::1` are always added. */
+  /**
+   * Broker host names and IP addresses for the server certificate's SANs; `localhost`, `127.0.0.1`
+   * and `::1` are always added. When empty and `DIR/server.pem` exists, the server certificate is
+   * kept (so adding a client later does not replace it).
+   */
   hosts: string[];
   /** Client ids (node ids, and e.g. the coordinator's username): one client certificate each, CN = the id. */
   nodes: string[];
@@ -38,6 +42,8 @@ export interface DevCerts {
   clients: Record<string, { cert: string; key: string }>;
   /** True when an existing CA in `DIR` was reused. */
   reusedCa: boolean;
+  /** True when the server certificate was (re)issued, false when an existing one was kept. */
+  newServer: boolean;
 }
 
 interface KeyPair {
@@ -94,7 +100,8 @@ async function exists(path: string): Promise<boolean> {
  * - `ca.pem`, `ca-key.pem`: a self-signed CA (basicConstraints CA:true, keyCertSign). An existing
  *   pair in `dir` is reused, so running it again adds clients under the same CA;
  * - `server.pem`, `server-key.pem`: the broker's certificate (serverAuth), SANs = `hosts` plus
- *   localhost, 127.0.0.1, ::1 (DNS names as dNSName, addresses as iPAddress);
+ *   localhost, 127.0.0.1, ::1 (DNS names as dNSName, addresses as iPAddress) — issued when
+ *   `hosts` is not empty or there is no `server.pem` yet;
  * - `clients/{id}.pem`, `clients/{id}-key.pem` for each of `nodes` (clientAuth, CN = id).
  *
  * RSA keys (node:crypto), SHA-256 signatures (node-forge); keys are written with mode 0600.
@@ -113,7 +120,7 @@ export async function makeDevCerts(dir: string, opts: DevCertsOptions): Promise<
   const out: DevCerts = {
     ca: join(dir, 'ca.pem'), caKey: join(dir, 'ca-key.pem'),
     server: { cert: join(dir, 'server.pem'), key: join(dir, 'server-key.pem') },
-    clients: {}, reusedCa: false,
+    clients: {}, reusedCa: false, newServer: false,
   };
 
   let caCert: forge.pki.Certificate;
@@ -157,9 +164,11 @@ export async function makeDevCerts(dir: string, opts: DevCertsOptions): Promise<
   const hosts = [...new Set([...opts.hosts, 'localhost', '127.0.0.1', '::1'])];
   const altNames = hosts.map((h) => (isIP(h) ? { type: 7, ip: h } : { type: 2, value: h }));
   const serverCn = hosts[0];
-  const jobs: Promise<void>[] = [
-    issue(serverCn, [{ name: 'extKeyUsage', serverAuth: true }, { name: 'subjectAltName', altNames }], out.server.cert, out.server.key),
-  ];
+  const jobs: Promise<void>[] = [];
+  if (opts.hosts.length > 0 || !(await exists(out.server.cert)) || !(await exists(out.server.key))) {
+    out.newServer = true;
+    jobs.push(issue(serverCn, [{ name: 'extKeyUsage', serverAuth: true }, { name: 'subjectAltName', altNames }], out.server.cert, out.server.key));
+  }
   for (const id of new Set(opts.nodes)) {
     const paths = { cert: join(dir, 'clients', `${id}.pem`), key: join(dir, 'clients', `${id}-key.pem`) };
     out.clients[id] = paths;

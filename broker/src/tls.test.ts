@@ -56,8 +56,9 @@ describe('makeDevCerts', () => {
 
   it('reuses the CA of the folder to add clients later', async () => {
     const more = await makeDevCerts(join(dir, 'pki'), { hosts: [], nodes: ['C'] });
-    expect(more.reusedCa).toBe(true);
+    expect([more.reusedCa, more.newServer]).toEqual([true, false]);
     expect(await readFile(more.ca, 'utf8')).toBe(pem.ca);
+    expect(await readFile(more.server.cert, 'utf8')).toBe(pem.cert); // kept: no hosts given
     expect(new X509Certificate(await readFile(more.clients.C.cert, 'utf8')).verify(new X509Certificate(pem.ca).publicKey)).toBe(true);
   });
 
