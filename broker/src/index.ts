@@ -220,6 +220,10 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      // A broker shutdown is not the clients' failure: their Last Wills are not published now.
+      // They stay in the persistence, and the next broker on it publishes the wills of the
+      // clients that do not come back (Aedes' will check), as after a crash.
+      for (const c of Object.values((aedes as unknown as { clients: Record<string, { will: unknown }> }).clients)) c.will = null;
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await store?.close();
       for (const s of sockets) s.destroy();

@@ -646,6 +646,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (s.state === 'offline' && open && open.selected.has(nodeId) && !open.reported.has(nodeId)) {
       open.dropped.add(nodeId);
       this.closeIfComplete(open);
+    } else if ((s.state === 'training' || s.state === 'uploading') && open?.dropped.has(nodeId)) {
+      // back after a lost link (its Will said offline) and still working on the round: its QoS 1
+      // update may yet arrive, so wait for it again
+      open.dropped.delete(nodeId);
     }
     for (const w of [...this.nodeWaiters]) w();
   }

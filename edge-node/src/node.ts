@@ -284,6 +284,15 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     }
   }
 
+  /**
+   * Cuts the connection without a DISCONNECT, as a lost link does: the broker publishes the
+   * node's Last Will (`offline`), and the node reconnects with backoff (QoS 1 messages in flight
+   * are sent again). For fault injection in simulations and tests.
+   */
+  dropConnection(): void {
+    this.client?.stream.destroy();
+  }
+
   /** Publishes `offline`, disconnects, and frees the trainer it owns. Safe to call twice. */
   async stop(): Promise<void> {
     if (this.stopped) return;

@@ -6,3 +6,4 @@ export { runSensorsDemo, SENSORS_DEMO, type SensorsDemoResult, type MoteRow } fr
 export { poolMotes } from './datasets.ts';
 export { ATTACKS, attackDelta, flipLabels, pickMalicious, type AttackName, type AttackParams } from './attacks.ts';
 export { AlieCoordinator, AlieColluder, alieDelta, alieZ, inverseNormalCdf, type AlieCoordinatorOptions, type AlieRound, type AlieSubmission, type AlieTaskContext } from './alie.ts';
+export { DEFAULT_CHAOS, chaosFor, parseChaos, withChaos, type ChaosDecision, type ChaosOptions } from './chaos.ts';

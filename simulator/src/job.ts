@@ -1,11 +1,12 @@
 import { pino, type Logger } from 'pino';
-import { startBroker, type RunningBroker } from '@fedmq/broker';
+import { createPersistence, startBroker, type BrokerPersistence, type RunningBroker } from '@fedmq/broker';
 import { Coordinator, DEFAULT_METRICS_PORT, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type RoundRecord, type StrategyParams } from '@fedmq/coordinator';
 import { initBackend, type PartitionSpec } from '@fedmq/ml';
 import type { CodecParams, FitConfig, NamedTensor, UpdateCodecName } from '@fedmq/protocol';
 import { loadSimDataset } from './datasets.ts';
 import { startSimulation, type Simulation } from './simulation.ts';
 import type { AttackName } from './attacks.ts';
+import type { ChaosOptions } from './chaos.ts';
 
 /** The default job `npm start` runs, chosen by measurement (docs/defaults.md). */
 export const DEFAULT_JOB = {
@@ -36,6 +37,11 @@ export interface LocalJobOptions {
   /** Fraction of malicious nodes and their attack (simulation of hostile nodes). */
   byzantine?: number;
   attack?: AttackName;
+  /** Faults to inject (chaos.ts): node dropouts, stragglers, links cut during uploads, a broker restart mid-round. */
+  chaos?: ChaosOptions;
+  /** Coordinator: accepted updates a round needs (default 1), as a fraction of the selected nodes (default 0). */
+  minFitNodes?: number;
+  minCompletionRate?: number;
   /** Aggregation strategy by name (default fedavg) and its parameters. */
   strategy?: string;
   strategyParams?: StrategyParams;
@@ -63,6 +69,12 @@ export interface LocalJobOptions {
   /** Called when the nodes are up. */
   onNodes?: (info: { nodes: number; workers: number; backend: string }) => void;
   onRound?: (r: RoundRecord) => void;
+  /** Called with the coordinator before the run starts (to watch its events). */
+  onCoordinator?: (c: Coordinator) => void;
+  /** Called with the simulation once its nodes are up. */
+  onSimulation?: (s: Simulation) => void;
+  /** Called after a chaos broker restart, with the round it happened in. */
+  onBrokerRestart?: (round: number) => void;
 }
 
 /**
@@ -79,16 +91,33 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
   let coordinator: Coordinator | undefined;
   let metrics: Awaited<ReturnType<typeof serveMetricsOrFallback>> | undefined;
   try {
-    broker = await listen(o.port, o.httpPort, logger);
+    // a broker restart (chaos) keeps retained messages and sessions, as a Redis-backed broker would
+    const persistence = o.chaos?.brokerRestartRound ? createPersistence('memory').persistence : undefined;
+    broker = await listen(o.port, o.httpPort, logger, persistence);
     o.onBroker?.(broker.url, broker.httpUrl);
     const minNodes = o.minNodes ?? (o.nodes || data.groupCount || 1);
     coordinator = new Coordinator({
       brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minNodes, deadlineMs: o.deadlineMs,
       strategy: createStrategy(o.strategy ?? 'fedavg', { fractionFit: o.fraction, minFitNodes: minNodes, fitConfig: o.fit }, o.strategyParams, logger),
+      minFitNodes: o.minFitNodes, minCompletionRate: o.minCompletionRate,
       outDir: o.outDir, testData: data.test,
       seed: o.seed, logger, codec: o.codec, codecParams: o.codecParams, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     });
     if (o.onRound) coordinator.on('round', o.onRound);
+    o.onCoordinator?.(coordinator);
+    const restartAt = o.chaos?.brokerRestartRound;
+    if (restartAt) {
+      const restart = async ({ round }: { round: number }) => {
+        if (round !== restartAt) return;
+        coordinator!.off('accepted', restart);
+        const { port, httpPort } = broker!;
+        logger.warn({ round }, 'chaos: restarting the broker');
+        await broker!.close();
+        broker = await startBroker({ port, httpPort, logger, aedes: { persistence } });
+        o.onBrokerRestart?.(round);
+      };
+      coordinator.on('accepted', (a) => void restart(a).catch((err: unknown) => logger.error({ err }, 'chaos: broker restart failed')));
+    }
     if (o.metricsPort !== false) {
       metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined);
       o.onMetrics?.(metrics.url);
@@ -97,8 +126,9 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
     done.catch(() => undefined);
     sim = await startSimulation({
       brokerUrl: broker.url, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, groupPrefix: data.groupPrefix,
-      partition: o.partition, seed: o.seed, workers: o.workers, logLevel: logger.level, byzantine: o.byzantine, attack: o.attack,
+      partition: o.partition, seed: o.seed, workers: o.workers, logLevel: logger.level, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos,
     });
+    o.onSimulation?.(sim);
     o.onNodes?.({ nodes: sim.plan.length, workers: sim.workers, backend: sim.backend });
     const history = await done;
     return { history, brokerUrl: broker.url, runId: coordinator.runId, weights: coordinator.globalWeights() };
@@ -111,12 +141,12 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
 }
 
 /** Starts the broker on the default ports, moving each default port that is taken to a free one. */
-async function listen(port: number | undefined, httpPort: number | false | undefined, logger: Logger): Promise<RunningBroker> {
+async function listen(port: number | undefined, httpPort: number | false | undefined, logger: Logger, persistence?: BrokerPersistence): Promise<RunningBroker> {
   let mqttPort = port ?? 1883;
   let dashboardPort = httpPort === false ? undefined : (httpPort ?? 8080);
   for (;;) {
     try {
-      return await startBroker({ port: mqttPort, httpPort: dashboardPort, logger });
+      return await startBroker({ port: mqttPort, httpPort: dashboardPort, logger, aedes: persistence ? { persistence } : undefined });
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { port?: number };
       if (e.code !== 'EADDRINUSE') throw err;

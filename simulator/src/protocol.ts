@@ -1,5 +1,6 @@
 import type { NamedTensor } from '@fedmq/protocol';
 import type { AttackName, AttackParams } from './attacks.ts';
+import type { ChaosOptions } from './chaos.ts';
 
 /** Messages between the simulator's main thread and its worker threads. */
 export interface WorkerInit {
@@ -17,6 +18,8 @@ export interface WorkerInit {
   malicious?: string[];
   attack?: { name: AttackName; params?: AttackParams };
   seed: number;
+  /** Faults to inject (chaos.ts). */
+  chaos?: ChaosOptions;
   /** MQTT credentials and TLS material per node id of this worker (strings only: worker data is cloned). */
   mqtt?: Record<string, SimulatedNodeMqtt>;
 }

@@ -5,6 +5,7 @@ import type { Dataset, PartitionSpec } from '@fedmq/ml';
 import { balance, planNodes, type NodePlan } from './plan.ts';
 import { pickMalicious, type AttackName, type AttackParams } from './attacks.ts';
 import type { FromWorker, SimulatedNodeMqtt, WorkerInit } from './protocol.ts';
+import type { ChaosOptions } from './chaos.ts';
 import { AlieCoordinator, type AlieRound } from './alie.ts';
 
 /** Options of {@link startSimulation}. */
@@ -31,6 +32,8 @@ export interface SimulationOptions {
   byzantine?: number;
   attack?: AttackName;
   attackParams?: AttackParams;
+  /** Faults to inject into the nodes (chaos.ts; the broker restart is the caller's, see runLocalJob). */
+  chaos?: ChaosOptions;
   /** MQTT credentials and TLS for the nodes (docs/security.md): the same for all, or per node id (e.g. username = node id). */
   mqtt?: SimulatedNodeMqtt | ((nodeId: string) => SimulatedNodeMqtt);
 }
@@ -82,6 +85,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
       logLevel: opts.logLevel ?? 'warn', backend: opts.backend, seed: opts.seed,
       malicious: nodes.filter((n) => malicious.has(n.nodeId)).map((n) => n.nodeId),
       attack: opts.attack ? { name: opts.attack, params: opts.attackParams } : undefined,
+      chaos: opts.chaos,
       mqtt: opts.mqtt ? Object.fromEntries(nodes.map((n) => [n.nodeId, typeof opts.mqtt === 'function' ? opts.mqtt(n.nodeId) : opts.mqtt!])) : undefined,
     };
     const w = new Worker(new URL('./worker-boot.mjs', import.meta.url), { workerData: init });

@@ -1,9 +1,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { initBackend, type Dataset } from '@fedmq/ml';
-import { EdgeNode, createTrainer, deviceInfo } from '@fedmq/edge-node';
+import { EdgeNode, createTrainer, deviceInfo, type EdgeNodeOptions } from '@fedmq/edge-node';
 import { seededRng } from '@fedmq/protocol';
 import { attackDelta, flipLabels } from './attacks.ts';
+import { withChaos } from './chaos.ts';
 import { AlieColluder } from './alie.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.ts';
 
@@ -41,10 +42,12 @@ async function main(): Promise<void> {
     }
     const bad = init.attack && init.malicious?.includes(nodeId) ? init.attack : undefined;
     const rng = seededRng((init.seed ^ hashId(nodeId)) >>> 0);
-    const node = new EdgeNode({
+    const attack: EdgeNodeOptions['transformDelta'] = bad?.name === 'alie' ? (delta, round, ctx) => alie.transform(nodeId, delta, round, ctx)
+      : bad && bad.name !== 'label-flip' ? (delta) => attackDelta(bad.name, delta, rng, bad.params) : undefined;
+    const target = { dropConnection: () => node.dropConnection() };
+    const node: EdgeNode = new EdgeNode({
       brokerUrl: init.brokerUrl, job: init.job, nodeId, data: bad?.name === 'label-flip' ? flipLabels(data) : data, device, trainer, logger: log, mqtt: init.mqtt?.[nodeId],
-      transformDelta: bad?.name === 'alie' ? (delta, round, ctx) => alie.transform(nodeId, delta, round, ctx)
-        : bad && bad.name !== 'label-flip' ? (delta) => attackDelta(bad.name, delta, rng, bad.params) : undefined,
+      transformDelta: init.chaos ? withChaos(init.chaos, init.seed, nodeId, target, attack) : attack,
     });
     node.on('updated', (u) => post({ type: 'updated', nodeId, ...u }));
     node.on('problem', (e) => post({ type: 'problem', nodeId, code: e.code, message: e.message }));
