@@ -13,7 +13,8 @@ describe('the fedmq command', () => {
   });
 
   it.each([
-    ['broker', '--http-port'], ['coordinator', '--strategy'], ['node', '--data'], ['simulate', '--attack'], ['monitor', '--json'], ['data', 'split'],
+    ['broker', '--http-port'], ['broker', '--persistence'], ['coordinator', '--strategy'], ['coordinator', '--resume'], ['node', '--data'],
+    ['simulate', '--attack'], ['simulate', '--chaos'], ['monitor', '--json'], ['data', 'split'],
   ])('%s --help loads every option (no two options share a flag)', async (cmd, flag) => {
     const { stdout } = await run(process.execPath, [bin, cmd, '--help']);
     expect(stdout).toContain(flag);

@@ -1,13 +1,14 @@
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { startBroker } from '@fedmq/broker';
-import { Coordinator, DEFAULT_METRICS_PORT, STRATEGY_NAMES, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type StrategyParams } from '@fedmq/coordinator';
+import { CHECKPOINT_FILE, Coordinator, type CoordinatorCheckpoint, DEFAULT_METRICS_PORT, STRATEGY_NAMES, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type StrategyParams } from '@fedmq/coordinator';
 import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
 import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeCsv, writeIdx, type BackendName, type Dataset } from '@fedmq/ml';
 import { CODEC_NAMES, isFedmqError } from '@fedmq/protocol';
-import { ATTACKS, DATASETS, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes, runLocalJob, runSensorsDemo, startSimulation } from '@fedmq/simulator';
+import { ATTACKS, DATASETS, parseChaos, type ChaosOptions, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes, runLocalJob, runSensorsDemo, startSimulation } from '@fedmq/simulator';
 import { writeFile } from 'node:fs/promises';
 import { roundHeader, roundLine } from './output.ts';
 import { registerMonitorCommand } from './monitor.ts';
@@ -34,6 +35,15 @@ const num = (name: string, ok: (n: number) => boolean, what: string) => (v: stri
 };
 const fraction = num('fraction', (n) => n > 0 && n <= 1, 'in (0, 1]');
 const positive = (name: string) => num(name, (n) => n > 0, 'positive');
+
+/** `--chaos` as chaos options, or commander's error. */
+function parseChaosFlag(v: string): ChaosOptions {
+  try {
+    return parseChaos(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
 
 /** Runs `stop` on the first SIGINT/SIGTERM; a second signal exits at once. */
 function onSignal(stop: () => Promise<void>): void {
@@ -95,11 +105,12 @@ withBrokerSecurityOptions(program
   .option('--port <port>', 'TCP port for MQTT', int('port'), 1883)
   .option('--host <host>', 'interface to listen on', '0.0.0.0')
   .option('--http-port <port>', 'also serve the web dashboard, /metrics and MQTT over WebSocket (/mqtt) on this HTTP port', int('http-port'))
-  .option('--http-host <host>', 'interface of the HTTP port (default: --host)'))
-  .action(async (o: { port: number; host: string; httpPort?: number; httpHost?: string } & BrokerSecurityFlags, cmd: Command) => {
+  .option('--http-host <host>', 'interface of the HTTP port (default: --host)')
+  .option('--persistence <where>', 'retained messages and sessions: memory, or redis://host:port[/db] / unix:/path/redis.sock to keep them across restarts', 'memory'))
+  .action(async (o: { port: number; host: string; httpPort?: number; httpHost?: string; persistence: string } & BrokerSecurityFlags, cmd: Command) => {
     const log = logger('info');
     const security = brokerSecurityOptions(o, cmd.getOptionValueSource('port') !== 'default');
-    const broker = await startBroker({ port: o.port, host: o.host, httpPort: o.httpPort, httpHost: o.httpHost, logger: log, ...security });
+    const broker = await startBroker({ port: o.port, host: o.host, httpPort: o.httpPort, httpHost: o.httpHost, logger: log, persistence: o.persistence, ...security });
     const shown = (url: string) => url.replace('localhost', o.host === '0.0.0.0' ? '0.0.0.0' : o.host);
     process.stdout.write(`fedmq broker listening on ${[broker.port === broker.tlsPort ? undefined : broker.url, broker.tlsUrl].filter(Boolean).map((u) => shown(u!)).join(' and ')}${broker.credentials ? ` (auth: ${broker.credentials.size} users)` : ''}\n`);
     if (broker.httpUrl) process.stdout.write(`dashboard: ${broker.httpUrl}  (Prometheus: ${broker.httpUrl}metrics, MQTT over WebSocket: ${broker.wsUrl})\n`);
@@ -110,23 +121,28 @@ withClientSecurityOptions(withFitOptions(
   program
     .command('coordinator')
     .description('run the rounds of a federated job')
-    .requiredOption('--broker <url>', 'broker URL, e.g. mqtt://localhost:1883')
-    .requiredOption('--job <id>', 'job id')
+    .option('--broker <url>', 'broker URL, e.g. mqtt://localhost:1883 (required unless --resume)')
+    .option('--job <id>', 'job id (required unless --resume)')
+    .option('--resume <dir>', 'continue the run saved in this run folder (its checkpoint.msgpack and config.json; flags given now override the saved ones)')
+    .option('--min-fit-nodes <k>', 'nodes sampled at least, and accepted updates a round needs (else the model is kept and the round retried)', int('min-fit-nodes', 1), 1)
+    .option('--min-completion-rate <r>', 'accepted updates a round needs, as a fraction of the selected nodes', num('min-completion-rate', (n) => n >= 0 && n <= 1, 'in [0, 1]'), 0)
+    .option('--over-selection <f>', 'select this fraction more nodes than the strategy picks; close the round once the pick reported', num('over-selection', (n) => n >= 0, '≥ 0'), 0)
+    .option('--max-round-retries <n>', 'failed rounds in a row before the run aborts', int('max-round-retries'), 3)
     .option('--model <name>', `model to train (${listModelsSafe()})`, 'mnist-2nn')
     .option('--min-nodes <k>', 'nodes that must be online before a round starts', int('min-nodes', 1), 2)
     .option('--test-data <path>', 'held-out test set (IDX folder/pair or CSV); default for mnist-2nn: the MNIST test set')
     .option('--metrics-port <port>', `port of the Prometheus /metrics endpoint (default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
     .option('--out <dir>', 'run folder for history.json and model/'),
-), 'MQTT username (default "coordinator" when a password or certificate is given)').action(async (o) => {
+), 'MQTT username (default "coordinator" when a password or certificate is given)').action(async (given, cmd: Command) => {
   const log = logger('info');
+  const { o, out, resume } = await coordinatorRun(given, cmd);
   await initBackend();
   const testData: Dataset | undefined = o.testData ? loadDataset(o.testData) : o.model === 'mnist-2nn' ? loadMnist('test') : undefined;
-  const out = resolve(o.out ?? join('runs', runId(o.job)));
-  await mkdir(out, { recursive: true });
   const coordinator = new Coordinator({
-    brokerUrl: o.broker, job: o.job, model: o.model, rounds: o.rounds, minNodes: o.minNodes, deadlineMs: o.deadlineMs, outDir: out, testData,
+    brokerUrl: o.broker, job: o.job, model: o.model, rounds: o.rounds, minNodes: o.minNodes, deadlineMs: o.deadlineMs, outDir: out, testData, resume,
+    minFitNodes: o.minFitNodes, minCompletionRate: o.minCompletionRate, overSelection: o.overSelection, maxRoundRetries: o.maxRoundRetries,
     seed: o.seed, logger: log, mqtt: clientMqttOptions(o, 'coordinator'), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
-    strategy: createStrategy(o.strategy, { fractionFit: o.fraction, minFitNodes: o.minNodes, fitConfig: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr } }, strategyParams(o), log),
+    strategy: createStrategy(o.strategy, { fractionFit: o.fraction, minFitNodes: o.minFitNodes, fitConfig: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr } }, strategyParams(o), log),
   });
   const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined);
   onSignal(async () => {
@@ -141,6 +157,35 @@ withClientSecurityOptions(withFitOptions(
   const last = history.at(-1);
   process.stdout.write(`done: ${history.length} rounds, test accuracy ${last?.testAccuracy?.toFixed(4) ?? '-'}; wrote ${out}/history.json and ${out}/model/model.json\n`);
 });
+
+/**
+ * The coordinator's options and run folder. A new run writes its flags to `config.json` in the
+ * run folder (never the password); `--resume DIR` reads them back, lets flags given now override
+ * them, and loads `DIR/checkpoint.msgpack`.
+ */
+async function coordinatorRun(given: Record<string, any>, cmd: Command): Promise<{ o: Record<string, any>; out: string; resume?: CoordinatorCheckpoint }> {
+  if (!given.resume) {
+    if (!given.broker || !given.job) throw new InvalidArgumentError('--broker and --job are required (unless --resume DIR)');
+    const out = resolve(given.out ?? join('runs', runId(given.job)));
+    await mkdir(out, { recursive: true });
+    const { password: _p, ...saved } = given;
+    await writeFile(join(out, 'config.json'), `${JSON.stringify(saved, null, 2)}\n`);
+    return { o: given, out };
+  }
+  const out = resolve(given.resume);
+  let saved: Record<string, unknown> = {};
+  try {
+    saved = JSON.parse(await readFile(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
+  } catch {
+    // a checkpoint without config.json (written by the library): every flag must be given again
+  }
+  const o: Record<string, any> = { ...given };
+  for (const [k, v] of Object.entries(saved)) if (cmd.getOptionValueSource(k) !== 'cli' && k !== 'resume' && k !== 'out') o[k] = v;
+  if (!o.broker || !o.job) throw new InvalidArgumentError(`${out}/config.json has no broker or job: give --broker and --job`);
+  // killed before its first round closed: nothing to continue, start the run again
+  if (!existsSync(join(out, CHECKPOINT_FILE))) return { o, out };
+  return { o, out, resume: await Coordinator.loadCheckpoint(out) };
+}
 
 withClientSecurityOptions(program
   .command('node')
@@ -175,6 +220,7 @@ withClientSecurityOptions(withFitOptions(
     .option('--workers <n>', 'worker threads (default: one per core)', int('workers', 1))
     .option('--byzantine <fraction>', 'fraction of nodes that are malicious, in [0, 1) (with --attack)', num('byzantine', (n) => n >= 0 && n < 1, 'in [0, 1)'))
     .addOption(new Option('--attack <name>', 'what the malicious nodes do').choices([...ATTACKS]))
+    .option('--chaos <spec>', 'inject faults: default, or dropout=P,stragglers=P,straggler-ms=MS,upload-kill=P,broker-restart=ROUND (embedded broker only)', parseChaosFlag)
     .option('--port <port>', 'embedded broker port (default 1883, or a free one if taken)', int('port'))
     .option('--http-port <port>', 'embedded broker\'s dashboard port (default 8080, or a free one if taken)', int('http-port'))
     .option('--metrics-port <port>', `coordinator's Prometheus /metrics port (embedded mode; default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
@@ -188,7 +234,7 @@ withClientSecurityOptions(withFitOptions(
     const data = loadSimDataset(o.dataset);
     const sim = await startSimulation({
       brokerUrl: o.broker, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, groupPrefix: data.groupPrefix, partition, seed: o.seed,
-      workers: o.workers, logLevel: log.level, byzantine: o.byzantine, attack: o.attack, mqtt: simulatedNodeMqtt(o),
+      workers: o.workers, logLevel: log.level, byzantine: o.byzantine, attack: o.attack, mqtt: simulatedNodeMqtt(o), chaos: o.chaos,
     });
     onSignal(() => sim.stop());
     process.stdout.write(`${sim.plan.length} nodes of job ${o.job} on ${o.broker} in ${sim.workers} worker threads (tfjs ${sim.backend}); Ctrl-C to stop\n`);
@@ -203,7 +249,7 @@ withClientSecurityOptions(withFitOptions(
   const { history } = await runLocalJob({
     job: o.job, dataset: o.dataset, nodes: o.nodes, partition, seed: o.seed, rounds: o.rounds, fraction: o.fraction, deadlineMs: o.deadlineMs,
     fit: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr }, outDir: out, port: o.port, workers: o.workers, logger: log,
-    metricsPort: o.metricsPort, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, strategy: o.strategy, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
+    metricsPort: o.metricsPort, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos, strategy: o.strategy, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     onBroker: (url, dashboard) => process.stdout.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
     onMetrics: (url) => process.stdout.write(`Prometheus metrics: ${url}\n`),
     onNodes: (n) => process.stdout.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader()}\n`),
