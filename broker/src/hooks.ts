@@ -44,6 +44,10 @@ const NOT_AUTHORIZED = 5;
  * 4. with credentials: the client id must fit the user's role ({@link scopeToClientId}) → 2;
  * 5. with credentials: a Last Will must be on a topic the user may publish to → 5.
  *
+ * Always: a PUBLISH or Last Will whose topic has an empty level ({@link hasEmptyLevel}) is refused
+ * and closes the connection (see the comment at the hook: it let any client disconnect a
+ * persistent session).
+ *
  * With credentials, a PUBLISH the ACL denies closes the connection (MQTT 3.1.1 §3.3.5 lets a
  * server either acknowledge and drop or disconnect; disconnecting makes a misconfigured or
  * compromised client visible instead of letting it believe its update went through), and a
@@ -131,5 +135,25 @@ export function installSecurityHooks(aedes: Aedes, opts: SecurityHooksOptions): 
     };
   }
 
+  // Always, before the ACL: Aedes routes with `+` matching an empty topic level (MQTT-4.7.1-3) but
+  // its session persistence does not, so a QoS 1 message on `a//b` reaches a persistent session
+  // subscribed to `a/+/b` with no queued copy and Aedes drops that client ("no such packet"):
+  // any client could disconnect the coordinator (`nodes/+/update`). fedmq topics never have an
+  // empty level, so such a PUBLISH or Last Will is refused like a denied one.
+  const afterLevels = aedes.authorizePublish;
+  aedes.authorizePublish = function fedmqTopicLevels(client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void) {
+    if (hasEmptyLevel(packet.topic)) {
+      opts.reject('publish_denied');
+      log.warn({ clientId: client?.id, topic: packet.topic.slice(0, 200), code: ErrorCodes.BAD_TOPIC }, 'publish to a topic with an empty level refused: disconnecting');
+      return callback(new FedmqError(ErrorCodes.BAD_TOPIC, 'topic with an empty level refused', { topic: packet.topic.slice(0, 200) }));
+    }
+    afterLevels.call(this, client, packet, callback);
+  };
+
   return { principalOf: (client) => principals.get(client) };
+}
+
+/** True when `topic` has an empty level: `a//b`, `/a`, `a/` (but not the empty topic, which Aedes refuses itself). */
+export function hasEmptyLevel(topic: string): boolean {
+  return topic.startsWith('/') || topic.endsWith('/') || topic.includes('//');
 }
