@@ -23,9 +23,9 @@ export interface ScryptParams {
 
 /**
  * Default scrypt parameters: N = 2^14, r = 8, p = 1, 32-byte hash — the "interactive login"
- * setting of Percival's scrypt paper; 16 MiB and ~50 ms of one core per CONNECT on a laptop,
- * a few hundred ms on a Raspberry Pi-class broker. Generated passwords have 192 random bits, for
- * which the cost hardly matters; it protects chosen passwords if the file leaks.
+ * setting of Percival's scrypt paper (RFC 7914 §2): 16 MiB and 50–80 ms of one core per CONNECT,
+ * measured on the 2-core development machine under load. Generated passwords have 192 random
+ * bits, for which the cost hardly matters; it protects chosen passwords if the file leaks.
  */
 export const DEFAULT_SCRYPT: ScryptParams = { N: 16384, r: 8, p: 1, keylen: 32 };
 

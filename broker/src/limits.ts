@@ -124,7 +124,9 @@ export class PacketSizeGuard {
  * and both streams are destroyed, so the oversized body is never read into the broker.
  *
  * Backpressure is kept both ways (`inner` is paused while the guarded side is full; a write
- * returns false while `inner` is full). Ending, errors and close travel both ways.
+ * returns false while `inner` is full). Ending, errors and close travel both ways; destroying the
+ * returned stream without an error ends `inner` gracefully (FIN, TLS close_notify) and destroys it
+ * 2 s later if the peer has not closed by then.
  */
 export function guardStream(inner: Duplex, maxPacketBytes: number, onViolation: (v: PacketViolation) => void): Duplex {
   const guard = new PacketSizeGuard(maxPacketBytes);
@@ -145,7 +147,18 @@ export function guardStream(inner: Duplex, maxPacketBytes: number, onViolation: 
       callback();
     },
     destroy(err, callback) {
-      inner.destroy();
+      if (err || inner.destroyed || !inner.writable) inner.destroy();
+      else {
+        // a normal close (Aedes after a DISCONNECT, or broker shutdown of a client): end our side and
+        // read out what the client still sends (its own DISCONNECT/TLS close_notify), so the kernel
+        // does not answer it with a reset; a client that never closes is cut off after 2 s
+        stopped = true;
+        inner.end();
+        inner.resume();
+        const t = setTimeout(() => inner.destroy(), 2000);
+        t.unref();
+        inner.once('close', () => clearTimeout(t));
+      }
       callback(err);
     },
   });
