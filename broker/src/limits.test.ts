@@ -1,9 +1,9 @@
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, createServer, type Socket } from 'node:net';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from './index.ts';
-import { ConnectionRateLimiter, MAX_REMAINING_LENGTH, PacketSizeGuard, clientIdProblem, isLoopback } from './limits.ts';
+import { ConnectionRateLimiter, MAX_REMAINING_LENGTH, PacketSizeGuard, clientIdProblem, guardStream, isLoopback } from './limits.ts';
 
 /** Fixed header of a packet of type byte `type` with `remaining` bytes after it (MQTT 3.1.1 §2.2.3). */
 function header(type: number, remaining: number): Buffer {
@@ -63,6 +63,56 @@ describe('PacketSizeGuard', () => {
   it('refuses a nonsensical limit', () => {
     expect(() => new PacketSizeGuard(1)).toThrow(RangeError);
     expect(() => new PacketSizeGuard(Number.NaN)).toThrow(RangeError);
+  });
+});
+
+describe('guardStream', () => {
+  /** A connected pair: the server side wrapped by guardStream, and the raw client side. */
+  async function pair(): Promise<{ outer: ReturnType<typeof guardStream>; inner: Socket; client: Socket; close(): Promise<void> }> {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const accepted = once(server, 'connection');
+    const client = netConnect((server.address() as { port: number }).port, '127.0.0.1');
+    client.on('error', () => {});
+    const [inner] = (await accepted) as [Socket];
+    const outer = guardStream(inner, 1024, () => {});
+    outer.on('error', () => {});
+    return { outer, inner, client, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  }
+
+  it('passes bytes both ways', async () => {
+    const { outer, client, close } = await pair();
+    const atServer = once(outer, 'data');
+    client.write(packet(0xc0, 0));
+    expect([...((await atServer)[0] as Buffer)]).toEqual([0xc0, 0]);
+    const atClient = once(client, 'data');
+    outer.write(Buffer.from([0xd0, 0]));
+    expect([...((await atClient)[0] as Buffer)]).toEqual([0xd0, 0]);
+    client.destroy();
+    await close();
+  });
+
+  it('a normal close ends the connection gracefully, so the client\'s own last bytes meet no reset', async () => {
+    const { outer, inner, client, close } = await pair();
+    client.resume();
+    const errors: Error[] = [];
+    client.on('error', (e) => errors.push(e));
+    const closed = Promise.all([once(inner, 'close'), once(client, 'close')]);
+    outer.destroy();
+    expect(inner.destroyed).toBe(false); // half-closed, still reading
+    client.end(packet(0xe0, 0)); // e.g. the client's DISCONNECT crossing our close
+    await closed;
+    expect(errors).toEqual([]);
+    await close();
+  });
+
+  it('a close with an error destroys at once', async () => {
+    const { outer, inner, client, close } = await pair();
+    const closed = once(client, 'close');
+    outer.destroy(new Error('protocol error'));
+    await closed;
+    expect(inner.destroyed).toBe(true);
+    await close();
   });
 });
 
