@@ -107,9 +107,10 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
     o.onCoordinator?.(coordinator);
     const restartAt = o.chaos?.brokerRestartRound;
     if (restartAt) {
+      let restarted = false;
       const restart = async ({ round }: { round: number }) => {
-        if (round !== restartAt) return;
-        coordinator!.off('accepted', restart);
+        if (round !== restartAt || restarted) return;
+        restarted = true;
         const { port, httpPort } = broker!;
         logger.warn({ round }, 'chaos: restarting the broker');
         await broker!.close();
