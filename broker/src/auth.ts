@@ -127,6 +127,7 @@ export class Credentials {
     return [...this.byName.values()].map(({ username, role, jobs, created }) => ({ username, role, jobs, created }));
   }
 
+  /** Number of users. */
   get size(): number {
     return this.byName.size;
   }

@@ -113,8 +113,7 @@ export async function startHttp(opts: {
     }
     socket.on('error', (err) => log.debug({ err }, 'websocket socket error'));
     if (!gate.admit(socket.remoteAddress, transport)) {
-      socket.end('HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\n\r\n');
-      socket.destroy();
+      socket.end('HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', () => socket.destroy());
       return;
     }
     const baseline = { read: socket.bytesRead - head.length, written: socket.bytesWritten };

@@ -1,8 +1,10 @@
 import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions } from 'mqtt';
+import { WebSocket } from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { addCredential, loadCredentials, type Credentials, type ScryptParams } from './auth.ts';
 import { makeDevCerts, type DevCerts } from './certs.ts';
@@ -97,7 +99,8 @@ describe('mqtts and wss with auth and mutual TLS', () => {
     return b;
   };
   /** 0 when it connected (then disconnects), the CONNACK code when refused, else the error's code or message. */
-  const attempt = (url: string, opts: IClientOptions) => mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...opts }).then(
+  // allowRetries false: a connection closed without an error rejects too (instead of waiting forever)
+  const attempt = (url: string, opts: IClientOptions) => mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...opts }, false).then(
     async (c) => { await c.endAsync(); return 0; },
     (err: { code?: number | string; message: string }) => err.code ?? err.message,
   );
@@ -151,6 +154,27 @@ describe('mqtts and wss with auth and mutual TLS', () => {
     expect(await attempt(b.wsUrl!, { ...nodeA, password: pw.A, ca: pem.ca, cert: pem.aCert, key: pem.aKey })).toBe(0);
     expect(await attempt(b.wsUrl!, { ...nodeA, password: pw.A, ca: pem.ca, cert: pem.bCert, key: pem.bKey })).toBe(5);
     expect(await attempt(b.wsUrl!, { ...nodeA, password: pw.A })).not.toBe(0);
+  });
+
+  it('applies the connection rate to TLS (before the handshake) and WebSocket upgrades (429)', async () => {
+    const b = await startBroker({
+      host: '127.0.0.1', tlsPort: 0, httpPort: 0, httpAssets: new Map(), tls: { cert: pem.cert, key: pem.key },
+      limits: { connectionRate: { max: 2, perMs: 60_000, exemptLoopback: false } },
+    });
+    brokers.push(b);
+    const tlsClient = await mqtt.connectAsync(b.tlsUrl!, { reconnectPeriod: 0, ca: pem.ca });
+    const wsClient = await mqtt.connectAsync(b.wsUrl!, { reconnectPeriod: 0, ca: pem.ca });
+    expect(await attempt(b.tlsUrl!, { ca: pem.ca })).not.toBe(0);
+    expect(await attempt(b.wsUrl!, { ca: pem.ca })).not.toBe(0);
+    const upgrade = new WebSocket(b.wsUrl!, 'mqtt', { ca: pem.ca });
+    upgrade.on('error', () => {}); // the aborted upgrade
+    const [req, res] = (await once(upgrade, 'unexpected-response')) as [{ destroy(): void }, { statusCode: number }];
+    expect(res.statusCode).toBe(429);
+    req.destroy();
+    const r = await rejections(b);
+    expect(r.get('connection_rate')).toBe(3);
+    expect(b.aedes.connectedClients).toBe(2);
+    await Promise.all([tlsClient.endAsync(), wsClient.endAsync()]);
   });
 
   it('can serve plain MQTT next to mqtts when a port is given explicitly', async () => {
