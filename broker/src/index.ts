@@ -199,10 +199,14 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
       const peer = peerIdentity(socket);
       handle(socket, { transport: 'tls', remoteAddress: socket.remoteAddress, ...(peer ? { peer } : {}) });
     });
-    // before the handshake: a flood costs no TLS work
-    tlsServer.prependListener('connection', (raw: Socket) => {
+    // the rate is checked before the TLS server sees the socket: a flood costs no TLS work and is
+    // not also counted as a failed handshake
+    const tlsListeners = tlsServer.listeners('connection') as ((raw: Socket) => void)[];
+    tlsServer.removeAllListeners('connection');
+    tlsServer.on('connection', (raw: Socket) => {
       track(raw);
-      if (!admit(raw.remoteAddress, 'tls')) raw.destroy();
+      if (!admit(raw.remoteAddress, 'tls')) return void raw.destroy();
+      for (const listener of tlsListeners) listener.call(tlsServer, raw);
     });
     tlsServer.on('tlsClientError', (err, socket) => {
       metrics.reject('tls_handshake');

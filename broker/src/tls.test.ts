@@ -173,6 +173,7 @@ describe('mqtts and wss with auth and mutual TLS', () => {
     req.destroy();
     const r = await rejections(b);
     expect(r.get('connection_rate')).toBe(3);
+    expect(r.get('tls_handshake')).toBe(0); // refused before the handshake, not counted twice
     expect(b.aedes.connectedClients).toBe(2);
     await Promise.all([tlsClient.endAsync(), wsClient.endAsync()]);
   });
