@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { WeightedDeltaSum, addable, applyDelta } from './aggregate.ts';
 import { FedAvg, sample } from './strategies/fedavg.ts';
-import { seededRng } from '@fedmq/protocol';
+import { float32Codec, seededRng } from '@fedmq/protocol';
 
 const global = [{ name: 'w', shape: [3], data: new Float32Array([1, 1, 1]) }, { name: 'b', shape: [1], data: new Float32Array([0]) }];
 const t = (w: number[], b: number) => [{ name: 'w', shape: [3], data: new Float32Array(w) }, { name: 'b', shape: [1], data: new Float32Array([b]) }];
@@ -94,6 +94,13 @@ describe('WeightedDeltaSum order independence', () => {
     const forward = meanIn(deltas.map((_, k) => k));
     const orders = [deltas.map((_, k) => deltas.length - 1 - k), [5, 0, 11, 3, 8, 1, 10, 2, 7, 4, 9, 6]];
     for (const order of orders) expect(Buffer.from(meanIn(order).buffer).equals(Buffer.from(forward.buffer))).toBe(true);
+    // the float32 codec's fused path gives the same bits as the generic one
+    const viaCodec = (order: number[]) => {
+      const s = new WeightedDeltaSum(like);
+      for (const k of order) s.add([float32Codec.prepare(float32Codec.encode([{ ...like[0], data: deltas[k] }], {}, undefined, Math.random)[0])], weights[k]);
+      return s.mean()[0].data;
+    };
+    for (const order of [deltas.map((_, k) => k), ...orders]) expect(Buffer.from(viaCodec(order).buffer).equals(Buffer.from(forward.buffer))).toBe(true);
     // the case a plain float64 running sum gets wrong: 2^60 + 1 − 2^60 (the 1 is lost in that order)
     const big = [2 ** 60, 1, -(2 ** 60)].map((v) => [addable({ data: new Float32Array([v]) })]);
     const one = [{ name: 'w', shape: [1], data: new Float32Array(1) }];

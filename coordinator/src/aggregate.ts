@@ -1,7 +1,7 @@
 import type { NamedTensor, PreparedTensor } from '@fedmq/protocol';
 
 /** Something that adds `weight ×` its values into a running sum: a codec's prepared tensor, or a plain tensor via {@link addable}. */
-export type Addable = Pick<PreparedTensor, 'addTo'>;
+export type Addable = Pick<PreparedTensor, 'addTo' | 'addToCompensated'>;
 
 /** A float32 tensor as an {@link Addable}. */
 export function addable(t: { data: ArrayLike<number> }): Addable {
@@ -29,8 +29,8 @@ export function addable(t: { data: ArrayLike<number> }): Addable {
 export class WeightedDeltaSum {
   private readonly hi: Float64Array[];
   private readonly lo: Float64Array[];
-  /** One update's products n_k · Δ_k, before they are folded into hi/lo (kept zeroed between updates). */
-  private readonly scratch: Float64Array[];
+  /** One update's products n_k · Δ_k, before they are folded into hi/lo (kept zeroed between updates); for codecs without `addToCompensated`. */
+  private scratch?: Float64Array[];
   private readonly names: string[];
   private readonly shapes: number[][];
   private weight = 0;
@@ -42,7 +42,6 @@ export class WeightedDeltaSum {
     this.shapes = like.map((t) => [...t.shape]);
     this.hi = like.map((t) => new Float64Array(t.data.length));
     this.lo = like.map((t) => new Float64Array(t.data.length));
-    this.scratch = like.map((t) => new Float64Array(t.data.length));
   }
 
   /** Number of deltas folded in. */
@@ -65,7 +64,12 @@ export class WeightedDeltaSum {
     if (!(weight > 0) || !Number.isFinite(weight)) throw new RangeError(`weight must be positive, got ${weight}`);
     if (delta.length !== this.hi.length) throw new RangeError(`expected ${this.hi.length} tensors, got ${delta.length}`);
     for (let t = 0; t < this.hi.length; t++) {
-      const x = this.scratch[t];
+      const fast = delta[t].addToCompensated;
+      if (fast) {
+        fast.call(delta[t], this.hi[t], this.lo[t], weight);
+        continue;
+      }
+      const x = (this.scratch ??= this.hi.map((h) => new Float64Array(h.length)))[t];
       try {
         delta[t].addTo(x, weight);
       } catch (err) {

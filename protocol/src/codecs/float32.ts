@@ -4,7 +4,7 @@
  */
 import type { NamedTensor } from '../tensor.ts';
 import type { CodecParams, CodecState, EncodedTensor, UpdateCodec, PreparedTensor } from './types.ts';
-import { addScaled, checkDelta, checkTarget, expectBytes, f32View, firstNonFinite, leBytes, nonFinite, readHeader, type Header } from './wire.ts';
+import { addScaled, addScaledTwoSum, checkDelta, checkTarget, expectBytes, f32View, firstNonFinite, leBytes, nonFinite, readHeader, type Header } from './wire.ts';
 
 const FIELDS = { data: 'bin' } as const;
 
@@ -33,6 +33,11 @@ export const float32Codec: UpdateCodec = {
       addTo(target: Float64Array, weight: number): void {
         checkTarget(h, target, weight);
         addScaled(target, v, weight);
+      },
+      addToCompensated(hi: Float64Array, lo: Float64Array, weight: number): void {
+        checkTarget(h, hi, weight);
+        checkTarget(h, lo, weight);
+        addScaledTwoSum(hi, lo, v, weight);
       },
     };
   },

@@ -50,6 +50,11 @@ export interface PreparedTensor {
    * @throws RangeError when `target` has the wrong length or `weight` is not finite.
    */
   addTo(target: Float64Array, weight: number): void;
+  /**
+   * Optional fast path of an order-independent sum: adds `weight × decoded` into the compensated
+   * pair (hi, lo) with TwoSum (see `addScaledTwoSum`). Same errors as {@link addTo}.
+   */
+  addToCompensated?(hi: Float64Array, lo: Float64Array, weight: number): void;
 }
 
 export interface UpdateCodec {

@@ -161,6 +161,43 @@ export function addScaled(target: Float64Array, v: Float32Array, weight: number)
 }
 
 /**
+ * hi + lo += weight · v element-wise, exactly up to ~106 bits: weight · v[i] is exact in float64
+ * (a float32 times an integer below 2^29), and TwoSum (Knuth, TAOCP vol. 2 §4.2.2) puts the
+ * rounding error of each addition into `lo` (written only when the error is not 0). About twice
+ * the time of {@link addScaled} per value (npm run bench:aggregate).
+ */
+export function addScaledTwoSum(hi: Float64Array, lo: Float64Array, v: Float32Array, weight: number): void {
+  const n = v.length;
+  let i = 0;
+  // two independent chains per iteration: measured ~25 % faster than one on Node 20 (x64)
+  for (; i + 1 < n; i += 2) {
+    const b0 = weight * v[i];
+    const a0 = hi[i];
+    const s0 = a0 + b0;
+    const z0 = s0 - a0;
+    const e0 = (a0 - (s0 - z0)) + (b0 - z0);
+    const b1 = weight * v[i + 1];
+    const a1 = hi[i + 1];
+    const s1 = a1 + b1;
+    const z1 = s1 - a1;
+    const e1 = (a1 - (s1 - z1)) + (b1 - z1);
+    hi[i] = s0;
+    hi[i + 1] = s1;
+    if (e0 !== 0) lo[i] += e0;
+    if (e1 !== 0) lo[i + 1] += e1;
+  }
+  for (; i < n; i++) {
+    const b = weight * v[i];
+    const a = hi[i];
+    const s = a + b;
+    const z = s - a;
+    const e = (a - (s - z)) + (b - z);
+    hi[i] = s;
+    if (e !== 0) lo[i] += e;
+  }
+}
+
+/**
  * Index of the first NaN or ±Infinity in `v`, or -1. One branchless pass over the bit patterns
  * (exponent all ones ⇔ not finite), then a search only when one is there.
  */
