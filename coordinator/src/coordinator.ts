@@ -615,7 +615,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
           return;
         }
         if (payload.length === 0) return;
-        if (this.open) this.chunkBytes.set(t.nodeId, (this.chunkBytes.get(t.nodeId) ?? 0) + payload.length);
+        // the reassembler's pending budget is shared: only the open round's selected nodes may use it
+        // (chunks announcing 256 MiB transfers on made-up node ids used to starve the real updates)
+        const open = this.open;
+        if (!open) throw new FedmqError(ErrorCodes.STALE_UPDATE, 'update chunk while no round is open');
+        if (!open.selected.has(t.nodeId)) throw new FedmqError(ErrorCodes.NOT_SELECTED, `${t.nodeId} was not selected for round ${open.round}`);
+        this.chunkBytes.set(t.nodeId, (this.chunkBytes.get(t.nodeId) ?? 0) + payload.length);
         const whole = this.reassembler.push(t.nodeId, payload);
         if (whole) this.onUpdate(t.nodeId, whole, this.chunkBytes.get(t.nodeId) ?? whole.length);
       }
