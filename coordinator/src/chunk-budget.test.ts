@@ -9,7 +9,7 @@ import {
 import { Coordinator } from './coordinator.ts';
 import { FedAvg } from './strategies/fedavg.ts';
 
-// Regression (found while fuzzing chunked transfers, test/fuzz.test.ts): the coordinator fed
+// Regression (found while writing the chunk fuzz of test/fuzz.test.ts): the coordinator fed
 // chunks from every node id into its one reassembler, whose pending budget (1 GiB, 10,000
 // transfers) is shared. Four first chunks on made-up node ids, each announcing a 256 MiB
 // transfer, used it all up, and every selected node's update was then refused with

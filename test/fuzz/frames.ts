@@ -315,8 +315,6 @@ export interface FrameFuzzStats {
   /** Malformed frames written. */
   frames: number;
   connections: number;
-  /** Connections the broker closed before we ended ours. */
-  closedByBroker: number;
   /** Connections that refused to connect or errored (ECONNRESET …). */
   socketErrors: number;
   /** Connections still open 10 s after we ended them (destroyed then). */
@@ -333,13 +331,17 @@ export interface FrameFuzzStats {
  * a connection at its end, so the close is the sync point; 10 s is only a safety bound).
  * `onProgress` is called with the running frame count.
  */
-export async function fuzzFrames(opts: { host: string; port: number; rand: Rand; target: FrameTarget; budget: number; concurrency: number; onProgress?: (frames: number) => void }): Promise<FrameFuzzStats> {
-  const stats: FrameFuzzStats = { frames: 0, connections: 0, closedByBroker: 0, socketErrors: 0, stuck: 0, connack: {}, byKind: {} };
+export async function fuzzFrames(opts: {
+  host: string; port: number; rand: Rand; target: FrameTarget; budget: number; concurrency: number;
+  /** Awaited before each case with the frames written so far (pacing). */
+  gate?: (frames: number) => Promise<void>;
+  onProgress?: (frames: number) => void;
+}): Promise<FrameFuzzStats> {
+  const stats: FrameFuzzStats = { frames: 0, connections: 0, socketErrors: 0, stuck: 0, connack: {}, byKind: {} };
   let next = 0;
   const one = async (c: FrameCase): Promise<void> => {
     stats.connections++;
     const socket: Socket = connect({ host: opts.host, port: opts.port });
-    let ended = false;
     let seen = Buffer.alloc(0);
     socket.on('data', (d: Buffer) => {
       // first packet from the broker: a CONNACK (0x20, 0x02, flags, return code)?
@@ -352,10 +354,7 @@ export async function fuzzFrames(opts: { host: string; port: number; rand: Rand;
       socket.on('error', () => {
         stats.socketErrors++;
       });
-      socket.on('close', () => {
-        if (!ended) stats.closedByBroker++;
-        resolve();
-      });
+      socket.on('close', () => resolve());
     });
     try {
       await new Promise<void>((resolve, reject) => {
@@ -372,7 +371,6 @@ export async function fuzzFrames(opts: { host: string; port: number; rand: Rand;
       if (c.dribble) for (let i = 0; i < f.length; i++) await write(f.subarray(i, i + 1));
       else await write(f);
     }
-    ended = true;
     socket.end();
     const safety = setTimeout(() => {
       stats.stuck++;
@@ -383,6 +381,8 @@ export async function fuzzFrames(opts: { host: string; port: number; rand: Rand;
   };
   const worker = async () => {
     while (stats.frames < opts.budget) {
+      await opts.gate?.(stats.frames);
+      if (stats.frames >= opts.budget) break;
       const c = frameCase(opts.rand, next++, opts.target);
       stats.frames += c.frames.length;
       stats.byKind[c.kind] = (stats.byKind[c.kind] ?? 0) + c.frames.length;
