@@ -645,6 +645,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       return;
     }
     const s = decodeJson(NodeStatusSchema, payload, 'node status');
+    if (s.job !== this.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `status for job ${s.job} on job ${this.job}'s topic`);
     if (s.nodeId !== nodeId) throw new FedmqError(ErrorCodes.SCHEMA, `status of ${s.nodeId} on the topic of ${nodeId}`);
     this.registry.update(s);
     const open = this.open;
