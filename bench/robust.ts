@@ -3,7 +3,7 @@
  * nodes, for each strategy × attack × malicious fraction, plus each strategy without attack
  * (attack `none`): final test accuracy after a fixed number of rounds.
  *
- *   npm run bench:robust [-- --rounds 10 --fractions 0.1,0.2,0.3 --attacks sign-flip,gaussian,scale,label-flip
+ *   npm run bench:robust [-- --rounds 10 --fractions 0.1,0.2,0.3 --attacks sign-flip,gaussian,scale,label-flip,alie
  *                           --strategies fedavg,median,trimmed-mean,krum,multi-krum,norm-bounding --max-norm 2]
  *
  * Krum/Multi-Krum tolerate f = round(0.3 · 10) = 3 Byzantine nodes (10 ≥ 2·3 + 3); trimmed mean
@@ -21,7 +21,7 @@ import { arg, runJob } from './lib.ts';
 
 const rounds = Number(arg('rounds', '10'));
 const fractions = arg('fractions', '0.1,0.2,0.3').split(',').map(Number);
-const attacks = arg('attacks', 'sign-flip,gaussian,scale,label-flip').split(',') as AttackName[];
+const attacks = arg('attacks', 'sign-flip,gaussian,scale,label-flip,alie').split(',') as AttackName[];
 const strategies = arg('strategies', 'fedavg,median,trimmed-mean,krum,multi-krum,norm-bounding').split(',');
 const params: StrategyParams = { trimBeta: 0.3, byzantine: 3, maxNorm: Number(arg('max-norm', '2')) };
 
