@@ -9,6 +9,7 @@
  * Krum/Multi-Krum tolerate f = round(0.3 · 10) = 3 Byzantine nodes (10 ≥ 2·3 + 3); trimmed mean
  * trims β = 0.3 at each end; norm bounding clips at --max-norm.
  * Prints a table and writes bench/results/robust.json: [{strategy, attack, maliciousFraction, finalTestAccuracy}].
+ * `--report` prints the table of what the file holds without running anything.
  * The file is rewritten after every run, and rows already in it (same strategy, attack, fraction
  * and rounds) are not run again: an interrupted matrix continues where it stopped, and a new
  * attack can be added to the matrix without re-running the others.
@@ -42,9 +43,12 @@ const measure = async (strategy: string, attack: AttackName | 'none', fraction: 
   process.stderr.write(`${JSON.stringify(rows.at(-1))} ${r.seconds.toFixed(0)} s\n`);
   writeFileSync(FILE, `${JSON.stringify(rows, null, 2)}\n`);
 };
-for (const strategy of strategies) {
-  await measure(strategy, 'none', 0);
-  for (const attack of attacks) for (const fraction of fractions) await measure(strategy, attack, fraction);
+// --report: print the table of what robust.json holds, run nothing
+if (!process.argv.includes('--report')) {
+  for (const strategy of strategies) {
+    await measure(strategy, 'none', 0);
+    for (const attack of attacks) for (const fraction of fractions) await measure(strategy, attack, fraction);
+  }
 }
 console.log(`robust strategies on the default MNIST job, ${rounds} rounds, node ${process.version}`);
 console.log(`| strategy | attack | ${fractions.map((f) => `${Math.round(f * 100)} %`).join(' | ')} |`);
@@ -57,4 +61,4 @@ for (const strategy of strategies) {
     console.log(`| ${strategy} | ${attack} | ${cells.map((c) => c?.toFixed(4) ?? '-').join(' | ')} |`);
   }
 }
-console.log(`wrote ${FILE}`);
+if (!process.argv.includes('--report')) console.log(`wrote ${FILE}`);
