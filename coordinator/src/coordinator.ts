@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
-  ErrorCodes, FedmqError, NodeStatusSchema, packMessage, unpackMessage, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
+  ErrorCodes, FedmqError, NodeStatusSchema, packMessage, unpackMessage, weightsFromWire, PROTOCOL_VERSION, decodeJson, decodeUpdate, encodeJson, encodePacked, isFedmqError, parseTopic,
   topics, weightsSha256, type CoordinatorStatus, Reassembler, Scratch, globalToWire, splitPayload, withScratch, type CodecParams, type DownlinkDtype, type GlobalModelMessage, type ModelMeta, type UpdateCodecName, type NamedTensor, type RoundMetrics,
   type RoundTask, keepReconnecting, type BackoffOptions, type Reconnector,
 } from '@fedmq/protocol';
@@ -120,7 +120,8 @@ export interface CoordinatorEvents {
 
 /**
  * Everything a coordinator needs to continue a run after a crash, as saved after each round in
- * `checkpoint.msgpack` (MessagePack; tensors as raw float32 bytes).
+ * `checkpoint.msgpack` (MessagePack; the weights as the global model's float32 wire tensors,
+ * docs/protocol.md §4).
  */
 export interface CoordinatorCheckpoint {
   format: 'fedmq-checkpoint';
@@ -261,12 +262,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (cp?.format !== 'fedmq-checkpoint' || cp.v !== 1 || !Array.isArray(cp.weights) || !Array.isArray(cp.history)) {
       throw new FedmqError(ErrorCodes.CHECKPOINT, `${join(dir, CHECKPOINT_FILE)} is not a version 1 fedmq checkpoint`);
     }
-    cp.weights = cp.weights.map((t) => {
-      const raw = t.data as unknown as Uint8Array;
-      const data = new Float32Array(raw.byteLength / 4);
-      new Uint8Array(data.buffer).set(raw);
-      return { name: t.name, shape: t.shape, data };
-    });
+    try {
+      // stored as the global model's wire tensors: shapes, dtype and byte lengths are checked here
+      cp.weights = weightsFromWire(cp.weights);
+    } catch (err) {
+      throw new FedmqError(ErrorCodes.CHECKPOINT, `${join(dir, CHECKPOINT_FILE)}: ${(err as Error).message}`, {}, { cause: err });
+    }
     return cp;
   }
 
@@ -563,15 +564,15 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       format: 'fedmq-checkpoint', v: 1, job: this.job, runId: this.runId, model: this.opts.model, seed: this.opts.seed ?? 42,
       round: this.lastRound, modelVersion: this.version, failedInARow: this.failedInARow, rngDraws: this.rngDraws,
       strategy: this.opts.strategy.name, strategyState: this.opts.strategy.getState?.() ?? null, history: this.history,
-      // raw little-endian float32 bytes (msgpackr would pack a Float32Array as an extension type)
-      weights: this.global.map((t) => ({ ...t, data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) as unknown as Float32Array })),
+      weights: this.global,
       ts: Date.now(),
     };
     await mkdir(dir, { recursive: true });
     const file = join(dir, CHECKPOINT_FILE);
     const fh = await open(`${file}.tmp`, 'w');
     try {
-      await fh.writeFile(packMessage(cp));
+      // the weights as the global model's float32 wire tensors (raw little-endian bytes), read back by weightsFromWire
+      await fh.writeFile(packMessage({ ...cp, weights: globalToWire(this.global) }));
       await fh.sync();
     } finally {
       await fh.close();
