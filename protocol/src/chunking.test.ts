@@ -143,7 +143,7 @@ describe('splitPayload', () => {
       chunks.forEach((c, i) => {
         expect(c.length).toBeLessThanOrEqual(max);
         const d = decodeChunk(c);
-        expect(d).toMatchObject({ v: 1, index: i, count, total: size, sha256: hash });
+        expect(d).toMatchObject({ v: 2, index: i, count, total: size, sha256: hash });
         expect(d.transfer).toBe(decodeChunk(chunks[0]).transfer);
       });
       const { r, errors } = make();
@@ -372,7 +372,7 @@ describe('Reassembler', () => {
       ['not msgpack', Buffer.from([0xc1, 0xc1, 0xc1])],
       ['truncated', cs[1].subarray(0, cs[1].length - 3)],
       ['trailing bytes', Buffer.concat([cs[1], Buffer.from([0])])],
-      ['JSON text', Buffer.from(JSON.stringify({ v: 1 }))],
+      ['JSON text', Buffer.from(JSON.stringify({ v: 2 }))],
       ['an array', packMessage([1, 2, 3])],
       ['a number', Buffer.from([0x05])],
       ['index ≥ count', tamper(cs[1], { index: good.count })],
@@ -402,7 +402,7 @@ describe('Reassembler', () => {
         expect((err as FedmqError).code, name).toBe(code);
       }
     }
-    expectCode(() => r.push('s', tamper(cs[1], { v: 2 })), ErrorCodes.UNSUPPORTED_VERSION);
+    expectCode(() => r.push('s', tamper(cs[1], { v: 1 })), ErrorCodes.UNSUPPORTED_VERSION);
     expect(errors).toEqual([]);
     expect(r.pending).toBe(1);
     // The transfer is unharmed: the good chunks still complete it.

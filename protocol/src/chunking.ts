@@ -29,8 +29,8 @@ function chunkError(code: ChunkErrorCode, message: string, details: Record<strin
 
 /** Wire form of one chunk: a standard MessagePack map (packed with `packMessage`). */
 export interface Chunk {
-  /** Protocol version, always 1. */
-  v: 1;
+  /** Protocol version, always 2 (the chunk layout is that of protocol v2). */
+  v: 2;
   /** Transfer id: 16 random bytes as 32 lowercase hex characters, unique per transfer. */
   transfer: string;
   /** 0-based index of this chunk, `0 ≤ index < count`. */
@@ -58,7 +58,7 @@ const SHA256_RE = /^[0-9a-f]{64}$/;
  */
 export const CHUNK_OVERHEAD_BYTES: number = (() => {
   const widest = Number.MAX_SAFE_INTEGER;
-  const empty = packMessage({ v: 1, transfer: '0'.repeat(32), index: widest, count: widest, total: widest, sha256: '0'.repeat(64), data: new Uint8Array(0) });
+  const empty = packMessage({ v: 2, transfer: '0'.repeat(32), index: widest, count: widest, total: widest, sha256: '0'.repeat(64), data: new Uint8Array(0) });
   return empty.length - 2 + 5; // an empty bin is `c4 00`; the widest bin header is `c6` + 4 bytes
 })();
 
@@ -115,7 +115,7 @@ export function splitPayload(payload: Uint8Array, maxPayloadBytes: number = DEFA
   const out: Buffer[] = [];
   for (let index = 0; index < count; index++) {
     const { offset, length } = chunkSpan(total, count, index)!;
-    const chunk: Chunk = { v: 1, transfer: transferId, index, count, total, sha256, data: payload.subarray(offset, offset + length) };
+    const chunk: Chunk = { v: 2, transfer: transferId, index, count, total, sha256, data: payload.subarray(offset, offset + length) };
     out.push(packMessage(chunk));
   }
   return out;
@@ -141,9 +141,9 @@ export function decodeChunk(payload: Uint8Array): Chunk {
     throw chunkError(ChunkErrorCodes.CHUNK_BAD, 'chunk: payload is not a MessagePack map');
   }
   const { v, transfer, index, count, total, sha256, data } = value as Record<string, unknown>;
-  if (v !== undefined && v !== 1) throw new FedmqError(ErrorCodes.UNSUPPORTED_VERSION, `chunk: unsupported protocol version ${JSON.stringify(v)}`, { v });
+  if (v !== undefined && v !== 2) throw new FedmqError(ErrorCodes.UNSUPPORTED_VERSION, `chunk: unsupported protocol version ${JSON.stringify(v)}`, { v });
   const bad = (what: string): FedmqError => chunkError(ChunkErrorCodes.CHUNK_BAD, `chunk: ${what}`, { transfer: typeof transfer === 'string' ? transfer.slice(0, 64) : undefined, index, count, total });
-  if (v !== 1) throw bad('missing v');
+  if (v !== 2) throw bad('missing v');
   if (typeof transfer !== 'string' || !TRANSFER_RE.test(transfer)) throw bad('transfer must be 32 lowercase hex characters');
   if (typeof sha256 !== 'string' || !SHA256_RE.test(sha256)) throw bad('sha256 must be 64 lowercase hex characters');
   for (const [name, n] of [['index', index], ['count', count], ['total', total]] as const) {
@@ -153,7 +153,7 @@ export function decodeChunk(payload: Uint8Array): Chunk {
   const span = chunkSpan(total as number, count as number, index as number);
   if (span === undefined) throw bad(`index ${index} / count ${count} / total ${total} is not a valid split`);
   if (data.byteLength !== span.length) throw bad(`data is ${data.byteLength} bytes, chunk ${index} of ${count} (total ${total}) holds ${span.length}`);
-  return { v: 1, transfer, index: index as number, count: count as number, total: total as number, sha256, data };
+  return { v: 2, transfer, index: index as number, count: count as number, total: total as number, sha256, data };
 }
 
 /** Timer functions a {@link Reassembler} uses (inject for tests; default the global ones). */

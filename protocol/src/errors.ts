@@ -18,11 +18,15 @@ export const ErrorCodes = {
   WRONG_CODEC: 'FEDMQ_WRONG_CODEC',
   /** A message belongs to another job. */
   WRONG_JOB: 'FEDMQ_WRONG_JOB',
-  /** An update for a round (or model version) other than the open one. */
+  /** An answer (update, evaluation result) to a task that is not open: another run, a closed stage, or an unknown task id. */
   STALE_UPDATE: 'FEDMQ_STALE_UPDATE',
-  /** A second update from the same node for the same round. */
+  /** An async (FedBuff) update trained on a model more than `maxStaleness` versions old: rejected, never folded in. */
+  TOO_STALE: 'FEDMQ_TOO_STALE',
+  /** A node could not get the global model version a task names (not published, cleared, or its sha256 differs) before the task's deadline. */
+  MODEL_UNAVAILABLE: 'FEDMQ_MODEL_UNAVAILABLE',
+  /** A second answer to the same task (QoS 1 redelivery included): counted once. */
   DUPLICATE_UPDATE: 'FEDMQ_DUPLICATE_UPDATE',
-  /** An update from a node that was not selected for the round. */
+  /** An answer from a node that was not given that task (not in the stage's cohort). */
   NOT_SELECTED: 'FEDMQ_NOT_SELECTED',
   /** Tensor names, shapes or dtypes do not match the global model. */
   MODEL_MISMATCH: 'FEDMQ_MODEL_MISMATCH',

@@ -3,40 +3,49 @@ import { ErrorCodes, FedmqError } from './errors.ts';
 import { ID_PATTERN } from './topics.ts';
 import { packMessage, unpackMessage, type WireTensor } from './codec.ts';
 import { CODEC_NAMES } from './codecs/index.ts';
-import type { EncodedTensor } from './codecs/types.ts';
+import type { CodecName, EncodedTensor } from './codecs/types.ts';
 
 /**
- * Message types of protocol v1 with runtime validation (docs/protocol.md, "Messages").
- * Human-facing messages (statuses, task, metrics) are JSON; the global model and updates are
- * MessagePack. Every message carries `v` (protocol version) and `job`.
+ * Message types of protocol v2 with runtime validation (docs/protocol.md §3). Human-facing
+ * messages (statuses, tasks, metrics, evaluation results) are JSON; the global model and updates
+ * are MessagePack. Every message carries `v` (protocol version) and `job`. Objects are strict
+ * where a typo would change the maths silently (task and fit configs: an unknown key is refused
+ * with FEDMQ_SCHEMA); elsewhere unknown keys are ignored and dropped (docs/protocol.md §1).
  */
-export const PROTOCOL_VERSION = 1 as const;
+export const PROTOCOL_VERSION = 2 as const;
 
 const id = z.string().regex(ID_PATTERN);
 const epochMs = z.number().int().nonnegative();
 const finite = z.number().finite();
 const count = z.number().int().nonnegative();
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 const envelope = { v: z.literal(PROTOCOL_VERSION), job: id };
 
-/** Coordinator phases, in the order of the round lifecycle. */
-export const COORDINATOR_STATES = ['waiting', 'training', 'aggregating', 'evaluating', 'done', 'failed', 'offline'] as const;
-export const NODE_STATES = ['idle', 'training', 'uploading', 'offline'] as const;
-/** Uplink codecs a round task may name (docs/codecs.md). */
-export const UPDATE_CODECS = CODEC_NAMES;
-export type UpdateCodecName = (typeof CODEC_NAMES)[number];
+/** States of a run on `coordinator/status` (docs/protocol.md §3.1). */
+export const COORDINATOR_STATES = ['running', 'done', 'failed', 'offline'] as const;
+/** Stages of the round engine on `coordinator/stage`, in the order a synchronous round runs them. */
+export const STAGE_NAMES = ['waiting', 'select', 'fit', 'aggregate', 'evaluate'] as const;
+export type StageName = (typeof STAGE_NAMES)[number];
+/** Node states on `nodes/{nodeId}/status`. */
+export const NODE_STATES = ['idle', 'training', 'evaluating', 'uploading', 'offline'] as const;
+/** Round engine modes: synchronous rounds, or asynchronous buffered aggregation (FedBuff). */
+export const ENGINE_MODES = ['sync', 'async'] as const;
+export type EngineMode = (typeof ENGINE_MODES)[number];
 /** Encodings of the global model on the downlink. */
 export const DOWNLINK_DTYPES = ['float32', 'float16'] as const;
+/** Largest `valFraction`: at least a tenth of a node's data always trains. */
+export const MAX_VAL_FRACTION = 0.9;
 
 /** Parameters of the uplink codec. */
-export const CodecParamsSchema = z.object({
+export const CodecParamsSchema = z.strictObject({
   /** top-k: fraction of each tensor's coordinates sent, (0, 1]. */
   k: z.number().positive().max(1).optional(),
   /** int8: values per scale block, 0 = one scale per tensor. */
   blockSize: z.number().int().min(0).max(1 << 20).optional(),
 });
 
-/** Local training hyperparameters sent in every round task. */
-export const FitConfigSchema = z.object({
+/** Local training hyperparameters sent in every fit task (strict: an unknown key is FEDMQ_SCHEMA, never silently ignored). */
+export const FitConfigSchema = z.strictObject({
   /** Local epochs E. */
   epochs: z.number().int().min(1).max(1000),
   /** Minibatch size B. */
@@ -48,24 +57,41 @@ export const FitConfigSchema = z.object({
 });
 export type FitConfig = z.infer<typeof FitConfigSchema>;
 
-/** `fedmq/v1/{job}/coordinator/status` — retained JSON, also the coordinator's Last Will (state `offline`). */
+/** `coordinator/status` — retained JSON, also the coordinator's Last Will (state `offline`). */
 export const CoordinatorStatusSchema = z.object({
   ...envelope,
-  /** Identifies one run of the job; nodes reset their round bookkeeping when it changes. */
+  /** Identifies one run of the job. */
   runId: id,
   state: z.enum(COORDINATOR_STATES),
-  /** Current round (0 before the first). */
+  /** `sync` (rounds) or `async` (FedBuff server steps). */
+  mode: z.enum(ENGINE_MODES).optional(),
+  /** Rounds (server steps) completed. */
   round: count,
-  /** Rounds the job will run. */
+  /** Rounds (server steps) the job will run. */
   rounds: count.optional(),
-  /** Deadline of the open round, epoch ms (coordinator clock). */
-  deadline: epochMs.optional(),
-  /** Model name, fraction, minNodes … as the coordinator was started. */
+  /** How the coordinator was started (model, rounds, strategy …); informational only. */
   config: z.record(z.string(), z.unknown()).optional(),
   /** When this status was published, epoch ms. */
   ts: epochMs,
 });
 export type CoordinatorStatus = z.infer<typeof CoordinatorStatusSchema>;
+
+/** `coordinator/stage` — retained JSON: where the round engine is. */
+export const StageStatusSchema = z.object({
+  ...envelope,
+  runId: id,
+  /** Round (server step in async mode) the stage belongs to, from 1. */
+  round: z.number().int().min(1),
+  stage: z.enum(STAGE_NAMES),
+  /** Nodes the stage waits for (tasks out; in async mode, tasks in flight). */
+  cohort: count,
+  /** Nodes online. */
+  online: count,
+  /** Deadline of the stage, epoch ms (coordinator clock), when it has one. */
+  deadline: epochMs.optional(),
+  ts: epochMs,
+});
+export type StageStatus = z.infer<typeof StageStatusSchema>;
 
 /** Device facts a node reports. */
 export const DeviceInfoSchema = z.object({
@@ -79,49 +105,77 @@ export const DeviceInfoSchema = z.object({
 });
 export type DeviceInfo = z.infer<typeof DeviceInfoSchema>;
 
-/** `fedmq/v1/{job}/nodes/{nodeId}/status` — retained JSON, also the node's Last Will (state `offline`). */
+/** `nodes/{nodeId}/status` — retained JSON, also the node's Last Will (state `offline`). */
 export const NodeStatusSchema = z.object({
   ...envelope,
   nodeId: id,
   state: z.enum(NODE_STATES),
   ts: epochMs,
-  /** Number of local training examples. */
+  /** Number of local examples (training and held-out). */
   numExamples: count.optional(),
   /** Model the node can train (registry name). */
   model: z.string().max(128).optional(),
   device: DeviceInfoSchema.optional(),
-  /** The node's last completed round: its mean training loss and training time (ms). */
+  /** The node's last completed fit task: its round, mean training loss and training time (ms). */
   lastRound: z.object({ round: count, loss: finite, trainMs: finite }).optional(),
 });
 export type NodeStatus = z.infer<typeof NodeStatusSchema>;
 
-/** `fedmq/v1/{job}/task` — retained JSON: the open round's task. */
-export const RoundTaskSchema = z.object({
+const taskBase = {
   ...envelope,
-  /** Identifies one run of the job; nodes reset their round bookkeeping when it changes. */
+  /** Run the task belongs to; a node resets its per-run state (error feedback, local model) when it changes. */
   runId: id,
-  /** Round number, from 1. */
+  /** The node the task is for: must equal the topic's `{nodeId}`. */
+  nodeId: id,
+  /** Unique per task within a run, increasing; the answer names it. */
+  taskId: z.number().int().min(1),
+  /** Round (server step in async mode) the task was issued in, from 1. */
   round: z.number().int().min(1),
-  /** Global model version the nodes must train from (the retained model carries it). */
+  /** Global model version to use: fetched from `models/{modelVersion}` (retained). */
   modelVersion: z.number().int().min(1),
-  /** Node ids selected for this round. */
-  selected: z.array(id).max(100_000),
-  /** Epoch ms (coordinator clock) after which updates for this round are not accepted. */
+  /** sha256 of that model's tensors (§4): the node checks the fetched model against it. */
+  modelSha256: sha256,
+  /** When set, the model is on `models/{modelVersion}/chunks/{i}`, i < modelChunks, instead of `models/{modelVersion}`. */
+  modelChunks: z.number().int().min(1).optional(),
+  /** Coordinator clock, epoch ms: answers after it are rejected. */
   deadline: epochMs,
-  /** Round duration the coordinator allows, ms (use it where clocks differ). */
+  /** Time the coordinator allows, ms (use it where clocks differ). */
   timeoutMs: count,
+  /** Fraction of the node's examples held out for evaluation (never trained on), [0, 0.9]; the split is fixed per node (docs/protocol.md §5.4). */
+  valFraction: z.number().min(0).max(MAX_VAL_FRACTION),
+  ts: epochMs,
+};
+
+/** A fit task: train on the local data from the named global model, answer with an Update. */
+export const FitTaskSchema = z.strictObject({
+  ...taskBase,
+  stage: z.literal('fit'),
   config: FitConfigSchema,
   /** Uplink codec the update must use. */
-  codec: z.enum(CODEC_NAMES as unknown as [UpdateCodecName, ...UpdateCodecName[]]),
+  codec: z.enum(CODEC_NAMES as unknown as [CodecName, ...CodecName[]]),
   /** Its parameters (defaults: k 0.01, blockSize 256). */
   codecParams: CodecParamsSchema.optional(),
-  /** When set, updates go as chunks of at most this many bytes (docs/chunking.md) and the model is on `model/chunks/{i}`. */
+  /** When set, the update goes as chunks of at most this many bytes (§10). */
   maxPayloadBytes: z.number().int().min(1024).max(256 * 2 ** 20).optional(),
   /** Updates carry the delta (trained − global). */
   updateKind: z.literal('delta'),
-  ts: epochMs,
 });
-export type RoundTask = z.infer<typeof RoundTaskSchema>;
+export type FitTask = z.infer<typeof FitTaskSchema>;
+
+/** An evaluate task: evaluate the named global model, and the node's own last local model, on the held-out split; answer with an EvaluateResult. */
+export const EvaluateTaskSchema = z.strictObject({
+  ...taskBase,
+  stage: z.literal('evaluate'),
+  /** Evaluation batch size. */
+  batchSize: z.number().int().min(1).max(65536),
+});
+export type EvaluateTask = z.infer<typeof EvaluateTaskSchema>;
+
+/** `nodes/{nodeId}/task` — JSON, QoS 1, not retained: one stage instruction to one node. */
+export const NodeTaskSchema = z.discriminatedUnion('stage', [FitTaskSchema, EvaluateTaskSchema]);
+export type NodeTask = z.infer<typeof NodeTaskSchema>;
+/** Stages a node handles (`stage` of a NodeTask). */
+export type NodeStage = NodeTask['stage'];
 
 const wireTensor = z.object({
   name: z.string().min(1).max(256),
@@ -130,96 +184,166 @@ const wireTensor = z.object({
   data: z.instanceof(Uint8Array),
 });
 
-/** `fedmq/v1/{job}/model` — retained MessagePack: the global model. */
+/** `models/{version}` — retained MessagePack: the global model of one version. */
 export const GlobalModelSchema = z.object({
   ...envelope,
-  /** Identifies one run of the job; nodes reset their round bookkeeping when it changes. */
   runId: id,
   /** Increases by one each time the global model changes; starts at 1. */
   version: z.number().int().min(1),
-  /** Round that produced it (0 for the initial model). */
+  /** Round (server step) that produced it (0 for the initial model). */
   round: count,
   /** Model architecture, by registry name (e.g. `mnist-2nn`). */
   model: z.string().min(1).max(128),
-  /** sha256 hex of the weights (see `weightsSha256`). */
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** sha256 hex of the weights (§4, `weightsSha256`). */
+  sha256,
   tensors: z.array(wireTensor).max(10_000),
   ts: epochMs,
 });
 export type GlobalModelMessage = Omit<z.infer<typeof GlobalModelSchema>, 'tensors'> & { tensors: WireTensor[] };
 
-/** `fedmq/v1/{job}/model/meta` — retained JSON: what the binary global model is, for monitoring. */
+/** `model/meta` — retained JSON: what the latest global model is, for monitoring. */
 export const ModelMetaSchema = z.object({
   ...envelope,
   runId: id,
   version: z.number().int().min(1),
   round: count,
   model: z.string().min(1).max(128),
-  /** Size of the MessagePack global model payload, bytes. */
+  /** Size of the MessagePack GlobalModel payload, bytes. */
   bytes: count,
   /** Number of weights (parameters). */
   params: count,
-  /** Chunks the model was published in on `model/chunks/{i}` (absent: whole, on `model`). */
+  /** Chunks the model was published in on `models/{version}/chunks/{i}` (absent: whole, on `models/{version}`). */
   chunks: count.optional(),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  sha256,
   ts: epochMs,
 });
 export type ModelMeta = z.infer<typeof ModelMetaSchema>;
 
-/** `fedmq/v1/{job}/nodes/{nodeId}/update` — MessagePack, QoS 1: a node's update for one round. */
+/** `nodes/{nodeId}/update` — MessagePack, QoS 1: a node's answer to a fit task. */
 export const UpdateSchema = z.object({
   ...envelope,
-  /** Identifies one run of the job; nodes reset their round bookkeeping when it changes. */
   runId: id,
   nodeId: id,
+  /** The fit task answered. */
+  taskId: z.number().int().min(1),
   round: z.number().int().min(1),
-  /** Global model version the node trained from. */
+  /** Global model version the node trained from (the task's). */
   modelVersion: z.number().int().min(1),
-  /** Local training examples n_k (the FedAvg weight). */
+  /** Local training examples n_k (the FedAvg weight; held-out examples excluded). */
   numExamples: z.number().int().min(1),
-  /** Must equal the round task's codec (checked by the coordinator: FEDMQ_WRONG_CODEC). */
+  /** Must equal the fit task's codec (FEDMQ_WRONG_CODEC). */
   codec: z.string().min(1).max(32),
   kind: z.literal('delta'),
-  metrics: z.object({ loss: finite, trainMs: finite.nonnegative() }),
-  /** delta = trained − global, one encoded tensor per global-model tensor, in the update's codec (docs/codecs.md). */
+  metrics: z.object({
+    loss: finite,
+    /** Local training wall time, ms. */
+    trainMs: finite.nonnegative(),
+    /** Payload bytes the node received since its previous answer (task, model, statuses): measured on its MQTT client. */
+    bytesDown: count.optional(),
+  }),
+  /** delta = trained − global, one encoded tensor per global-model tensor, in the update's codec (§9). */
   tensors: z.array(z.object({ name: z.string().min(1).max(256), shape: z.array(z.number().int().nonnegative()).max(8), codec: z.string() }).passthrough()).max(10_000),
   ts: epochMs,
 });
 export type UpdateMessage = Omit<z.infer<typeof UpdateSchema>, 'tensors'> & { tensors: EncodedTensor[] };
 
-/** `fedmq/v1/{job}/rounds/{round}/metrics` and `fedmq/v1/{job}/metrics` — retained JSON. */
-export const RoundMetricsSchema = z.object({
+const evalMetrics = z.object({ loss: finite, accuracy: z.number().min(0).max(1) });
+
+/** `nodes/{nodeId}/evaluation` — JSON, QoS 1: a node's answer to an evaluate task. */
+export const EvaluateResultSchema = z.object({
   ...envelope,
-  /** Identifies one run of the job; nodes reset their round bookkeeping when it changes. */
   runId: id,
+  nodeId: id,
+  /** The evaluate task answered. */
+  taskId: z.number().int().min(1),
   round: z.number().int().min(1),
-  /** Global model version after the round. */
   modelVersion: z.number().int().min(1),
+  /** Held-out examples evaluated on (the weight of this node in the aggregate). */
+  numExamples: z.number().int().min(1),
+  /** The global model of the task on the held-out split. */
+  global: evalMetrics,
+  /** The node's own model after its last fit task in this run, on the same split; null if it has not trained in this run. */
+  local: evalMetrics.nullable(),
+  /** Evaluation wall time, ms. */
+  evalMs: finite.nonnegative(),
+  /** Payload bytes received since the previous answer, as in Update.metrics. */
+  bytesDown: count.optional(),
+  ts: epochMs,
+});
+export type EvaluateResult = z.infer<typeof EvaluateResultSchema>;
+
+/** Federated evaluation of one round: the nodes' held-out results, aggregated (docs/protocol.md §3.8). */
+export const FederatedEvalSchema = z.object({
+  /** Σ n_k·loss_k / Σ n_k of the global model over the reporting nodes. */
+  loss: finite,
+  /** Σ n_k·accuracy_k / Σ n_k of the global model. */
+  accuracy: finite,
+  /** Σ n_k: held-out examples evaluated. */
+  numExamples: count,
+  /** Nodes that reported. */
+  nodes: count,
+  /** Mean accuracy of the worst 10 % of the reporting nodes (at least one node), unweighted. */
+  worstDecileAccuracy: finite,
+  /** Fraction of the reporting nodes with a local model whose local model beat the global one on their split (null when none had one). */
+  localBetterFraction: finite.nullable(),
+  /** Per-node accuracy of the global model: min, 10th percentile, median, 90th percentile, max (nearest rank). */
+  accuracySpread: z.object({ min: finite, p10: finite, median: finite, p90: finite, max: finite }),
+});
+export type FederatedEval = z.infer<typeof FederatedEvalSchema>;
+
+/** Staleness of the updates of one async server step (τ = versions published since the node's model). */
+export const StalenessSchema = z.object({ mean: finite, max: count });
+
+/**
+ * One round (one server step in async mode) as recorded in `history.json` and, with the message
+ * envelope, published as RoundMetrics. Defined once here for the coordinator, the monitor, the
+ * dashboard and the report.
+ */
+export const RoundRecordSchema = z.object({
+  /** Round (server step), from 1. */
+  round: z.number().int().min(1),
+  /** Global model version after the round (unchanged when it failed). */
+  modelVersion: z.number().int().min(1),
+  /** False when the round failed (fewer accepted updates than required, or the aggregator refused): model unchanged, round retried. */
+  accepted: z.boolean(),
+  mode: z.enum(ENGINE_MODES),
+  /** Fit tasks sent (selected nodes; in async mode, tasks issued since the previous step). */
   selected: count,
+  /** Updates accepted into the round (the step's buffer in async mode). */
   reported: count,
-  /** Rejected or missing updates by error code (e.g. `FEDMQ_STALE_UPDATE`, `timeout`). */
+  /** Rejected updates and missing nodes by error code (`timeout`, `offline`). */
   failures: z.record(z.string(), count),
-  /** False when the round failed (too few updates, see `minFitNodes`): the global model was kept and the round is retried. */
-  accepted: z.boolean().optional(),
-  /** Mean training loss of the reporting nodes, weighted by numExamples (NaN → null). */
+  /** numExamples-weighted mean of the nodes' training losses (null when none reported). */
   trainLoss: finite.nullable(),
+  /** Centralized evaluation on the coordinator's test set (null without one). */
   testLoss: finite.nullable(),
   testAccuracy: finite.nullable(),
-  /** Bytes the broker delivered for the round: (global model + task payload) × nodes online (all subscribe to both). */
+  /** Federated evaluation on the nodes' held-out data (null when off or nobody answered). */
+  federatedEval: FederatedEvalSchema.nullable(),
+  /** Staleness of the step's updates (async mode only). */
+  staleness: StalenessSchema.optional(),
+  /** Payload bytes the answering nodes received for the round (their measured `bytesDown`, summed). */
   bytesDown: count,
-  /** Bytes of the updates received this round. */
+  /** Payload bytes of the accepted updates and evaluation results (their chunks, when chunked). */
   bytesUp: count,
-  /** Round wall time from task to metrics, ms. */
+  /** Wall time of the round, ms (from its select stage to its metrics). */
   durationMs: finite,
-  /** Wall time of each phase, ms: training (task → round closed), aggregation, evaluation. */
+  /** Wall time of each part, ms: fit (tasks out → closed), aggregate (step + publishing the model), evaluate. */
   phases: z.object({ trainMs: finite, aggregateMs: finite, evalMs: finite }),
+});
+export type RoundRecord = z.infer<typeof RoundRecordSchema>;
+
+/** `rounds/{round}/metrics` and `metrics` — retained JSON: a {@link RoundRecord} with the envelope. */
+export const RoundMetricsSchema = RoundRecordSchema.extend({
+  ...envelope,
+  runId: id,
   ts: epochMs,
 });
 export type RoundMetrics = z.infer<typeof RoundMetricsSchema>;
 
 function check<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   if (typeof value === 'object' && value !== null && 'v' in value && (value as { v: unknown }).v !== PROTOCOL_VERSION) {
-    throw new FedmqError(ErrorCodes.UNSUPPORTED_VERSION, `${what}: protocol version ${JSON.stringify((value as { v: unknown }).v)} is not ${PROTOCOL_VERSION}`);
+    throw new FedmqError(ErrorCodes.UNSUPPORTED_VERSION, `${what}: protocol version ${JSON.stringify((value as { v: unknown }).v)}, this peer speaks ${PROTOCOL_VERSION}`, { version: (value as { v: unknown }).v });
   }
   const r = schema.safeParse(value);
   if (!r.success) {
@@ -250,7 +374,7 @@ export function encodeJson(msg: object): Buffer {
 
 /**
  * Decodes and validates a MessagePack message. Tensor bytes are not checked against shape and
- * dtype here: `fromWireTensor` does that.
+ * dtype here: `fromWireTensor` and the codecs do that.
  * @throws FedmqError FEDMQ_BAD_PAYLOAD, FEDMQ_UNSUPPORTED_VERSION, FEDMQ_SCHEMA.
  */
 export function decodePacked<T>(schema: z.ZodType<T>, payload: Uint8Array, what: string): T {
@@ -271,3 +395,20 @@ export function decodeUpdate(payload: Uint8Array): UpdateMessage {
 export function encodePacked(msg: GlobalModelMessage | UpdateMessage): Buffer {
   return packMessage(msg);
 }
+
+/**
+ * Every message schema by its name in docs/protocol.md §3, for the spec test that checks the
+ * docs' field tables against the code.
+ */
+export const MESSAGE_SCHEMAS = {
+  CoordinatorStatus: CoordinatorStatusSchema,
+  StageStatus: StageStatusSchema,
+  NodeStatus: NodeStatusSchema,
+  FitTask: FitTaskSchema,
+  EvaluateTask: EvaluateTaskSchema,
+  GlobalModel: GlobalModelSchema,
+  ModelMeta: ModelMetaSchema,
+  Update: UpdateSchema,
+  EvaluateResult: EvaluateResultSchema,
+  RoundMetrics: RoundMetricsSchema,
+} as const;
