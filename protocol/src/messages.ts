@@ -150,6 +150,8 @@ const taskBase = {
 export const FitTaskSchema = z.strictObject({
   ...taskBase,
   stage: z.literal('fit'),
+  /** Nodes sent a fit task in this round (synchronous rounds; absent in async mode). */
+  cohort: z.number().int().min(1).optional(),
   config: FitConfigSchema,
   /** Uplink codec the update must use. */
   codec: z.enum(CODEC_NAMES as unknown as [CodecName, ...CodecName[]]),
