@@ -1,13 +1,17 @@
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
-  ErrorCodes, FedmqError, PROTOCOL_VERSION, RoundTaskSchema, decodeGlobalModel, decodeJson, encodeJson, encodePacked, isFedmqError,
-  parseTopic, topics, getCodec, seededRng, Reassembler, splitPayload, type CodecState, type DeviceInfo, type NamedTensor, type NodeStatus, type RoundTask,
-  type UpdateMessage, CoordinatorStatusSchema, keepReconnecting, type BackoffOptions, type Reconnector,
+  CoordinatorStatusSchema, ErrorCodes, EvaluateResultSchema, FedmqError, NodeTaskSchema, PROTOCOL_VERSION, Reassembler,
+  decodeGlobalModel, decodeJson, encodeJson, encodePacked, getCodec, isFedmqError, keepReconnecting, parseTopic, seededRng, splitPayload,
+  topicFilter, topics,
+  type BackoffOptions, type CodecState, type DeviceInfo, type EvaluateResult, type EvaluateTask, type FitTask, type NamedTensor,
+  type NodeStage, type NodeStatus, type NodeTask, type Reconnector, type UpdateMessage,
 } from '@fedmq/protocol';
 import type { Dataset } from '@fedmq/ml';
-import { createTrainer, type LocalTrainer } from './trainer.ts';
+import { createTrainer, type LocalEvaluation, type LocalTrainer } from './trainer.ts';
+import { fnv1a, splitDataset, type DataSplit } from './split.ts';
 
 /** Options of {@link EdgeNode}. */
 export interface EdgeNodeOptions {
@@ -15,7 +19,7 @@ export interface EdgeNodeOptions {
   brokerUrl: string;
   job: string;
   nodeId: string;
-  /** The node's local data; it never leaves the node. */
+  /** The node's local data (training and held-out examples); it never leaves the node. */
   data: Dataset;
   /** Device facts for the status topic (see `deviceInfo`). */
   device: DeviceInfo;
@@ -33,39 +37,131 @@ export interface EdgeNodeOptions {
   /**
    * Replaces the delta before it is encoded. For simulations and tests only (the simulator's
    * attacks); a real device leaves it unset. May be async (colluding attackers wait for each
-   * other, e.g. ALIE); `ctx` carries the round task's run, selected nodes, deadline and timeout.
+   * other, e.g. ALIE); `ctx` names the fit task. A throw fails the task (a `problem`, no update).
    */
   transformDelta?: (delta: NamedTensor[], round: number, ctx: TransformDeltaContext) => NamedTensor[] | Promise<NamedTensor[]>;
+  /**
+   * Called once per fit task the node accepts (valid, for this node, not a duplicate), when it
+   * is queued and before training. For simulations and tests only: colluding attackers announce
+   * themselves here, since a v2 node does not learn who else was selected. A throw is reported as
+   * a `problem`; the task still runs.
+   */
+  onFitTask?: (ctx: TransformDeltaContext) => void;
 }
 
-/** What {@link EdgeNodeOptions.transformDelta} learns of the round task. */
-export type TransformDeltaContext = Pick<RoundTask, 'runId' | 'selected' | 'deadline' | 'timeoutMs'>;
+/** What {@link EdgeNodeOptions.transformDelta} and {@link EdgeNodeOptions.onFitTask} learn of a fit task. */
+export interface TransformDeltaContext {
+  runId: string;
+  round: number;
+  taskId: number;
+  /** Coordinator clock, epoch ms: the update must arrive before it. */
+  deadline: number;
+  /** Time the coordinator allows for the task, ms. */
+  timeoutMs: number;
+  /** Nodes sent a fit task in the round (the task's `cohort`; absent in async mode). */
+  cohort?: number;
+  /** Local training wall time of this task, ms (for `transformDelta`; 0 in `onFitTask`, before training). */
+  trainMs: number;
+}
+
+/** Loss and accuracy of one model on the node's held-out split. */
+export interface EvalScore {
+  loss: number;
+  /** [0, 1]. */
+  accuracy: number;
+}
 
 /** Events an {@link EdgeNode} emits. */
 export interface EdgeNodeEvents {
-  /** A message was rejected or a round could not be trained; the node keeps running. */
+  /** A message was rejected or a task could not be done; the node keeps running. */
   problem: [FedmqError];
-  /** The node published its update for a round. */
-  updated: [{ round: number; loss: number; trainMs: number; bytes: number }];
-  /** A valid global model was received. */
+  /** The node published its update for a fit task (`bytes`: payload bytes sent, all chunks). */
+  updated: [{ round: number; taskId: number; loss: number; trainMs: number; bytes: number }];
+  /**
+   * The node published its answer to an evaluate task. `personal` is the model it now keeps as its
+   * personal model (see {@link EdgeNode.personalModel}): the local one when it beat the global
+   * one's accuracy on the held-out split, else the global one.
+   */
+  evaluated: [{ round: number; taskId: number; global: EvalScore; local: EvalScore | null; personal: 'global' | 'local' }];
+  /** A global model was fetched and verified for a task. */
   model: [{ version: number; round: number }];
   /** The node (re)subscribed and published its status after a (re)connect. */
   announced: [];
-  /** The coordinator reported the job done (or failed). */
-  jobEnded: [{ state: 'done' | 'failed'; round: number }];
+  /** The coordinator reported the run done (or failed); once per run and state. */
+  jobEnded: [{ state: 'done' | 'failed'; round: number; runId: string }];
 }
 
-interface GlobalModel { runId: string; version: number; round: number; model: string; sha256: string; weights: NamedTensor[] }
+/** A verified global model the node holds. */
+interface HeldModel {
+  runId: string;
+  version: number;
+  round: number;
+  /** Registry name of the architecture. */
+  model: string;
+  sha256: string;
+  /** Shared with the trainer's cache: never modified. */
+  weights: NamedTensor[];
+}
+
+/** The node's model after its last fit task of a run: global + its own delta, before any codec. */
+interface LocalModel {
+  runId: string;
+  taskId: number;
+  round: number;
+  model: string;
+  weights: NamedTensor[];
+}
+
+/** State that belongs to one run (docs/protocol.md §5): reset when a task names another runId. */
+interface RunState {
+  readonly runId: string;
+  /** Error-feedback residuals of the uplink codec. */
+  readonly codecState: CodecState;
+  local?: LocalModel;
+  /** Task ids handled or queued (the most recent ones; see {@link RUN_TASK_IDS}). */
+  readonly taskIds: Set<number>;
+  /** Every task id ≤ this was handled and forgotten (task ids increase within a run). */
+  forgottenUpTo: number;
+}
+
+/** A task waiting for, or in, its handler. */
+interface Queued<T extends NodeTask = NodeTask> {
+  task: T;
+  run: RunState;
+  /** `Date.now()` at arrival: the model must arrive within `task.timeoutMs` of it. */
+  receivedAt: number;
+}
+
+/** One handler per stage of a NodeTask: adding a stage is one more handler and schema. */
+type StageHandlers = { [S in NodeStage]: (q: Queued<Extract<NodeTask, { stage: S }>>) => Promise<void> };
+
+/** A model fetch in progress (at most one: tasks run one at a time). */
+interface Acquisition {
+  version: number;
+  /** Topic or filter subscribed for it. */
+  filter: string;
+  /** A payload on one of its topics (`chunk`: a chunk, else a whole GlobalModel). */
+  offer(payload: Buffer, chunk: boolean): void;
+}
+
+/** Task ids remembered per run; older ones collapse into a watermark. */
+const RUN_TASK_IDS = 1024;
+/** Bounds of a chunked model transfer (docs/chunking.md). */
+const MAX_MODEL_BYTES = 256 * 2 ** 20;
 
 /**
- * The device runtime (docs/protocol.md, "Round lifecycle"): connects to the broker, announces
- * itself on its retained status topic with a Last Will (`offline`), keeps the latest valid global
- * model, trains when a round task selects it, publishes its update (delta = trained − global,
- * QoS 1), and waits for the next round. mqtt.js reconnects after a broker restart and the node
- * re-announces itself and resubscribes.
+ * The device runtime of protocol v2 (docs/protocol.md §5): a session with one handler per stage
+ * message. It connects with a persistent session and a Last Will (`offline`), subscribes to its
+ * own task topic and the coordinator's status (v2, and v1's for version detection), and publishes
+ * its retained status. Each NodeTask (`fit`, `evaluate`) is validated, de-duplicated by `taskId`,
+ * queued and run one at a time in arrival order. A handler fetches the task's global model by
+ * version and sha256 only then (subscribe to `models/{v}` or its chunks, take the matching
+ * retained payload, unsubscribe), and answers with an Update (fit) or an EvaluateResult
+ * (evaluate) naming the task.
  *
- * A malformed model or task, or a model of the wrong shape, is logged with its code, emitted as
- * `problem`, and otherwise ignored: the node never crashes on a message.
+ * Nodes that receive no task receive no model. A malformed or foreign message, an unavailable
+ * model, or a failed task is logged with its code and emitted as `problem`; the node never crashes
+ * on a message.
  */
 export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
   readonly job: string;
@@ -74,23 +170,31 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
   private readonly log: Logger;
   private readonly trainer: LocalTrainer;
   private readonly ownsTrainer: boolean;
+  private readonly handlers: StageHandlers = {
+    fit: (q) => this.fit(q),
+    evaluate: (q) => this.evaluate(q),
+  };
   private client?: MqttClient;
   private reconnector?: Reconnector;
-  private global?: GlobalModel;
-  private pending?: RoundTask;
-  private lastRound = 0;
-  private runId?: string;
-  private codecState: CodecState = {};
-  /** Reassembles a global model published in chunks (docs/chunking.md). */
-  private readonly modelChunks = new Reassembler({
-    maxTotalBytes: 256 * 2 ** 20, maxPendingBytes: 512 * 2 ** 20, timeoutMs: 120_000,
-    onError: (err) => this.problem(err),
-  });
-  private busy = false;
+  private run?: RunState;
+  private readonly queue: Queued[] = [];
+  private draining = false;
+  /** The latest verified global model (reused when a task names its sha256). */
+  private latest?: HeldModel;
+  private acquisition?: Acquisition;
+  private cancelAcquisition?: () => void;
+  private personal?: NamedTensor[];
+  private readonly splits = new Map<number, DataSplit>();
+  /** Payload bytes received since the last answer. */
+  private bytesDown = 0;
+  /** Published our status on the v1 node status topic in this connection. */
+  private legacyAnswered = false;
+  private readonly endedRuns = new Set<string>();
   private state: NodeStatus['state'] = 'idle';
   private last?: NodeStatus['lastRound'];
   private stopped = false;
 
+  /** @throws FedmqError FEDMQ_BAD_TOPIC (invalid job or node id), FEDMQ_BAD_CONFIG (no local examples). */
   constructor(opts: EdgeNodeOptions) {
     super();
     // Validates ids (FEDMQ_BAD_TOPIC) before anything connects.
@@ -108,12 +212,11 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
    * Connects and announces the node. Resolves once connected the first time; until then it keeps
    * retrying with backoff (unless `reconnect: false`, when the first error rejects).
    *
-   * The MQTT session is persistent (`clean: false`, a fixed client id per job and node): the
-   * broker keeps the node's subscriptions and queues the QoS 1 tasks and coordinator statuses
-   * while it is away, and QoS 1 updates published while the broker is unreachable are kept by the
-   * client and sent on reconnect. The global model is subscribed at QoS 0: it is retained, so a
-   * (re)subscription always delivers the latest one, and a broker does not queue a stale model
-   * copy per offline node.
+   * The MQTT session is persistent (`clean: false`, client id `fedmq:{job}:node:{nodeId}`): the
+   * broker keeps the node's subscriptions and queues its QoS 1 tasks while it is away, and QoS 1
+   * answers published while the broker is unreachable are kept by the client and sent on
+   * reconnect. On every (re)connect the node subscribes (QoS 1) to its task topic and to the
+   * coordinator's v2 and v1 status topics, and publishes its status (retained).
    */
   async start(): Promise<void> {
     const will = { topic: topics.nodeStatus(this.job, this.nodeId), payload: encodeJson(this.status('offline')), qos: 1 as const, retain: true };
@@ -135,6 +238,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     this.client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt error'));
     this.client.on('connect', () => {
       this.log.info({ broker: this.opts.brokerUrl }, 'connected');
+      this.legacyAnswered = false;
       void this.announce();
     });
     await new Promise<void>((resolve, reject) => {
@@ -145,143 +249,13 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     });
   }
 
-  private async announce(): Promise<void> {
-    const c = this.client!;
-    try {
-      await c.subscribeAsync(
-        {
-          [topics.model(this.job)]: { qos: 0 }, [topics.allModelChunks(this.job)]: { qos: 0 }, [topics.task(this.job)]: { qos: 1 },
-          [topics.coordinatorStatus(this.job)]: { qos: 1 },
-        },
-      );
-      await this.publishStatus(this.state === 'offline' ? 'idle' : this.state);
-      this.emit('announced');
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'announce failed; will retry on reconnect');
-    }
-  }
-
-  private status(state: NodeStatus['state']): NodeStatus {
-    return {
-      v: PROTOCOL_VERSION, job: this.job, nodeId: this.nodeId, state, ts: Date.now(),
-      numExamples: this.opts.data.numExamples, device: this.opts.device, lastRound: this.last,
-    };
-  }
-
-  private async publishStatus(state: NodeStatus['state']): Promise<void> {
-    this.state = state;
-    if (!this.client || this.stopped) return;
-    await this.client.publishAsync(topics.nodeStatus(this.job, this.nodeId), encodeJson(this.status(state)), { qos: 1, retain: true });
-  }
-
-  private problem(err: unknown, context: Record<string, unknown> = {}): void {
-    const e = isFedmqError(err) ? err : new FedmqError(ErrorCodes.TRAINING_FAILED, (err as Error)?.message ?? String(err), {}, { cause: err });
-    this.log.warn({ code: e.code, ...e.details, ...context }, e.message);
-    this.emit('problem', e);
-  }
-
-  private onMessage(topic: string, payload: Buffer): void {
-    try {
-      const t = parseTopic(topic);
-      if (t.job !== this.job) return;
-      if (t.kind === 'model') this.onModel(payload);
-      else if (t.kind === 'modelChunk') {
-        if (payload.length === 0) return;
-        const whole = this.modelChunks.push('model', payload);
-        if (whole) this.onModel(whole);
-      }
-      else if (t.kind === 'task') this.onTask(payload);
-      else if (t.kind === 'coordinatorStatus') this.onCoordinatorStatus(payload);
-    } catch (err) {
-      this.problem(err, { topic });
-    }
-  }
-
-  private onCoordinatorStatus(payload: Buffer): void {
-    if (payload.length === 0) return;
-    const s = decodeJson(CoordinatorStatusSchema, payload, 'coordinator status');
-    if (s.state === 'done' || s.state === 'failed') this.emit('jobEnded', { state: s.state, round: s.round });
-  }
-
-  private onModel(payload: Buffer): void {
-    if (payload.length === 0) return; // retained message cleared
-    const msg = decodeGlobalModel(payload);
-    if (msg.job !== this.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `model for job ${msg.job}`);
-    // The latest retained model wins (a new run may restart at version 1); an exact repeat is ignored.
-    if (this.global && this.global.runId === msg.runId && this.global.version >= msg.version) return;
-    const weights = this.trainer.globalWeights(msg);
-    this.trainer.check(msg.model, weights, this.opts.data);
-    this.global = { runId: msg.runId, version: msg.version, round: msg.round, model: msg.model, sha256: msg.sha256, weights };
-    this.log.debug({ version: msg.version }, 'global model received');
-    this.emit('model', { version: msg.version, round: msg.round });
-    if (this.pending && this.pending.runId === msg.runId && this.pending.modelVersion === msg.version) {
-      const task = this.pending;
-      this.pending = undefined;
-      void this.train(task);
-    }
-  }
-
-  private onTask(payload: Buffer): void {
-    if (payload.length === 0) return;
-    const task = decodeJson(RoundTaskSchema, payload, 'round task');
-    if (task.job !== this.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `task for job ${task.job}`);
-    if (task.runId !== this.runId) {
-      this.runId = task.runId; // a new run of the job: its rounds start again from 1
-      this.lastRound = 0;
-      this.codecState = {}; // and its error-feedback residuals belong to the old run
-    }
-    if (!task.selected.includes(this.nodeId) || task.round <= this.lastRound) return;
-    if (!this.global || this.global.runId !== task.runId || this.global.version !== task.modelVersion) {
-      this.pending = task; // the model it names has not arrived yet
-      return;
-    }
-    void this.train(task);
-  }
-
-  private async train(task: RoundTask): Promise<void> {
-    if (task.round <= this.lastRound || this.stopped) return;
-    if (this.busy) {
-      this.pending = task; // the round being trained was closed; train this one next
-      return;
-    }
-    const global = this.global!;
-    this.busy = true;
-    this.lastRound = task.round;
-    const log = this.log.child({ round: task.round });
-    try {
-      await this.publishStatus('training');
-      const seed = (hashString(this.nodeId) ^ Math.imul(task.round, 0x9e3779b1)) >>> 0;
-      const r = await this.trainer.train({ modelName: global.model, global: global.weights, data: this.opts.data, config: task.config, seed });
-      if (this.stopped) return;
-      await this.publishStatus('uploading');
-      // error feedback (top-k) keeps what was not sent in this.codecState and adds it next round
-      const ctx = { runId: task.runId, selected: task.selected, deadline: task.deadline, timeoutMs: task.timeoutMs };
-      const delta = this.opts.transformDelta ? await this.opts.transformDelta(r.delta, task.round, ctx) : r.delta;
-      if (this.stopped) return;
-      const tensors = getCodec(task.codec).encode(delta, task.codecParams ?? {}, this.codecState, seededRng(seed));
-      const update: UpdateMessage = {
-        v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, round: task.round, modelVersion: task.modelVersion,
-        numExamples: r.numExamples, codec: task.codec, kind: 'delta', metrics: { loss: r.loss, trainMs: r.trainMs }, tensors, ts: Date.now(),
-      };
-      const whole = encodePacked(update);
-      // under a broker's message size limit the update goes in chunks (docs/chunking.md)
-      const payloads = task.maxPayloadBytes ? splitPayload(whole, task.maxPayloadBytes) : [whole];
-      for (const p of payloads) await this.client!.publishAsync(topics.nodeUpdate(this.job, this.nodeId), p, { qos: 1 });
-      const bytes = payloads.reduce((n, p) => n + p.length, 0);
-      this.last = { round: task.round, loss: r.loss, trainMs: r.trainMs };
-      log.info({ loss: r.loss, trainMs: Math.round(r.trainMs), bytes, chunks: payloads.length }, 'update published');
-      this.emit('updated', { round: task.round, loss: r.loss, trainMs: r.trainMs, bytes });
-    } catch (err) {
-      this.problem(err, { round: task.round });
-    } finally {
-      this.busy = false;
-      if (!this.stopped) await this.publishStatus('idle').catch(() => undefined);
-    }
-    const next = this.pending;
-    if (next && this.global && next.runId === this.global.runId && next.modelVersion === this.global.version) {
-      this.pending = undefined;
-      await this.train(next);
-    }
+  /**
+   * The node's personal model: the better (by held-out accuracy; ties → global) of the global
+   * and the local model of its latest evaluate task in the current run, as a copy; `undefined`
+   * before any evaluate task of the run.
+   */
+  personalModel(): NamedTensor[] | undefined {
+    return this.personal?.map((t) => ({ name: t.name, shape: [...t.shape], data: t.data.slice() }));
   }
 
   /**
@@ -293,21 +267,387 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     this.client?.stream.destroy();
   }
 
-  /** Publishes `offline`, disconnects, and frees the trainer it owns. Safe to call twice. */
+  /** Publishes `offline`, disconnects, drops queued tasks, and frees the trainer it owns. Safe to call twice. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     const c = this.client;
-    if (c?.connected) await this.publishStatus('offline').catch(() => undefined);
+    if (c?.connected) {
+      this.state = 'offline';
+      await c.publishAsync(topics.nodeStatus(this.job, this.nodeId), encodeJson(this.status('offline')), { qos: 1, retain: true }).catch(() => undefined);
+    }
     this.stopped = true;
+    this.queue.length = 0;
+    this.cancelAcquisition?.();
     this.reconnector?.stop();
-    this.modelChunks.close();
     if (c) await c.endAsync();
     if (this.ownsTrainer) this.trainer.dispose();
   }
+
+  // --- connection ---------------------------------------------------------------------------
+
+  private async announce(): Promise<void> {
+    const c = this.client!;
+    try {
+      const subs: Record<string, { qos: 0 | 1 }> = {
+        [topics.nodeTask(this.job, this.nodeId)]: { qos: 1 },
+        [topics.coordinatorStatus(this.job)]: { qos: 1 },
+        [topics.legacyCoordinatorStatus(this.job)]: { qos: 1 },
+      };
+      // a model fetch survives a broker that lost the session
+      if (this.acquisition) subs[this.acquisition.filter] = { qos: 1 };
+      await c.subscribeAsync(subs);
+      await c.publishAsync(topics.nodeStatus(this.job, this.nodeId), encodeJson(this.status(this.state)), { qos: 1, retain: true });
+      this.emit('announced');
+    } catch (err) {
+      if (!this.stopped) this.log.warn({ err: (err as Error).message }, 'announce failed; retrying on reconnect');
+    }
+  }
+
+  private status(state: NodeStatus['state']): NodeStatus {
+    return {
+      v: PROTOCOL_VERSION, job: this.job, nodeId: this.nodeId, state, ts: Date.now(),
+      numExamples: this.opts.data.numExamples, device: this.opts.device, lastRound: this.last,
+    };
+  }
+
+  /** Publishes the node's retained status without waiting for the broker (order is kept by the client). */
+  private publishStatus(state: NodeStatus['state']): void {
+    this.state = state;
+    if (!this.client || this.stopped) return;
+    this.client.publishAsync(topics.nodeStatus(this.job, this.nodeId), encodeJson(this.status(state)), { qos: 1, retain: true })
+      .catch((err: Error) => this.log.debug({ err: err.message }, 'status not published'));
+  }
+
+  private problem(err: unknown, context: Record<string, unknown> = {}): void {
+    const e = isFedmqError(err) ? err : new FedmqError(ErrorCodes.TRAINING_FAILED, (err as Error)?.message ?? String(err), {}, { cause: err });
+    this.log.warn({ code: e.code, ...e.details, ...context }, e.message);
+    this.emit('problem', e);
+  }
+
+  // --- messages -----------------------------------------------------------------------------
+
+  private onMessage(topic: string, payload: Buffer): void {
+    this.bytesDown += payload.length; // every received payload counts, whatever becomes of it
+    if (this.stopped) return;
+    try {
+      const t = parseTopic(topic);
+      if (t.job !== this.job) return;
+      switch (t.kind) {
+        case 'nodeTask': return this.onTask(t.nodeId, payload);
+        case 'coordinatorStatus': return this.onCoordinatorStatus(payload);
+        case 'legacyCoordinatorStatus': return this.onLegacyCoordinatorStatus(payload);
+        case 'model':
+        case 'modelChunk':
+          if (this.acquisition?.version === t.version) this.acquisition.offer(payload, t.kind === 'modelChunk');
+          else if (payload.length > 0) this.log.debug({ topic }, 'model payload with no fetch waiting for it: ignored');
+          return;
+        default:
+          this.log.debug({ topic }, 'message on a topic the node does not read: ignored');
+      }
+    } catch (err) {
+      this.problem(err, { topic });
+    }
+  }
+
+  private onCoordinatorStatus(payload: Buffer): void {
+    if (payload.length === 0) return;
+    const s = decodeJson(CoordinatorStatusSchema, payload, 'coordinator status');
+    if (s.job !== this.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `coordinator status for job ${s.job}`, { job: s.job });
+    if (s.state !== 'done' && s.state !== 'failed') return;
+    const key = `${s.runId}/${s.state}`;
+    if (this.endedRuns.has(key)) return; // the retained status again, after a reconnect
+    this.endedRuns.add(key);
+    if (this.endedRuns.size > 64) this.endedRuns.delete(this.endedRuns.values().next().value!);
+    this.emit('jobEnded', { state: s.state, round: s.round, runId: s.runId });
+  }
+
+  /**
+   * Version detection (docs/protocol.md §1, "Versions"): a coordinator status on protocol v1's
+   * topic with `v` other than 2 is a v1 coordinator: report FEDMQ_UNSUPPORTED_VERSION and publish
+   * this node's v2 status on its v1 status topic (once per connection), so the v1 coordinator
+   * reports it too. A `v: 2` payload there is a v2 coordinator's beacon for v1 nodes: ignored.
+   */
+  private onLegacyCoordinatorStatus(payload: Buffer): void {
+    if (payload.length === 0) return;
+    let v: unknown;
+    try {
+      const value: unknown = JSON.parse(payload.toString('utf8'));
+      v = typeof value === 'object' && value !== null ? (value as { v?: unknown }).v : undefined;
+    } catch (err) {
+      throw new FedmqError(ErrorCodes.BAD_PAYLOAD, 'v1 coordinator status: payload is not JSON', {}, { cause: err });
+    }
+    if (v === PROTOCOL_VERSION) return;
+    const theirs = typeof v === 'number' ? `protocol v${v}` : 'an unknown protocol version';
+    if (!this.legacyAnswered && this.client) {
+      this.legacyAnswered = true;
+      this.client.publishAsync(topics.legacyNodeStatus(this.job, this.nodeId), encodeJson(this.status(this.state)), { qos: 1, retain: true })
+        .catch((err: Error) => this.log.debug({ err: err.message }, 'v1 status not published'));
+    }
+    throw new FedmqError(ErrorCodes.UNSUPPORTED_VERSION, `job ${this.job}'s coordinator speaks ${theirs}; this node speaks v${PROTOCOL_VERSION}`, { version: v });
+  }
+
+  /**
+   * A NodeTask on this node's task topic: validated, de-duplicated by taskId within its run, and
+   * queued. A new runId resets the per-run state first.
+   * @throws FedmqError FEDMQ_BAD_PAYLOAD, FEDMQ_UNSUPPORTED_VERSION, FEDMQ_SCHEMA (also: the task
+   *   or the topic names another node), FEDMQ_WRONG_JOB.
+   */
+  private onTask(topicNodeId: string, payload: Buffer): void {
+    if (payload.length === 0) return;
+    const task = decodeJson(NodeTaskSchema, payload, 'node task');
+    if (task.job !== this.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `task for job ${task.job}`, { job: task.job });
+    if (task.nodeId !== topicNodeId || task.nodeId !== this.nodeId) {
+      throw new FedmqError(ErrorCodes.SCHEMA, `node task: nodeId ${JSON.stringify(task.nodeId)} on the task topic of ${JSON.stringify(topicNodeId)} (this node: ${this.nodeId})`, { path: 'nodeId', nodeId: task.nodeId });
+    }
+    const run = this.runFor(task.runId);
+    if (task.taskId <= run.forgottenUpTo || run.taskIds.has(task.taskId)) {
+      this.log.debug({ taskId: task.taskId, round: task.round }, 'task already handled or queued: ignored');
+      return;
+    }
+    run.taskIds.add(task.taskId);
+    if (run.taskIds.size > RUN_TASK_IDS) {
+      const oldest = run.taskIds.values().next().value!;
+      run.taskIds.delete(oldest);
+      run.forgottenUpTo = Math.max(run.forgottenUpTo, oldest);
+    }
+    if (task.stage === 'fit' && this.opts.onFitTask) {
+      try {
+        this.opts.onFitTask(fitContext(task));
+      } catch (err) {
+        this.problem(err, { round: task.round, taskId: task.taskId });
+      }
+    }
+    this.queue.push({ task, run, receivedAt: Date.now() });
+    if (!this.draining) void this.drain();
+  }
+
+  /** The state of run `runId`, new (and the old run's queued tasks dropped) when it is not the current one. */
+  private runFor(runId: string): RunState {
+    if (this.run?.runId === runId) return this.run;
+    if (this.run) {
+      const dropped = this.queue.length;
+      this.queue.length = 0;
+      this.log.info({ runId, previousRunId: this.run.runId, dropped }, 'new run: per-run state reset');
+    }
+    this.run = { runId, codecState: {}, taskIds: new Set(), forgottenUpTo: 0 };
+    this.personal = undefined;
+    return this.run;
+  }
+
+  /** Runs queued tasks one at a time, in arrival order. */
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (!this.stopped && this.queue.length > 0) {
+        const q = this.queue.shift()!;
+        const { task } = q;
+        // correlated union: handlers[task.stage] takes exactly tasks of that stage
+        const handler = this.handlers[task.stage] as (q: Queued) => Promise<void>;
+        try {
+          await handler(q);
+        } catch (err) {
+          if (!this.stopped) this.problem(err, { round: task.round, taskId: task.taskId, stage: task.stage });
+        }
+        if (!this.stopped) this.publishStatus('idle');
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  // --- stage handlers -----------------------------------------------------------------------
+
+  /**
+   * Fit (docs/protocol.md §5.2): fetch the model, train on the training split (seed
+   * (FNV-1a(nodeId) ^ imul(round, 0x9e3779b1)) >>> 0, as in v1), keep the local model when
+   * valFraction > 0, apply `transformDelta`, encode with the task's codec (error feedback per run)
+   * and publish the Update (QoS 1; in chunks of `maxPayloadBytes` when set).
+   */
+  private async fit(q: Queued<FitTask>): Promise<void> {
+    const { task, run } = q;
+    const log = this.log.child({ round: task.round, taskId: task.taskId });
+    this.publishStatus('training');
+    const global = await this.acquireModel(q);
+    if (this.stopped) return;
+    const split = this.split(task.valFraction);
+    const seed = (fnv1a(this.nodeId) ^ Math.imul(task.round, 0x9e3779b1)) >>> 0;
+    const r = await this.trainer.train({ modelName: global.model, global: global.weights, data: split.train, config: task.config, seed });
+    if (this.stopped) return;
+    // the local model is global + delta, before transformDelta (which may detach the delta's buffers) and the codec
+    run.local = task.valFraction > 0
+      ? { runId: run.runId, taskId: task.taskId, round: task.round, model: global.model, weights: addDelta(global.weights, r.delta) }
+      : undefined;
+    this.publishStatus('uploading');
+    const delta = this.opts.transformDelta ? await this.opts.transformDelta(r.delta, task.round, fitContext(task, r.trainMs)) : r.delta;
+    if (this.stopped) return;
+    // error feedback (top-k) keeps what was not sent in run.codecState and adds it next time
+    const tensors = getCodec(task.codec).encode(delta, task.codecParams ?? {}, run.codecState, seededRng(seed));
+    const update: UpdateMessage = {
+      v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, taskId: task.taskId, round: task.round,
+      modelVersion: task.modelVersion, numExamples: r.numExamples, codec: task.codec, kind: 'delta',
+      metrics: { loss: r.loss, trainMs: r.trainMs, bytesDown: this.takeBytesDown() }, tensors, ts: Date.now(),
+    };
+    const whole = encodePacked(update);
+    // under a broker's message size limit the update goes in chunks (docs/chunking.md)
+    const payloads = task.maxPayloadBytes ? splitPayload(whole, task.maxPayloadBytes) : [whole];
+    for (const p of payloads) await this.client!.publishAsync(topics.nodeUpdate(this.job, this.nodeId), p, { qos: 1 });
+    const bytes = payloads.reduce((n, p) => n + p.length, 0);
+    this.last = { round: task.round, loss: r.loss, trainMs: r.trainMs };
+    log.info({ loss: r.loss, trainMs: Math.round(r.trainMs), bytes, chunks: payloads.length, numExamples: r.numExamples }, 'update published');
+    this.emit('updated', { round: task.round, taskId: task.taskId, loss: r.loss, trainMs: r.trainMs, bytes });
+  }
+
+  /**
+   * Evaluate (docs/protocol.md §5.4): fetch the model, evaluate it and (when the node trained in
+   * this run with valFraction > 0) its local model on the held-out split, publish the
+   * EvaluateResult, and keep the better of the two as the personal model.
+   * @throws FedmqError FEDMQ_BAD_CONFIG when the held-out split is empty (no answer is sent).
+   */
+  private async evaluate(q: Queued<EvaluateTask>): Promise<void> {
+    const { task, run } = q;
+    const heldOut = this.split(task.valFraction).heldOut;
+    if (!heldOut) {
+      throw new FedmqError(ErrorCodes.BAD_CONFIG, `evaluate task ${task.taskId}: valFraction ${task.valFraction} holds out none of ${this.opts.data.numExamples} examples`, { valFraction: task.valFraction });
+    }
+    this.publishStatus('evaluating');
+    const global = await this.acquireModel(q);
+    if (this.stopped) return;
+    const t0 = performance.now();
+    const g = await this.trainer.evaluate({ modelName: global.model, weights: global.weights, data: heldOut, batchSize: task.batchSize });
+    const local = run.local?.runId === task.runId ? run.local : undefined;
+    const l = local ? await this.trainer.evaluate({ modelName: local.model, weights: local.weights, data: heldOut, batchSize: task.batchSize }) : undefined;
+    const evalMs = performance.now() - t0;
+    if (this.stopped) return;
+    const result: EvaluateResult = {
+      v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, taskId: task.taskId, round: task.round,
+      modelVersion: task.modelVersion, numExamples: heldOut.numExamples, global: score(g), local: l ? score(l) : null,
+      evalMs, bytesDown: this.takeBytesDown(), ts: Date.now(),
+    };
+    const valid = EvaluateResultSchema.safeParse(result);
+    if (!valid.success) {
+      // e.g. NaN accuracy of a reconstruction model, or a diverged model's infinite loss
+      throw new FedmqError(ErrorCodes.TRAINING_FAILED, `evaluate task ${task.taskId}: no valid result (${valid.error.issues[0].path.join('.')}: ${valid.error.issues[0].message})`, { path: valid.error.issues[0].path.join('.') });
+    }
+    await this.client!.publishAsync(topics.nodeEvaluation(this.job, this.nodeId), encodeJson(result), { qos: 1 });
+    const personal = local && l && l.accuracy > g.accuracy ? 'local' : 'global';
+    this.personal = personal === 'local' ? local!.weights : global.weights;
+    this.log.info({ round: task.round, taskId: task.taskId, numExamples: heldOut.numExamples, global: result.global, local: result.local, personal }, 'evaluation published');
+    this.emit('evaluated', { round: task.round, taskId: task.taskId, global: result.global, local: result.local, personal });
+  }
+
+  // --- helpers ------------------------------------------------------------------------------
+
+  /** Payload bytes received since the previous answer; resets the count. */
+  private takeBytesDown(): number {
+    const n = this.bytesDown;
+    this.bytesDown = 0;
+    return n;
+  }
+
+  /** The node's split for `valFraction`, cached per fraction. */
+  private split(valFraction: number): DataSplit {
+    let s = this.splits.get(valFraction);
+    if (!s) {
+      s = splitDataset(this.nodeId, this.opts.data, valFraction);
+      this.splits.set(valFraction, s);
+    }
+    return s;
+  }
+
+  /**
+   * The global model a task names (docs/protocol.md §5.1, "Model by version"): the held one when
+   * its sha256 matches; otherwise subscribe to `models/{v}` (or its chunks), take the first
+   * payload of this job, run, version and sha256 that verifies, and unsubscribe. Other payloads
+   * there (a stale retained model of an earlier run, a malformed one) are logged and skipped.
+   * @throws FedmqError FEDMQ_MODEL_UNAVAILABLE when none arrives within `task.timeoutMs` of the
+   *   task's arrival; FEDMQ_MODEL_MISMATCH when the task's model does not fit this node's data.
+   */
+  private async acquireModel(q: Queued): Promise<HeldModel> {
+    const { task } = q;
+    if (this.latest?.sha256 === task.modelSha256) return this.latest;
+    const remaining = q.receivedAt + task.timeoutMs - Date.now();
+    const unavailable = () => new FedmqError(
+      ErrorCodes.MODEL_UNAVAILABLE,
+      `global model v${task.modelVersion} (sha256 ${task.modelSha256.slice(0, 12)}…) did not arrive within ${task.timeoutMs} ms of task ${task.taskId}`,
+      { modelVersion: task.modelVersion, taskId: task.taskId, timeoutMs: task.timeoutMs },
+    );
+    if (remaining <= 0) throw unavailable();
+    const c = this.client!;
+    const version = task.modelVersion;
+    const filter = task.modelChunks ? topicFilter('modelChunk', this.job, { version }) : topics.model(this.job, version);
+    const log = this.log.child({ round: task.round, taskId: task.taskId, modelVersion: version });
+
+    const model = await new Promise<HeldModel>((resolve, reject) => {
+      const chunks = task.modelChunks
+        ? new Reassembler({ maxTotalBytes: MAX_MODEL_BYTES, maxPendingBytes: 2 * MAX_MODEL_BYTES, maxPendingTransfers: 4, timeoutMs: remaining, onError: (err) => this.problem(err, { modelVersion: version }) })
+        : undefined;
+      let done = false;
+      const finish = (err: FedmqError | undefined, m?: HeldModel) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        chunks?.close();
+        this.acquisition = undefined;
+        this.cancelAcquisition = undefined;
+        if (!this.stopped) c.unsubscribeAsync(filter).catch((e: Error) => log.debug({ err: e.message }, 'unsubscribe failed'));
+        if (err) reject(err);
+        else resolve(m!);
+      };
+      const timer = setTimeout(() => finish(unavailable()), remaining);
+      const consider = (payload: Buffer) => {
+        const msg = decodeGlobalModel(payload);
+        if (msg.job !== this.job || msg.runId !== task.runId || msg.version !== version || msg.sha256 !== task.modelSha256) {
+          log.info({ job: msg.job, runId: msg.runId, version: msg.version, sha256: msg.sha256.slice(0, 12) }, 'not the model the task names (stale or foreign): ignored');
+          return;
+        }
+        const weights = this.trainer.globalWeights(msg); // FEDMQ_HASH_MISMATCH: keep waiting for an intact copy
+        try {
+          this.trainer.check(msg.model, weights, this.opts.data, msg.sha256);
+        } catch (err) {
+          finish(err as FedmqError); // the task's model itself does not fit this node
+          return;
+        }
+        finish(undefined, { runId: msg.runId, version: msg.version, round: msg.round, model: msg.model, sha256: msg.sha256, weights });
+      };
+      this.cancelAcquisition = () => finish(unavailable());
+      this.acquisition = {
+        version,
+        filter,
+        offer: (payload, chunk) => {
+          if (done || payload.length === 0) return; // cleared retained topic
+          try {
+            if (!chunk) return consider(payload);
+            const whole = chunks!.push(`models/${version}`, payload);
+            if (whole) consider(whole);
+          } catch (err) {
+            this.problem(err, { modelVersion: version, taskId: task.taskId });
+          }
+        },
+      };
+      c.subscribeAsync(filter, { qos: 1 }).catch((err: Error) => log.warn({ err: err.message }, 'model subscription failed; waiting for a reconnect'));
+    });
+    this.latest = model; // at most one held model besides the one in use
+    log.debug({ sha256: model.sha256.slice(0, 12) }, 'global model fetched');
+    this.emit('model', { version: model.version, round: model.round });
+    return model;
+  }
 }
 
-function hashString(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
+function fitContext(task: FitTask, trainMs = 0): TransformDeltaContext {
+  return { runId: task.runId, round: task.round, taskId: task.taskId, deadline: task.deadline, timeoutMs: task.timeoutMs, cohort: task.cohort, trainMs };
+}
+
+function score(e: LocalEvaluation): EvalScore {
+  return { loss: e.loss, accuracy: e.accuracy };
+}
+
+/** global + delta, tensor by tensor (float32). */
+function addDelta(global: readonly NamedTensor[], delta: readonly NamedTensor[]): NamedTensor[] {
+  const byName = new Map(delta.map((d) => [d.name, d]));
+  return global.map((g) => {
+    const d = byName.get(g.name)!;
+    const w = new Float32Array(g.data.length);
+    for (let i = 0; i < w.length; i++) w[i] = g.data[i] + d.data[i];
+    return { name: g.name, shape: [...g.shape], data: w };
+  });
 }

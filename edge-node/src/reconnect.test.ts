@@ -1,16 +1,19 @@
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startBroker, type RunningBroker } from '@fedmq/broker';
-import { initBackend, loadMnist, subset } from '@fedmq/ml';
+import { initBackend } from '@fedmq/ml';
 import { NodeStatusSchema, decodeJson, topics } from '@fedmq/protocol';
 import { EdgeNode } from './node.ts';
 import { deviceInfo } from './device.ts';
+import { FakeCoordinator, initialWeights, observedBroker, tabularData, type ObservedBroker } from './test-support.ts';
 
-let broker: RunningBroker | undefined;
+let ob: ObservedBroker | undefined;
 let node: EdgeNode | undefined;
+let coord: FakeCoordinator | undefined;
 afterEach(async () => {
   await node?.stop();
-  await broker?.close();
+  await coord?.close();
+  await ob?.broker.close();
+  node = coord = ob = undefined;
 });
 
 /** Resolves with the node's retained status as a fresh subscriber on `url` sees it. */
@@ -24,21 +27,29 @@ async function statusOn(url: string): Promise<string> {
 }
 
 describe('edge node and a broker restart', () => {
-  it('reconnects to a restarted broker and announces itself again', async () => {
+  it('reconnects to a restarted broker, announces itself again, and still answers fit tasks', async () => {
     const backend = await initBackend('cpu');
-    broker = await startBroker({ port: 0, host: '127.0.0.1' });
-    const { port } = broker;
+    ob = await observedBroker();
+    const { port } = ob.broker;
     node = new EdgeNode({
-      brokerUrl: broker.url, job: 'rc', nodeId: 'pi-1', data: subset(loadMnist('test'), [0, 1, 2]), device: deviceInfo(backend),
+      brokerUrl: ob.broker.url, job: 'rc', nodeId: 'pi-1', data: tabularData(12), device: deviceInfo(backend),
       reconnect: { initialMs: 50, maxMs: 200 },
     });
     await node.start();
-    expect(await statusOn(broker.url)).toBe('idle');
+    expect(await statusOn(ob.broker.url)).toBe('idle');
 
     const reannounced = new Promise<void>((resolve) => node!.once('announced', () => resolve()));
-    await broker.close(); // the new broker has no retained state: only a reconnect can put the status back
-    broker = await startBroker({ port, host: '127.0.0.1' });
+    await ob.broker.close(); // the new broker has no retained state or sessions: only a reconnect can put them back
+    ob = await observedBroker(port);
     await reannounced;
-    expect(await statusOn(broker.url)).toBe('idle');
+    expect(await statusOn(ob.broker.url)).toBe('idle');
+
+    // the node resubscribed to its task topic on the new broker
+    coord = await FakeCoordinator.connect(ob.broker.url, 'rc');
+    const { sha256 } = await coord.publishModel(1, initialWeights(1));
+    const task = coord.fitTask('pi-1', 1, sha256);
+    await coord.send('pi-1', task);
+    const { update } = await coord.nextUpdate('pi-1');
+    expect(update).toMatchObject({ nodeId: 'pi-1', taskId: task.taskId, numExamples: 12 });
   });
 });

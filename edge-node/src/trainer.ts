@@ -13,25 +13,72 @@ export interface LocalResult {
   numExamples: number;
 }
 
+/** A training request: one node's ClientUpdate from `global` (McMahan et al. 2017, Algorithm 1). */
+export interface TrainRequest {
+  /** Model architecture, by registry name (e.g. `mlp-4x3`). */
+  modelName: string;
+  /** Weights to start from (the global model). Not modified. */
+  global: readonly NamedTensor[];
+  /** The node's training split. */
+  data: Dataset;
+  /** Local epochs, batch size, learning rate, FedProx μ. */
+  config: FitConfig;
+  /** Seed of the per-epoch shuffles. */
+  seed: number;
+}
+
+/** An evaluation request: loss and accuracy of `weights` on `data`. */
+export interface EvaluateRequest {
+  /** Model architecture, by registry name. */
+  modelName: string;
+  /** Weights to evaluate (a global model or a node's local model). Not modified. */
+  weights: readonly NamedTensor[];
+  /** Examples to evaluate on (a node's held-out split). */
+  data: Dataset;
+  /** Examples per forward pass. */
+  batchSize: number;
+}
+
+/** What {@link LocalTrainer.evaluate} returns. */
+export interface LocalEvaluation {
+  /** Mean loss per example (classification: softmax cross-entropy, nats). */
+  loss: number;
+  /** Fraction of examples classified correctly, [0, 1] (NaN for reconstruction models). */
+  accuracy: number;
+  /** Examples evaluated. */
+  numExamples: number;
+}
+
 /**
- * Runs local training for edge nodes. One trainer keeps one model instance per architecture and
- * runs one training at a time, so many simulated nodes in one thread share a single tfjs runtime
- * and memory stays O(model), not O(nodes × model).
+ * Runs local training and evaluation for edge nodes. One trainer keeps one model instance per
+ * architecture and runs one job (training or evaluation) at a time, so many simulated nodes in
+ * one thread share a single tfjs runtime and memory stays O(model), not O(nodes × model).
  */
 export interface LocalTrainer {
   /**
-   * Checks that `weights` fit the architecture `modelName` and `data`.
+   * Checks that `weights` fit the architecture `modelName` and `data` (tensor names and shapes,
+   * feature shape). A successful check is remembered per (`sha256` when given, else the identity
+   * of the `weights` array; `modelName`; `data.featureShape`), so the N nodes of one worker that
+   * share a verified global model check it once. Weights must not be mutated after a check.
    * @throws FedmqError FEDMQ_MODEL_MISMATCH (unknown model, tensor names/shapes differ, features differ).
    */
-  check(modelName: string, weights: readonly NamedTensor[], data: Dataset): void;
+  check(modelName: string, weights: readonly NamedTensor[], data: Dataset, sha256?: string): void;
   /**
-   * Trains from `global` on `data` (McMahan et al. 2017, Algorithm 1, ClientUpdate) and returns the delta.
+   * Trains from `req.global` on `req.data` (McMahan et al. 2017, Algorithm 1, ClientUpdate) and
+   * returns the delta. Queued behind the trainer's other jobs.
    * @throws FedmqError FEDMQ_MODEL_MISMATCH or FEDMQ_TRAINING_FAILED.
    */
-  train(req: { modelName: string; global: readonly NamedTensor[]; data: Dataset; config: FitConfig; seed: number }): Promise<LocalResult>;
+  train(req: TrainRequest): Promise<LocalResult>;
+  /**
+   * Evaluates `req.weights` on `req.data` without training (federated evaluation, docs/protocol.md
+   * §5.4). Queued behind the trainer's other jobs, like {@link train}.
+   * @throws FedmqError FEDMQ_MODEL_MISMATCH, or FEDMQ_TRAINING_FAILED when the evaluation itself fails.
+   */
+  evaluate(req: EvaluateRequest): Promise<LocalEvaluation>;
   /**
    * The weights of a global model message, after checking its sha256. Nodes sharing a trainer
-   * share one verified copy per model hash, so N simulated nodes hold one model, not N.
+   * share one verified copy per model hash (the two latest), so N simulated nodes hold one model, not N.
+   * The returned tensors are shared: do not modify them.
    * @throws FedmqError FEDMQ_HASH_MISMATCH, FEDMQ_BAD_TENSOR.
    */
   globalWeights(msg: GlobalModelMessage): NamedTensor[];
@@ -39,17 +86,22 @@ export interface LocalTrainer {
   dispose(): void;
 }
 
+/** Successful checks remembered by sha256 (the most recent ones). */
+const MAX_CHECKED_HASHES = 64;
+
 /** Creates a {@link LocalTrainer} backed by `@fedmq/ml` models (the tfjs backend must be initialised). */
 export function createTrainer(): LocalTrainer {
   const models = new Map<string, FederatedModel>();
   let queue: Promise<unknown> = Promise.resolve();
   const verified = new Map<string, NamedTensor[]>(); // sha256 → weights, the two latest
+  const checkedByHash = new Set<string>(); // `${sha256}|${model}|${featureShape}`, oldest first
+  const checkedByIdentity = new WeakMap<readonly NamedTensor[], Set<string>>(); // weights → `${model}|${featureShape}`
 
   function globalWeights(msg: GlobalModelMessage): NamedTensor[] {
     const hit = verified.get(msg.sha256);
     if (hit) return hit;
     if (weightsSha256(msg.tensors) !== msg.sha256) {
-      throw new FedmqError(ErrorCodes.HASH_MISMATCH, `global model v${msg.version}: sha256 does not match its weights`);
+      throw new FedmqError(ErrorCodes.HASH_MISMATCH, `global model v${msg.version}: sha256 does not match its weights`, { version: msg.version });
     }
     const weights = globalFromWire(msg.tensors).map((t) => ({ ...t, data: t.data.slice() })); // own the bytes, not the payload
     verified.set(msg.sha256, weights);
@@ -70,7 +122,7 @@ export function createTrainer(): LocalTrainer {
     return m;
   }
 
-  function check(modelName: string, weights: readonly NamedTensor[], data: Dataset): void {
+  function checkNow(modelName: string, weights: readonly NamedTensor[], data: Dataset): void {
     const m = model(modelName);
     const want = m.info.featureShape.join('x');
     if (data.featureShape.join('x') !== want) {
@@ -90,7 +142,21 @@ export function createTrainer(): LocalTrainer {
     }
   }
 
-  async function trainNow(req: { modelName: string; global: readonly NamedTensor[]; data: Dataset; config: FitConfig; seed: number }): Promise<LocalResult> {
+  function check(modelName: string, weights: readonly NamedTensor[], data: Dataset, sha256?: string): void {
+    const what = `${modelName}|${data.featureShape.join('x')}`;
+    if (sha256 !== undefined && checkedByHash.has(`${sha256}|${what}`)) return;
+    const byIdentity = checkedByIdentity.get(weights);
+    if (byIdentity?.has(what)) return;
+    checkNow(modelName, weights, data);
+    if (sha256 !== undefined) {
+      checkedByHash.add(`${sha256}|${what}`);
+      if (checkedByHash.size > MAX_CHECKED_HASHES) checkedByHash.delete(checkedByHash.values().next().value!);
+    }
+    if (byIdentity) byIdentity.add(what);
+    else checkedByIdentity.set(weights, new Set([what]));
+  }
+
+  async function trainNow(req: TrainRequest): Promise<LocalResult> {
     check(req.modelName, req.global, req.data);
     const m = model(req.modelName);
     m.setWeights([...req.global]);
@@ -110,18 +176,35 @@ export function createTrainer(): LocalTrainer {
     return { delta, loss: fit.loss, trainMs: fit.durationMs, numExamples: fit.numExamples };
   }
 
+  async function evaluateNow(req: EvaluateRequest): Promise<LocalEvaluation> {
+    check(req.modelName, req.weights, req.data);
+    const m = model(req.modelName);
+    m.setWeights([...req.weights]);
+    try {
+      const r = await m.evaluate(req.data, req.batchSize);
+      return { loss: r.loss, accuracy: r.accuracy, numExamples: r.numExamples };
+    } catch (err) {
+      throw new FedmqError(ErrorCodes.TRAINING_FAILED, `local evaluation failed: ${(err as Error).message}`, {}, { cause: err });
+    }
+  }
+
+  /** Runs `job` after every job queued before it (one tfjs model per architecture is shared). */
+  function enqueue<T>(job: () => Promise<T>): Promise<T> {
+    const run = queue.then(job);
+    queue = run.catch(() => undefined);
+    return run;
+  }
+
   return {
     check,
     globalWeights,
-    train(req) {
-      const run = queue.then(() => trainNow(req));
-      queue = run.catch(() => undefined);
-      return run;
-    },
+    train: (req) => enqueue(() => trainNow(req)),
+    evaluate: (req) => enqueue(() => evaluateNow(req)),
     dispose() {
       for (const m of models.values()) m.dispose();
       models.clear();
       verified.clear();
+      checkedByHash.clear();
     },
   };
 }

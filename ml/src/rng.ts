@@ -2,25 +2,13 @@
  * Seeded pseudo-random numbers for everything in fedmq that must be reproducible: partitions,
  * shuffles, node sampling. Pure JS, no tensors.
  */
-import { seededRng } from '@fedmq/protocol';
+import { createRng as protocolCreateRng } from '@fedmq/protocol';
 
 /** A PRNG returning uniform floats in [0, 1). */
 export type Rng = () => number;
 
-/**
- * Creates a seeded PRNG (mulberry32, 32-bit state; period 2^32) returning floats in [0, 1).
- * Same seed → same sequence on every platform. Any finite number is accepted as seed (it is
- * hashed to 32 bits, so `1` and `1.5` give different streams).
- */
-export function createRng(seed: number): Rng {
-  // Hash the seed (including its fractional part) into 32 bits with a splitmix-style mixer.
-  let h = Math.floor(seed) ^ 0x9e3779b9;
-  h = Math.imul(h ^ Math.floor((seed % 1) * 0x100000000), 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return seededRng(h >>> 0); // mulberry32 on the mixed seed
-}
+/** Seeded PRNG of the run (mulberry32 on a mixed seed): defined in @fedmq/protocol, where node selection and the nodes' splits need it. */
+export const createRng: (seed: number) => Rng = protocolCreateRng;
 
 /** Uniform integer in [0, n). `n` must be a positive integer. */
 export function randInt(rng: Rng, n: number): number {

@@ -7,3 +7,4 @@ export * from './chunking.ts';
 export * from './codecs/index.ts';
 export * from './downlink.ts';
 export * from './reconnect.ts';
+export { createRng, fnv1a32 } from './random.ts';
