@@ -190,11 +190,11 @@ describe('fit tasks', () => {
       },
     });
     const { sha256 } = await coord.publishModel(1, initialWeights(7));
-    const task = coord.fitTask('pi-2', 1, sha256, { round: 2 });
+    const task = coord.fitTask('pi-2', 1, sha256, { round: 2, cohort: 3 });
     await coord.send('pi-2', task);
     const { update } = await coord.nextUpdate('pi-2');
-    const ctx = { runId: 'r1', round: 2, taskId: task.taskId, deadline: task.deadline, timeoutMs: 60_000 };
-    expect(seen).toEqual([{ announced: ctx }, { round: 2, ctx }]);
+    const ctx = { runId: 'r1', round: 2, taskId: task.taskId, deadline: task.deadline, timeoutMs: 60_000, cohort: 3 };
+    expect(seen).toEqual([{ announced: { ...ctx, trainMs: 0 } }, { round: 2, ctx: { ...ctx, trainMs: update.metrics.trainMs } }]);
     expect(update.tensors.map((w) => getCodec('float32').decode(w)).every((w) => w.data.every((v) => v === 0.5))).toBe(true);
   });
 
