@@ -1,13 +1,26 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
-import { ErrorCodes, topics, type NodeStatus } from '@fedmq/protocol';
+import { ErrorCodes, topics, type NodeStatus, type StageStatus } from '@fedmq/protocol';
 import { startMonitor, type ConnectionEvent, type RunningMonitor } from './monitor.ts';
 import type { MonitorEvent } from './state.ts';
 
 const J = 'mon';
 const status = (nodeId: string, state: NodeStatus['state']): Buffer =>
-  Buffer.from(JSON.stringify({ v: 1, job: J, nodeId, state, ts: Date.now(), numExamples: 10 } satisfies NodeStatus));
+  Buffer.from(JSON.stringify({ v: 2, job: J, nodeId, state, ts: Date.now(), numExamples: 10 } satisfies NodeStatus));
+const stage = (round: number, name: StageStatus['stage']): Buffer =>
+  Buffer.from(JSON.stringify({ v: 2, job: J, runId: 'run-1', round, stage: name, cohort: 3, online: 3, deadline: Date.now() + 60_000, ts: Date.now() } satisfies StageStatus));
+
+/** Whether MQTT filter `filter` matches `topic` (MQTT 3.1.1 §4.7: `+` one level, `#` the rest). */
+function matches(filter: string, topic: string): boolean {
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
+}
 
 /** Resolves with the first event of `monitor` that satisfies `ok`. */
 function next<T extends MonitorEvent | ConnectionEvent>(m: RunningMonitor, ok: (e: MonitorEvent | ConnectionEvent) => e is T): Promise<T>;
@@ -31,7 +44,7 @@ describe('startMonitor', () => {
     for (const b of open.brokers.splice(0)) await b.close();
   });
 
-  it('subscribes read-only to the JSON topics, gets retained state, follows live changes and reports invalid payloads', async () => {
+  it('subscribes read-only to the monitor topics only, gets retained state, follows live changes and reports invalid payloads', async () => {
     const broker = await startBroker({ port: 0, host: '127.0.0.1' });
     open.brokers.push(broker);
     const subscribed: string[] = [];
@@ -45,16 +58,28 @@ describe('startMonitor', () => {
     const pub = await mqtt.connectAsync(broker.url);
     open.clients.push(pub);
     await pub.publishAsync(topics.nodeStatus(J, 'pi-1'), status('pi-1', 'idle'), { qos: 1, retain: true });
-    await pub.publishAsync(topics.model(J), Buffer.alloc(1_000_000), { qos: 1, retain: true }); // must never reach the monitor
+    await pub.publishAsync(topics.model(J, 1), Buffer.alloc(1_000_000), { qos: 1, retain: true }); // must never reach the monitor
+    await pub.publishAsync(topics.stage(J), stage(1, 'fit'), { qos: 1, retain: true });
 
     const m = startMonitor({ brokerUrl: broker.url, job: J });
     open.monitors.push(m);
     const first = next(m, (e) => e.type === 'node');
+    const firstStage = next(m, (e) => e.type === 'stage');
     await m.ready;
     expect(m.connected).toBe(true);
     expect(subscribed.sort()).toEqual([...m.topics].sort());
-    expect(subscribed).not.toContain(topics.model(J));
+    // nothing the ACL keeps from monitors: models (whole or chunked), tasks, updates, evaluation results
+    for (const t of [topics.model(J, 1), topics.modelChunk(J, 1, 0), topics.nodeTask(J, 'pi-1'), topics.nodeUpdate(J, 'pi-1'), topics.nodeEvaluation(J, 'pi-1')]) {
+      expect(subscribed.filter((f) => matches(f, t)), t).toEqual([]);
+    }
+    for (const t of [topics.stage(J), topics.nodeStatus(J, 'pi-1'), topics.roundMetrics(J, 7), topics.latestMetrics(J)]) expect(subscribed.some((f) => matches(f, t)), t).toBe(true);
     expect(await first).toMatchObject({ type: 'node', nodeId: 'pi-1', status: { state: 'idle' } });
+    expect(await firstStage).toMatchObject({ stage: { round: 1, stage: 'fit', cohort: 3 } }); // retained stage, delivered on subscribe
+    expect(m.state.jobs.get(J)!.stage).toMatchObject({ round: 1, stage: 'fit' });
+
+    const evaluate = next(m, (e) => e.type === 'stage' && e.stage?.stage === 'evaluate');
+    await pub.publishAsync(topics.stage(J), stage(1, 'evaluate'), { qos: 1, retain: true });
+    expect(await evaluate).toMatchObject({ type: 'stage', job: J, previous: 'fit', stage: { round: 1, stage: 'evaluate' } });
 
     const training = next(m, (e) => e.type === 'node' && e.status.state === 'training');
     await pub.publishAsync(topics.nodeStatus(J, 'pi-1'), status('pi-1', 'training'), { qos: 1, retain: true });
@@ -62,7 +87,7 @@ describe('startMonitor', () => {
     expect(m.state.jobs.get(J)!.nodes.get('pi-1')!.status.state).toBe('training');
 
     const bad = next(m, (e) => e.type === 'invalid');
-    await pub.publishAsync(topics.coordinatorStatus(J), Buffer.from('{"v":1,"job":"mon","state":"dancing"}'), { qos: 1 });
+    await pub.publishAsync(topics.coordinatorStatus(J), Buffer.from('{"v":2,"job":"mon","state":"dancing"}'), { qos: 1 });
     expect(await bad).toMatchObject({ type: 'invalid', job: J, code: ErrorCodes.SCHEMA, topic: topics.coordinatorStatus(J) });
     expect(published).toEqual([]);
   });

@@ -6,7 +6,7 @@ import { FleetState, monitorTopics, type MonitorEvent } from './state.ts';
 export interface MonitorOptions {
   /** Broker URL, e.g. `mqtt://localhost:1883` (any MQTT 3.1.1 broker). */
   brokerUrl: string;
-  /** Job to watch; every job (`fedmq/v1/+/…`) when omitted. */
+  /** Job to watch; every job (`fedmq/v2/+/…`) when omitted. */
   job?: string;
   /** Extra mqtt.js options (credentials, TLS, clientId …); the monitor stays read-only. */
   mqtt?: IClientOptions;
@@ -34,7 +34,7 @@ export interface RunningMonitor {
   /** The fleet state, updated before each event is emitted. */
   state: FleetState;
   events: EventEmitter<MonitorEmitterEvents>;
-  /** Topic filters subscribed to (JSON topics only). */
+  /** Topic filters subscribed to ({@link monitorTopics}: the JSON topics a monitor may read). */
   topics: string[];
   /** True while connected and subscribed. */
   readonly connected: boolean;
@@ -46,9 +46,10 @@ export interface RunningMonitor {
 
 /**
  * Watches a fedmq job (or every job) on an MQTT broker: subscribes, read-only and with a clean
- * session, to the JSON topics only — coordinator status, node statuses, round metrics, model
- * meta, task (docs/protocol.md §2) — so the large binary global model and updates are never
- * downloaded; folds every message into a {@link FleetState} and emits what changed.
+ * session, to the topics the broker's ACL lets a monitor read (docs/protocol.md §2) —
+ * coordinator status and stage, node statuses, round metrics (per round and latest), model meta —
+ * never models, tasks, updates or evaluation results; folds every message into a
+ * {@link FleetState} and emits what changed.
  * Reconnects every second and resubscribes (retained messages are redelivered; the state
  * de-duplicates them). A connection error repeated on every attempt is emitted once.
  *

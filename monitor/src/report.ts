@@ -1,41 +1,18 @@
 import { readFileSync } from 'node:fs';
+import type { RoundRecord } from '@fedmq/protocol';
 import { dashboardAssets } from './dashboard/assets.ts';
+import { formatBytes, formatPercent, roundTable } from './dashboard/charts.js';
 
-/**
- * One round of a run, as the coordinator records it (`history.json`, the `RoundRecord` of
- * `@fedmq/coordinator`) or publishes it (`RoundMetrics`, docs/protocol.md §3.6). Extra fields are
- * ignored.
- */
-export interface ReportRound {
-  /** Round number, from 1. */
-  round: number;
-  /** Nodes selected / updates accepted. */
-  selected: number;
-  reported: number;
-  /** Rejected updates and missing nodes by reason (error code, `timeout`, `offline`). */
-  failures: Record<string, number>;
-  /** numExamples-weighted mean training loss of the accepted updates; null when none. */
-  trainLoss: number | null;
-  /** Evaluation of the new global model on the coordinator's test set; null without one. */
-  testLoss: number | null;
-  testAccuracy: number | null;
-  /** Bytes to the nodes (model + task × nodes online) and from them (accepted updates). */
-  bytesDown: number;
-  bytesUp: number;
-  /** Round wall time, ms. */
-  durationMs: number;
-}
-
-/** A node as last seen (the fields of a NodeStatus, docs/protocol.md §3.2, all optional but `nodeId`). */
+/** A node as last seen (the fields of a NodeStatus, docs/protocol.md §3, all optional but `nodeId`). */
 export interface ReportNode {
   nodeId: string;
-  /** `idle`, `training`, `uploading`, `offline`. */
+  /** `idle`, `training`, `evaluating`, `uploading`, `offline`. */
   state?: string;
   /** When the node last published its status, ms since the epoch. */
   ts?: number;
   numExamples?: number;
   device?: { platform?: string; arch?: string; cores?: number; memoryMb?: number; backend?: string };
-  /** Last round the node published an update for: its training loss and time (ms). */
+  /** Last fit task the node completed: its round, training loss and time (ms). */
   lastRound?: { round: number; loss: number; trainMs: number };
 }
 
@@ -45,8 +22,11 @@ export interface ReportInput {
   runId: string;
   /** How the run was configured (flags/options); nested objects are shown with dotted keys. */
   config: Record<string, unknown>;
-  /** The run's rounds (any order; shown sorted by round). */
-  history: ReportRound[];
+  /**
+   * The run's rounds as the coordinator recorded them (`history.json`; RoundMetrics messages are
+   * RoundRecords too), any order, shown sorted by round; failed rounds (`accepted: false`) included.
+   */
+  history: RoundRecord[];
   /** Nodes at the end of the run, if known. */
   nodes?: ReportNode[];
   /** When the report was written, ms since the epoch. Default: now. */
@@ -66,23 +46,9 @@ function inlineJson(value: unknown): string {
   return JSON.stringify(value).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
 }
 
-/** Bytes with SI units, 3 significant digits (as the dashboard's charts.js): 2391000 → "2.39 MB". */
-function formatBytes(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let v = Math.abs(n);
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${n < 0 ? '-' : ''}${i === 0 ? String(v) : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
-}
-
 const num = (v: number | null | undefined, digits: number) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '–');
-const pct = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? `${(v * 100).toFixed(2)} %` : '–');
+const pct = formatPercent;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-const failuresText = (f: Record<string, number>) =>
-  Object.entries(f ?? {}).filter(([, n]) => n > 0).map(([k, n]) => `${k}: ${n}`).join(', ') || '–';
 
 /** Flattens nested plain objects to dotted keys; other values are shown as JSON (strings as they are). */
 function flatten(obj: Record<string, unknown>, prefix = '', out: Array<[string, string]> = []): Array<[string, string]> {
@@ -96,9 +62,12 @@ function flatten(obj: Record<string, unknown>, prefix = '', out: Array<[string, 
 
 /**
  * Renders the report of one run as a self-contained HTML page: the run's configuration, its
- * final numbers, the dashboard's four charts (test accuracy; test and training loss; bytes
- * down/up; participation — drawn by the same `charts.js` as the live dashboard), a table of the
- * rounds and, if given, the node table.
+ * final numbers (test accuracy when the job has a central test set, federated accuracy and the
+ * nodes' spread when nodes evaluated), the dashboard's four charts (test and federated accuracy
+ * with the nodes' p10 – p90 band; test, training and federated loss; bytes down/up;
+ * participation — drawn by the same `charts.js` as the live dashboard), the round table (the
+ * dashboard's columns, `roundTable` of charts.js; failed rounds marked "failed, retried", row
+ * class `failed`) and, if given, the node table.
  *
  * Everything is inline — Chart.js (read from `node_modules` now), the chart code, the styles and
  * the data as JSON (`<script type="application/json" id="fedmq-report-data">`) — so the file
@@ -119,28 +88,61 @@ export function renderReport(input: ReportInput): string {
   const nodes = [...(input.nodes ?? [])].sort((a, b) => a.nodeId.localeCompare(b.nodeId));
   const generatedAt = input.generatedAt ?? Date.now();
   const last = history.at(-1);
-  const withAcc = history.filter((r) => typeof r.testAccuracy === 'number');
-  const best = withAcc.reduce<ReportRound | undefined>((b, r) => (!b || r.testAccuracy! > b.testAccuracy! ? r : b), undefined);
+  const accepted = history.filter((r) => r.accepted !== false);
+  const failedRounds = history.length - accepted.length;
+  const word = history.some((r) => r.mode === 'async') ? 'step' : 'round';
+  /** The last accepted round with a value, and the round with the largest one. */
+  const finalAndBest = (pick: (r: RoundRecord) => number | null | undefined) => {
+    const withValue = accepted.filter((r) => typeof pick(r) === 'number' && Number.isFinite(pick(r)));
+    const best = withValue.reduce<RoundRecord | undefined>((b, r) => (!b || pick(r)! > pick(b)! ? r : b), undefined);
+    return { final: withValue.at(-1), best };
+  };
+  const test = finalAndBest((r) => r.testAccuracy);
+  const fed = finalAndBest((r) => r.federatedEval?.accuracy);
+  const lastValue = (pick: (r: RoundRecord) => number | null | undefined) => [...accepted].reverse().map(pick).find((v) => typeof v === 'number' && Number.isFinite(v));
+  const hasTest = history.some((r) => typeof r.testAccuracy === 'number' || typeof r.testLoss === 'number');
+  const hasFed = history.some((r) => r.federatedEval);
   const sum = (key: 'bytesDown' | 'bytesUp' | 'durationMs') => history.reduce((a, r) => a + (Number(r[key]) || 0), 0);
   const totalFailures = history.reduce((a, r) => a + Object.values(r.failures ?? {}).reduce((x, y) => x + y, 0), 0);
 
+  // A job without a central test set shows the federated numbers only (and the test ones as – when there is neither).
   const stats: Array<[string, string, string]> = [
-    ['rounds', String(history.length), 'stat-rounds'],
-    ['final test accuracy', pct(last?.testAccuracy), 'stat-accuracy'],
-    ['best test accuracy', best ? `${pct(best.testAccuracy)} (round ${best.round})` : '–', 'stat-best'],
-    ['final test loss', num(last?.testLoss, 4), 'stat-loss'],
-    ['final train loss', num(last?.trainLoss, 4), 'stat-train-loss'],
+    [`${word}s`, `${accepted.length}${failedRounds ? ` (+${failedRounds} failed, retried)` : ''}`, 'stat-rounds'],
+    ...(hasTest || !hasFed
+      ? ([
+          ['final test accuracy', pct(test.final?.testAccuracy), 'stat-accuracy'],
+          ['best test accuracy', test.best ? `${pct(test.best.testAccuracy)} (${word} ${test.best.round})` : '–', 'stat-best'],
+          ['final test loss', num(lastValue((r) => r.testLoss), 4), 'stat-loss'],
+        ] as Array<[string, string, string]>)
+      : []),
+    ...(hasFed
+      ? ([
+          ['final federated accuracy', pct(fed.final?.federatedEval?.accuracy), 'stat-fed-accuracy'],
+          ['best federated accuracy', fed.best ? `${pct(fed.best.federatedEval?.accuracy)} (${word} ${fed.best.round})` : '–', 'stat-fed-best'],
+          [
+            'final nodes p10 – p90 (worst decile)',
+            fed.final?.federatedEval
+              ? `${pct(fed.final.federatedEval.accuracySpread.p10)} – ${pct(fed.final.federatedEval.accuracySpread.p90)} (${pct(fed.final.federatedEval.worstDecileAccuracy)})`
+              : '–',
+            'stat-fed-spread',
+          ],
+          ['final federated loss', num(lastValue((r) => r.federatedEval?.loss), 4), 'stat-fed-loss'],
+        ] as Array<[string, string, string]>)
+      : []),
+    ['final train loss', num(lastValue((r) => r.trainLoss), 4), 'stat-train-loss'],
     ['bytes down / up (total)', `${formatBytes(sum('bytesDown'))} / ${formatBytes(sum('bytesUp'))}`, 'stat-bytes'],
     ['wall time (Σ rounds)', seconds(sum('durationMs')), 'stat-time'],
     ['failures', String(totalFailures), 'stat-failures'],
   ];
 
-  const roundRows = history
+  const table = roundTable(history);
+  const roundHead = table.columns.map((c) => `<th${c.num ? ' class="num"' : ''} data-col="${esc(c.id)}">${esc(c.label)}</th>`).join('');
+  const roundRows = table.rows
     .map(
       (r) =>
-        `<tr><td class="num">${esc(r.round)}</td><td class="num">${esc(r.reported)}/${esc(r.selected)}</td><td>${esc(failuresText(r.failures))}</td>` +
-        `<td class="num">${num(r.trainLoss, 4)}</td><td class="num">${num(r.testLoss, 4)}</td><td class="num">${pct(r.testAccuracy)}</td>` +
-        `<td class="num">${formatBytes(r.bytesDown)}</td><td class="num">${formatBytes(r.bytesUp)}</td><td class="num">${seconds(r.durationMs)}</td></tr>`,
+        `<tr data-round="${esc(r.round)}"${r.accepted ? '' : ' class="failed"'}>` +
+        r.cells.map((text, i) => `<td${table.columns[i].num ? ' class="num"' : table.columns[i].id === 'result' ? ' class="result"' : ''}>${esc(text)}</td>`).join('') +
+        '</tr>',
     )
     .join('\n');
   const configRows = flatten(input.config)
@@ -187,7 +189,7 @@ ${stats.map(([label, value, id]) => `  <div class="stat"><span class="label">${e
 </section>
 
 <main class="grid">
-  <figure class="card"><figcaption>Test accuracy per round</figcaption><div class="chart"><canvas id="chart-accuracy"></canvas></div></figure>
+  <figure class="card"><figcaption>${hasTest && hasFed ? 'Test and federated accuracy' : hasFed ? 'Federated accuracy' : 'Test accuracy'} per ${word}</figcaption><div class="chart"><canvas id="chart-accuracy"></canvas></div></figure>
   <figure class="card"><figcaption>Loss per round</figcaption><div class="chart"><canvas id="chart-loss"></canvas></div></figure>
   <figure class="card"><figcaption>Bytes per round</figcaption><div class="chart"><canvas id="chart-bytes"></canvas></div></figure>
   <figure class="card"><figcaption>Participation per round</figcaption><div class="chart"><canvas id="chart-participation"></canvas></div></figure>
@@ -196,9 +198,9 @@ ${stats.map(([label, value, id]) => `  <div class="stat"><span class="label">${e
 <section class="card wide">
   <h2>Rounds</h2>
   <table class="table" id="rounds">
-    <thead><tr><th class="num">round</th><th class="num">nodes</th><th>failures</th><th class="num">train loss</th><th class="num">test loss</th><th class="num">test acc</th><th class="num">bytes down</th><th class="num">bytes up</th><th class="num">time</th></tr></thead>
+    <thead><tr>${roundHead}</tr></thead>
     <tbody>
-${roundRows || '<tr class="empty"><td colspan="9">no round completed</td></tr>'}
+${roundRows || `<tr class="empty"><td colspan="${table.columns.length}">no round completed</td></tr>`}
     </tbody>
   </table>
 </section>

@@ -1,20 +1,21 @@
 import {
-  CoordinatorStatusSchema, ErrorCodes, FedmqError, ModelMetaSchema, NodeStatusSchema, RoundMetricsSchema, RoundTaskSchema, TOPIC_ROOT, decodeJson,
-  isFedmqError, parseTopic, type CoordinatorStatus, type ErrorCode, type ModelMeta, type NodeStatus, type ParsedTopic, type RoundMetrics,
-  type RoundTask,
+  CoordinatorStatusSchema, ErrorCodes, FedmqError, ModelMetaSchema, NodeStatusSchema, RoundMetricsSchema, StageStatusSchema, TOPIC_KINDS, TOPIC_TABLE,
+  decodeJson, isFedmqError, parseTopic, topicFilter, type CoordinatorStatus, type ErrorCode, type ModelMeta, type NodeStatus, type ParsedTopic,
+  type RoundMetrics, type StageName, type StageStatus, type TopicKind,
 } from '@fedmq/protocol';
 
 /**
- * The fleet state a monitor keeps, built only from the JSON topics of docs/protocol.md §2
- * (coordinator status, node statuses, round metrics, model meta, round task). No UI, no I/O:
- * feed it MQTT messages with {@link FleetState.apply} and it returns what changed as
+ * The fleet state a monitor keeps, built only from the topics a monitor may read
+ * (docs/protocol.md §2, readers `monitor` in `TOPIC_TABLE`): coordinator status, coordinator
+ * stage, node statuses, round metrics (per round and latest) and model meta. No UI, no I/O: feed
+ * it MQTT messages with {@link FleetState.apply} and it returns what changed as
  * {@link MonitorEvent}s.
  */
 
 /** One node as the monitor knows it. */
 export interface NodeView {
   nodeId: string;
-  /** The node's latest valid status (docs/protocol.md §3.2). */
+  /** The node's latest valid status (docs/protocol.md §3, NodeStatus). */
   status: NodeStatus;
   /**
    * When the node was last heard from, epoch ms: the monitor's clock for live messages, the
@@ -23,44 +24,47 @@ export interface NodeView {
   lastSeen: number;
 }
 
-/** The open (or last) round task, with what the monitor saw of it. */
-export interface TaskView {
-  task: RoundTask;
-  /** Selected nodes that have reported an update for this round (status with `lastRound.round` = task round). */
-  reported: Set<string>;
-}
-
 /** Everything known about one job. */
 export interface JobState {
   job: string;
-  /** Run the state below belongs to (from coordinator status, task, metrics or model meta); undefined before any. */
+  /** Run the state below belongs to (from coordinator status, stage, metrics or model meta); undefined before any. */
   runId?: string;
+  /** The coordinator's status (published at run start and end, and as its Last Will). */
   coordinator?: CoordinatorStatus;
+  /**
+   * Where the round engine is (`coordinator/stage`): round, stage, cohort, nodes online and the
+   * stage's deadline. Undefined before any, or after the coordinator cleared the topic. It stays
+   * after the run ends: look at `coordinator.state` to tell a live stage from the last one of a
+   * finished run.
+   */
+  stage?: StageStatus;
   nodes: Map<string, NodeView>;
-  /** Round metrics of the current run, sorted by round. */
+  /** Round metrics of the current run, sorted by round (failed rounds, `accepted: false`, included). */
   rounds: RoundMetrics[];
   model?: ModelMeta;
-  /** Task of the open round; undefined before any, or after the coordinator cleared it (end of run). */
-  task?: TaskView;
   /** Largest sender `ts` seen in a message of the current run (to tell a new run from a stale retained message of an old one). */
   runTs: number;
 }
 
 /** What {@link FleetState.apply} reports; `job` is always the topic's job. */
 export type MonitorEvent =
-  /** The coordinator's status changed (run, state, round or deadline); `previous` is the last state, if any. */
+  /** The coordinator's status changed (run, state, mode, round or rounds); `previous` is the last state, if any. */
   | { type: 'coordinator'; job: string; status: CoordinatorStatus; previous?: CoordinatorStatus['state'] }
+  /**
+   * The round engine entered a stage (or its round, cohort, online count or deadline changed);
+   * `previous` is the stage it was in, if any. `stage: null` when the coordinator cleared the
+   * retained stage topic.
+   */
+  | { type: 'stage'; job: string; stage: StageStatus | null; previous?: StageName }
   /** A node's state changed (or the node was seen for the first time: no `previous`). */
   | { type: 'node'; job: string; nodeId: string; status: NodeStatus; previous?: NodeStatus['state'] }
   /** An empty retained status removed a node (docs/protocol.md §1, "Empty payload"). */
   | { type: 'nodeRemoved'; job: string; nodeId: string }
-  /** A round's metrics (once per round and run; retained redeliveries are not repeated). */
+  /** A round's metrics (once per round and run; retained redeliveries and the `metrics` twin are not repeated). */
   | { type: 'round'; job: string; metrics: RoundMetrics }
   /** A new global model (its meta). */
   | { type: 'model'; job: string; meta: ModelMeta }
-  /** A new round task, or `task: null` when the coordinator cleared it at the end of a run. */
-  | { type: 'task'; job: string; task: RoundTask | null }
-  /** A message of another run than the current one and newer: the job's rounds, task and model were reset. */
+  /** A message of another run than the current one and newer: the job's rounds, stage and model were reset. */
   | { type: 'run'; job: string; runId: string; previousRunId?: string }
   /** A message that failed validation; it changed nothing. */
   | { type: 'invalid'; job?: string; topic: string; code: ErrorCode; message: string };
@@ -73,27 +77,38 @@ export interface MessageInfo {
   now?: number;
 }
 
-/** Topic filters of the JSON topics a monitor needs (never the binary `model` and `nodes/+/update`). */
-export function monitorTopics(job?: string): string[] {
-  const base = `${TOPIC_ROOT}/${job ?? '+'}`;
-  if (job !== undefined) parseTopic(`${base}/task`); // FEDMQ_BAD_TOPIC on an invalid job id
-  return [`${base}/coordinator/status`, `${base}/nodes/+/status`, `${base}/rounds/+/metrics`, `${base}/model/meta`, `${base}/task`];
-}
-
-const JSON_KINDS = new Set<ParsedTopic['kind']>(['coordinatorStatus', 'nodeStatus', 'roundMetrics', 'latestMetrics', 'modelMeta', 'task']);
+/**
+ * Topic kinds a monitor reads: those of `TOPIC_TABLE` with `monitor` among their readers
+ * (coordinator status and stage, model meta, node statuses, round metrics and the latest
+ * metrics) — never models, tasks, updates or evaluation results, which the broker's ACL does not
+ * let a monitor read.
+ */
+const MONITOR_KINDS: readonly TopicKind[] = TOPIC_KINDS.filter((k) => (TOPIC_TABLE[k].readers as readonly string[]).includes('monitor'));
+const MONITOR_KIND_SET = new Set<ParsedTopic['kind']>(MONITOR_KINDS);
 
 /**
- * The fleet-state reducer: per job, the coordinator's status, every node's latest status, the
- * round metrics of the current run, the model meta and the open task.
+ * Subscription filters of a monitor, for one job or every job (`+`), generated from the topic
+ * table: `fedmq/v2/{job}/coordinator/status`, `…/coordinator/stage`, `…/model/meta`,
+ * `…/nodes/+/status`, `…/rounds/+/metrics`, `…/metrics`.
+ * @throws FedmqError FEDMQ_BAD_TOPIC when `job` is not a valid job id.
+ */
+export function monitorTopics(job?: string): string[] {
+  return MONITOR_KINDS.map((kind) => topicFilter(kind, job ?? '+'));
+}
+
+/**
+ * The fleet-state reducer: per job, the coordinator's status, the engine's stage, every node's
+ * latest status, the round metrics of the current run and the model meta.
  *
  * - Payloads are validated with the `@fedmq/protocol` schemas; anything invalid (bad topic, not
- *   JSON, wrong version, schema, job or nodeId not matching the topic) becomes an `invalid` event
- *   with its FEDMQ error code. {@link FleetState.apply} never throws.
- * - Binary topics (`model`, `nodes/+/update`) are ignored.
+ *   JSON, wrong version, schema, job, nodeId or round not matching the topic) becomes an
+ *   `invalid` event with its FEDMQ error code. {@link FleetState.apply} never throws.
+ * - Topics a monitor does not read (models, tasks, updates, evaluation results, v1 topics) are
+ *   ignored.
  * - A `node` event is returned for a node's first status and each status whose `state` differs
  *   from the previous one; other statuses update the node silently.
  * - A message with a new `runId` that is newer than the current run resets the job's rounds,
- *   task and model meta (`run` event); an older run's retained message is ignored.
+ *   stage and model meta (`run` event); an older run's retained message is ignored.
  */
 export class FleetState {
   /** Jobs by id. */
@@ -122,15 +137,15 @@ export class FleetState {
     } catch (err) {
       return [invalid(topic, undefined, err)];
     }
-    if (!JSON_KINDS.has(parsed.kind)) return [];
+    if (!MONITOR_KIND_SET.has(parsed.kind)) return [];
     try {
-      return this.applyParsed(parsed, topic, payload, info.now ?? Date.now(), info.retained ?? false);
+      return this.applyParsed(parsed, payload, info.now ?? Date.now(), info.retained ?? false);
     } catch (err) {
       return [invalid(topic, parsed.job, err)];
     }
   }
 
-  private applyParsed(p: ParsedTopic, topic: string, payload: Uint8Array, now: number, retained: boolean): MonitorEvent[] {
+  private applyParsed(p: ParsedTopic, payload: Uint8Array, now: number, retained: boolean): MonitorEvent[] {
     const job = p.job;
     const empty = payload.byteLength === 0;
     switch (p.kind) {
@@ -143,15 +158,39 @@ export class FleetState {
         const events = this.switchRun(s, status.runId, status.ts);
         if (!events) return [];
         s.coordinator = status;
-        if (prev && prev.runId === status.runId && prev.state === status.state && prev.round === status.round && prev.deadline === status.deadline) return events;
+        if (
+          prev && prev.runId === status.runId && prev.state === status.state && prev.round === status.round && prev.rounds === status.rounds
+          && prev.mode === status.mode
+        ) return events;
         events.push({ type: 'coordinator', job, status, previous: prev?.state });
+        return events;
+      }
+      case 'stage': {
+        const s = this.job(job);
+        if (empty) {
+          if (!s.stage) return [];
+          const previous = s.stage.stage;
+          s.stage = undefined;
+          return [{ type: 'stage', job, stage: null, previous }];
+        }
+        const stage = decodeJson(StageStatusSchema, payload, 'stage status');
+        sameJob(stage.job, job);
+        const events = this.switchRun(s, stage.runId, stage.ts);
+        if (!events) return [];
+        const prev = s.stage;
+        if (prev && prev.runId === stage.runId && stage.ts < prev.ts) return events; // an older stage of this run (out of order)
+        s.stage = stage;
+        if (
+          prev && prev.runId === stage.runId && prev.round === stage.round && prev.stage === stage.stage && prev.cohort === stage.cohort
+          && prev.online === stage.online && prev.deadline === stage.deadline
+        ) return events; // retained redelivery or a republish with the same content
+        events.push({ type: 'stage', job, stage, previous: prev?.stage });
         return events;
       }
       case 'nodeStatus': {
         const s = this.job(job);
         if (empty) {
           if (!s.nodes.delete(p.nodeId)) return [];
-          s.task?.reported.delete(p.nodeId);
           return [{ type: 'nodeRemoved', job, nodeId: p.nodeId }];
         }
         const status = decodeJson(NodeStatusSchema, payload, 'node status');
@@ -161,8 +200,6 @@ export class FleetState {
         }
         const prev = s.nodes.get(p.nodeId);
         s.nodes.set(p.nodeId, { nodeId: p.nodeId, status, lastSeen: retained ? status.ts : now });
-        const t = s.task;
-        if (t && t.task.selected.includes(p.nodeId) && status.lastRound?.round === t.task.round && status.state !== 'training') t.reported.add(p.nodeId);
         if (prev && prev.status.state === status.state) return [];
         return [{ type: 'node', job, nodeId: p.nodeId, status, previous: prev?.status.state }];
       }
@@ -199,28 +236,6 @@ export class FleetState {
         events.push({ type: 'model', job, meta });
         return events;
       }
-      case 'task': {
-        const s = this.job(job);
-        if (empty) {
-          if (!s.task) return [];
-          s.task = undefined;
-          return [{ type: 'task', job, task: null }];
-        }
-        const task = decodeJson(RoundTaskSchema, payload, 'round task');
-        sameJob(task.job, job);
-        const events = this.switchRun(s, task.runId, task.ts);
-        if (!events) return [];
-        const prev = s.task?.task;
-        if (prev && prev.runId === task.runId && prev.round === task.round && prev.ts === task.ts) return events;
-        const reported = new Set<string>();
-        for (const id of task.selected) {
-          const n = s.nodes.get(id);
-          if (n && n.status.lastRound?.round === task.round && n.status.state !== 'training' && n.status.ts >= task.ts) reported.add(id);
-        }
-        s.task = { task, reported };
-        events.push({ type: 'task', job, task });
-        return events;
-      }
       default:
         return [];
     }
@@ -241,7 +256,7 @@ export class FleetState {
     s.runId = runId;
     s.runTs = ts;
     s.rounds = [];
-    s.task = undefined;
+    s.stage = undefined;
     s.model = undefined;
     if (s.coordinator && s.coordinator.runId !== runId) s.coordinator = undefined;
     return [{ type: 'run', job: s.job, runId, previousRunId }];
@@ -263,7 +278,18 @@ function invalid(topic: string, job: string | undefined, err: unknown): MonitorE
  * Counts of a job's nodes by state, and how many are online (any state but `offline`).
  */
 export function nodeCounts(s: JobState): { online: number; byState: Record<NodeStatus['state'], number> } {
-  const byState = { idle: 0, training: 0, uploading: 0, offline: 0 };
+  const byState: Record<NodeStatus['state'], number> = { idle: 0, training: 0, evaluating: 0, uploading: 0, offline: 0 };
   for (const n of s.nodes.values()) byState[n.status.state]++;
   return { online: s.nodes.size - byState.offline, byState };
+}
+
+/**
+ * Rounds of the current run that were accepted (the run's progress: `rounds` of the coordinator
+ * counts accepted rounds), from the metrics seen, or the coordinator status's `round` when it is
+ * larger (metrics of early rounds may have been cleared).
+ */
+export function acceptedRounds(s: JobState): number {
+  const seen = s.rounds.filter((r) => r.accepted).length;
+  const c = s.coordinator && s.coordinator.runId === s.runId ? s.coordinator.round : 0;
+  return Math.max(seen, c);
 }

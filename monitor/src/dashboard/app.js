@@ -1,9 +1,9 @@
 // fedmq live dashboard. Plain browser ES module, no build step.
 //
 // Connects to the broker that served this page over MQTT over WebSocket (same host, path /mqtt)
-// and subscribes only to the JSON topics of docs/protocol.md (binary model and update payloads are
-// never downloaded):
-//   fedmq/v1/{job}/coordinator/status, …/nodes/+/status, …/rounds/+/metrics, …/model/meta
+// and subscribes only to JSON topics a monitor may read (docs/protocol.md §2; models, tasks,
+// updates and evaluation results are never subscribed to):
+//   fedmq/v2/{job}/coordinator/status, …/coordinator/stage, …/nodes/+/status, …/rounds/+/metrics, …/model/meta
 // with {job} = the page's ?job=ID, or + (all jobs; a selector picks one).
 // Retained messages arrive on connect, so a page opened mid-run shows the run so far.
 //
@@ -11,7 +11,9 @@
 // instances, data.labels = rounds), window.fedmqDashboard = {state, view()}.
 
 import mqtt from './vendor/mqtt.esm.js';
-import { createCharts, failureCount, formatBytes, setHistory } from './charts.js';
+import { createCharts, failureCount, formatBytes, formatPercent, roundTable, setHistory } from './charts.js';
+
+const PROTOCOL_VERSION = 2;
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -20,15 +22,15 @@ const urlJob = params.get('job') && ID_RE.test(params.get('job')) ? params.get('
 
 /**
  * Everything received, per job:
- * { status: CoordinatorStatus|null, meta: ModelMeta|null, nodes: Map<nodeId, NodeStatus>,
- *   runs: Map<runId, Map<round, RoundMetrics>> }
+ * { status: CoordinatorStatus|null, stage: StageStatus|null, meta: ModelMeta|null,
+ *   nodes: Map<nodeId, NodeStatus>, runs: Map<runId, Map<round, RoundMetrics>> }
  */
 const state = { jobs: new Map(), pinned: urlJob, current: urlJob };
 
 function jobState(job) {
   let s = state.jobs.get(job);
   if (!s) {
-    s = { status: null, meta: null, nodes: new Map(), runs: new Map() };
+    s = { status: null, stage: null, meta: null, nodes: new Map(), runs: new Map() };
     state.jobs.set(job, s);
   }
   return s;
@@ -52,7 +54,7 @@ function currentRunId(s) {
 
 function onMessage(topic, payload) {
   const parts = topic.split('/');
-  if (parts.length < 5 || parts[0] !== 'fedmq' || parts[1] !== 'v1') return;
+  if (parts.length < 5 || parts[0] !== 'fedmq' || parts[1] !== `v${PROTOCOL_VERSION}`) return;
   const job = parts[2];
   const rest = parts.slice(3).join('/');
   const text = new TextDecoder().decode(payload);
@@ -63,11 +65,15 @@ function onMessage(topic, payload) {
     } catch {
       return; // not JSON: not ours to show
     }
-    if (!msg || typeof msg !== 'object' || msg.v !== 1) return;
+    if (!msg || typeof msg !== 'object' || msg.v !== PROTOCOL_VERSION) return;
   }
   const s = jobState(job);
   if (rest === 'coordinator/status') {
     if (msg) s.status = msg;
+  } else if (rest === 'coordinator/stage') {
+    // the latest stage; an older one of the same run (out of order) does not replace it
+    if (!msg) s.stage = null;
+    else if (!(s.stage && s.stage.runId === msg.runId && (msg.ts ?? 0) < (s.stage.ts ?? 0))) s.stage = msg;
   } else if (rest === 'model/meta') {
     if (msg) s.meta = msg;
   } else if (parts[3] === 'nodes' && parts[5] === 'status' && parts.length === 6) {
@@ -146,31 +152,103 @@ function render() {
   phase.textContent = status?.state ?? '–';
   phase.dataset.state = status?.state ?? '';
   $('run-id').textContent = runId ?? '–';
+  const async = (status?.mode ?? history.at(-1)?.mode) === 'async';
+  const word = async ? 'step' : 'round';
 
-  const lastRound = history.length ? history[history.length - 1].round : 0;
-  const round = status && status.runId === runId && status.state !== 'offline' ? status.round : lastRound;
-  const rounds = status?.rounds ?? status?.config?.rounds ?? null;
+  // progress: accepted rounds of the run (the coordinator's `round` counts accepted rounds; its status is published at start and end)
+  const done = Math.max(history.filter((r) => r.accepted !== false).length, status && status.runId === runId ? status.round : 0);
+  const rounds = status && status.runId === runId ? (status.rounds ?? status.config?.rounds ?? null) : null;
   const roundEl = $('round');
-  roundEl.textContent = status || history.length ? `${round} / ${rounds ?? '?'}` : '–';
-  roundEl.dataset.round = String(round);
-  roundEl.dataset.rounds = rounds === null ? '' : String(rounds);
+  roundEl.textContent = status || history.length ? `${done} / ${rounds ?? '?'}` : '–';
+  roundEl.dataset.round = String(done);
+  roundEl.dataset.rounds = rounds === null || rounds === undefined ? '' : String(rounds);
+  $('round-label').textContent = `${word}s done`;
+
+  // the engine's stage, while the run is running
+  const stage = liveStage(s, runId);
+  const stageEl = $('stage');
+  stageEl.textContent = stage ? [`${word} ${stage.round}`, stage.stage, ...(stage.stage === 'waiting' ? [] : [`cohort ${stage.cohort}`]), `${stage.online} online`].join(' · ') : '–';
+  stageEl.dataset.stage = stage?.stage ?? '';
+  stageEl.dataset.round = stage ? String(stage.round) : '';
 
   const meta = s?.meta && s.meta.runId === runId ? s.meta : null;
   $('model').textContent = meta ? `${meta.model} v${meta.version} · ${formatCount(meta.params)} params · ${formatBytes(meta.bytes)}` : (status?.config?.model ?? '–');
 
-  const last = [...history].reverse();
+  // Summary: the centralized test numbers when the job has a test set (or nothing else), the federated ones when nodes evaluate.
+  const hasTest = history.some((r) => typeof r.testAccuracy === 'number' || typeof r.testLoss === 'number');
+  const hasFed = history.some((r) => r.federatedEval);
+  const last = [...history].reverse().filter((r) => r.accepted !== false);
   const acc = last.find((r) => typeof r.testAccuracy === 'number');
   const loss = last.find((r) => typeof r.testLoss === 'number');
-  $('stat-accuracy').textContent = acc ? `${(acc.testAccuracy * 100).toFixed(2)} %` : '–';
+  const fed = last.find((r) => r.federatedEval);
+  $('stat-accuracy').textContent = acc ? formatPercent(acc.testAccuracy) : '–';
   $('stat-loss').textContent = loss ? loss.testLoss.toFixed(4) : '–';
+  $('stat-accuracy').parentElement.hidden = !hasTest && hasFed;
+  $('stat-loss').parentElement.hidden = !hasTest && hasFed;
+  const fe = fed?.federatedEval;
+  $('stat-fed-accuracy').textContent = fe ? formatPercent(fe.accuracy) : '–';
+  $('stat-fed-spread').textContent = fe
+    ? `p10 ${formatPercent(fe.accuracySpread.p10)} … p90 ${formatPercent(fe.accuracySpread.p90)}, worst decile ${formatPercent(fe.worstDecileAccuracy)} · ${fe.nodes} nodes`
+    : '';
+  $('stat-fed-accuracy').parentElement.hidden = !hasFed;
+  $('accuracy-caption').textContent = `${hasTest && hasFed ? 'Test and federated accuracy' : hasFed ? 'Federated accuracy' : 'Test accuracy'} per ${word}`;
   const down = history.reduce((a, r) => a + (r.bytesDown || 0), 0);
   const up = history.reduce((a, r) => a + (r.bytesUp || 0), 0);
   $('stat-bytes').textContent = history.length ? `${formatBytes(down)} / ${formatBytes(up)}` : '–';
   const failures = history.reduce((a, r) => a + failureCount(r.failures), 0);
-  $('stat-accuracy').title = failures ? `${failures} failures in this run` : '';
+  const failed = history.length - history.filter((r) => r.accepted !== false).length;
+  $('stat-accuracy').title = failures || failed ? `${failures} failures, ${failed} failed ${word}s in this run` : '';
 
+  renderRounds(history, key);
   renderNodes(s);
   renderClock();
+}
+
+/** The job's stage when it belongs to the shown run and the run is still running (not done, failed or offline). */
+function liveStage(s, runId) {
+  const st = s?.stage;
+  if (!st || st.runId !== runId) return null;
+  const status = s.status;
+  if (status && status.runId === runId && status.state !== 'running') return null;
+  return st;
+}
+
+let roundsKey = '';
+/** The round table (roundTable of charts.js, as in the run report), newest round first. */
+function renderRounds(history, key) {
+  if (key === roundsKey) return;
+  roundsKey = key;
+  const table = roundTable(history);
+  const head = document.createElement('tr');
+  head.append(
+    ...table.columns.map((c) => {
+      const th = document.createElement('th');
+      th.textContent = c.label;
+      th.dataset.col = c.id;
+      if (c.num) th.className = 'num';
+      return th;
+    }),
+  );
+  $('rounds').tHead.replaceChildren(head);
+  const tbody = $('rounds').tBodies[0];
+  if (!table.rows.length) {
+    const tr = document.createElement('tr');
+    tr.className = 'empty';
+    const td = cell('no round completed yet');
+    td.colSpan = table.columns.length;
+    tr.append(td);
+    tbody.replaceChildren(tr);
+    return;
+  }
+  tbody.replaceChildren(
+    ...[...table.rows].reverse().map((r) => {
+      const tr = document.createElement('tr');
+      tr.dataset.round = String(r.round);
+      if (!r.accepted) tr.className = 'failed';
+      tr.append(...r.cells.map((text, i) => cell(text, table.columns[i].num ? 'num' : table.columns[i].id === 'result' ? 'result' : '')));
+      return tr;
+    }),
+  );
 }
 
 function renderJobSelect() {
@@ -258,9 +336,9 @@ function renderNodes(s) {
 /** Time-dependent text: the deadline countdown and the nodes' "last seen". */
 function renderClock() {
   const s = state.current ? state.jobs.get(state.current) : null;
-  const st = s?.status;
+  const st = s ? liveStage(s, shown.runId) : null;
   const el = $('deadline');
-  if (st?.state === 'training' && typeof st.deadline === 'number') {
+  if (st && typeof st.deadline === 'number') {
     const left = Math.max(0, (st.deadline - Date.now()) / 1000);
     el.textContent = `${left.toFixed(0)} s left`;
     el.dataset.deadline = String(st.deadline);
@@ -287,8 +365,8 @@ function setConnection(text) {
   document.body.dataset.connection = text;
 }
 
-const root = `fedmq/v1/${urlJob ?? '+'}`;
-const topics = [`${root}/coordinator/status`, `${root}/nodes/+/status`, `${root}/rounds/+/metrics`, `${root}/model/meta`];
+const root = `fedmq/v${PROTOCOL_VERSION}/${urlJob ?? '+'}`;
+const topics = [`${root}/coordinator/status`, `${root}/coordinator/stage`, `${root}/nodes/+/status`, `${root}/rounds/+/metrics`, `${root}/model/meta`];
 const client = mqtt.connect(wsUrl.href, {
   protocolVersion: 4,
   clean: true,

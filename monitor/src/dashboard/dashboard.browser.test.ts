@@ -1,6 +1,7 @@
 // The web dashboard in real headless Chromium (Debian's /usr/bin/chromium driven by playwright-core)
-// during a short real training run: 3 nodes, 3 rounds of FedAvg on a slice of MNIST, over the
-// broker's MQTT-over-WebSocket endpoint. Then the run report, offline.
+// during a short real training run: 3 nodes, 3 rounds of FedAvg on a slice of MNIST with a central
+// test set and federated evaluation on every node, over the broker's MQTT-over-WebSocket endpoint
+// (protocol v2). Then the run report, offline.
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -9,7 +10,8 @@ import mqtt from 'mqtt';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
-import { Coordinator, FedAvg, type RoundRecord } from '@fedmq/coordinator';
+import { Coordinator, createStrategy } from '@fedmq/coordinator';
+import type { FederatedEval, RoundMetrics, RoundRecord } from '@fedmq/protocol';
 import { initBackend, loadMnist, subset } from '@fedmq/ml';
 import { startSimulation, type Simulation } from '@fedmq/simulator';
 import { renderReport } from '../report.ts';
@@ -23,11 +25,20 @@ const LAUNCH = {
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 };
 
-/** A RoundMetrics message (docs/protocol.md §3.6). */
-function roundMetrics(job: string, runId: string, round: number, testAccuracy: number) {
+/** Federated evaluation of a round with the nodes' accuracies spread around `accuracy`. */
+function fedEval(accuracy: number): FederatedEval {
   return {
-    v: 1, job, runId, round, modelVersion: round + 1, selected: 2, reported: 2, failures: round === 2 ? { timeout: 1 } : {}, trainLoss: 1 / round,
-    testLoss: 1.5 / round, testAccuracy, bytesDown: 1_600_000, bytesUp: 1_590_000, durationMs: 1000, phases: { trainMs: 900, aggregateMs: 50, evalMs: 50 }, ts: Date.now(),
+    loss: 1 - accuracy, accuracy, numExamples: 360, nodes: 3, worstDecileAccuracy: accuracy - 0.1, localBetterFraction: 0.5,
+    accuracySpread: { min: accuracy - 0.1, p10: accuracy - 0.05, median: accuracy, p90: accuracy + 0.05, max: accuracy + 0.06 },
+  };
+}
+
+/** A RoundMetrics message (docs/protocol.md §3); `testAccuracy` null: no central test set. */
+function roundMetrics(job: string, runId: string, round: number, testAccuracy: number | null, extra: Partial<RoundMetrics> = {}): RoundMetrics {
+  return {
+    v: 2, job, runId, round, modelVersion: round + 1, accepted: true, mode: 'sync', selected: 2, reported: 2, failures: round === 2 ? { timeout: 1 } : {},
+    trainLoss: 1 / round, testLoss: testAccuracy === null ? null : 1.5 / round, testAccuracy, federatedEval: null, bytesDown: 1_600_000, bytesUp: 1_590_000,
+    durationMs: 1000, phases: { trainMs: 900, aggregateMs: 50, evalMs: 50 }, ts: Date.now(), ...extra,
   };
 }
 
@@ -67,8 +78,9 @@ describe('web dashboard in headless Chromium', () => {
     const train = subset(loadMnist('train'), range(0, 1800));
     const test = subset(loadMnist('test'), range(0, 1000));
     coordinator = new Coordinator({
-      brokerUrl: broker.url, job: 'dash', model: 'mnist-2nn', rounds: ROUNDS, minNodes: 3, deadlineMs: 60_000, testData: test, seed: 42,
-      strategy: new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
+      brokerUrl: broker.url, job: 'dash', model: 'mnist-2nn', rounds: ROUNDS, minAvailableNodes: 3, deadlineMs: 60_000, testData: test, seed: 42,
+      evaluateFraction: 1, valFraction: 0.1,
+      strategy: createStrategy({ strategy: 'fedavg', fraction: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
     });
     const done = coordinator.run();
 
@@ -82,7 +94,9 @@ describe('web dashboard in headless Chromium', () => {
 
     // Open the page while the coordinator waits for nodes: nothing has been trained yet.
     await page.goto(`${broker.httpUrl}?job=dash`);
-    await page.waitForFunction(() => document.body.dataset.connection === 'connected' && document.querySelector('#phase')?.textContent === 'waiting');
+    await page.waitForFunction(
+      () => document.body.dataset.connection === 'connected' && document.querySelector('#phase')?.textContent === 'running' && (document.querySelector('#stage') as HTMLElement | null)?.dataset.stage === 'waiting',
+    );
     // Record every value the round counter shows from now on (the page is never reloaded).
     await page.evaluate(() => {
       const el = document.querySelector('#round')!;
@@ -92,7 +106,7 @@ describe('web dashboard in headless Chromium', () => {
         if (seen.at(-1) !== el.textContent) seen.push(el.textContent ?? '');
       }).observe(el, { childList: true, characterData: true, subtree: true });
     });
-    expect(await chartData(page, 'accuracy')).toEqual({ labels: [], datasets: { 'test accuracy': [] } });
+    expect(await chartData(page, 'accuracy')).toEqual({ labels: [], datasets: { 'test accuracy': [], 'federated accuracy': [], 'federated p10': [], 'federated p90': [] } });
 
     sim = await startSimulation({ brokerUrl: broker.url, job: 'dash', nodes: 3, train, partition: { kind: 'iid' }, seed: 1, workers: 2 });
     const history: RoundRecord[] = await done;
@@ -108,11 +122,19 @@ describe('web dashboard in headless Chromium', () => {
     );
     await expect.poll(() => page.textContent('#phase')).toBe('done');
 
-    // One point per round, with the coordinator's numbers.
-    expect(await chartData(page, 'accuracy')).toEqual({ labels: [1, 2, 3], datasets: { 'test accuracy': history.map((r) => r.testAccuracy) } });
+    // One point per round, with the coordinator's numbers: centralized and federated.
+    expect(history.every((r) => r.accepted && r.federatedEval !== null)).toBe(true);
+    const fed = (pick: (f: FederatedEval) => number) => history.map((r) => pick(r.federatedEval!));
+    expect(await chartData(page, 'accuracy')).toEqual({
+      labels: [1, 2, 3],
+      datasets: {
+        'test accuracy': history.map((r) => r.testAccuracy), 'federated accuracy': fed((f) => f.accuracy),
+        'federated p10': fed((f) => f.accuracySpread.p10), 'federated p90': fed((f) => f.accuracySpread.p90),
+      },
+    });
     expect(await chartData(page, 'loss')).toEqual({
       labels: [1, 2, 3],
-      datasets: { 'test loss': history.map((r) => r.testLoss), 'train loss': history.map((r) => r.trainLoss) },
+      datasets: { 'test loss': history.map((r) => r.testLoss), 'train loss': history.map((r) => r.trainLoss), 'federated loss': fed((f) => f.loss) },
     });
     expect((await chartData(page, 'bytes')).datasets).toEqual({ 'bytes down': history.map((r) => r.bytesDown), 'bytes up': history.map((r) => r.bytesUp) });
     expect((await chartData(page, 'participation')).datasets).toEqual({ selected: [3, 3, 3], reported: [3, 3, 3], failures: [0, 0, 0] });
@@ -126,6 +148,11 @@ describe('web dashboard in headless Chromium', () => {
       ['idle', '3'], ['idle', '3'], ['idle', '3'],
     ]);
     expect(await page.textContent('#stat-accuracy')).toBe(`${(history[2].testAccuracy! * 100).toFixed(2)} %`);
+    expect(await page.textContent('#stat-fed-accuracy')).toBe(`${(history[2].federatedEval!.accuracy * 100).toFixed(2)} %`);
+    // the round table, newest first, with the federated columns
+    expect(await page.$$eval('#rounds tbody tr', (rows) => rows.map((r) => r.getAttribute('data-round')))).toEqual(['3', '2', '1']);
+    expect(await page.$$eval('#rounds thead th', (ths) => ths.map((t) => t.textContent))).toEqual(expect.arrayContaining(['test acc', 'fed acc', 'fed p10 – p90', 'worst decile']));
+    expect(await page.textContent('#stage')).toBe('–'); // the run is done: no live stage
     expect(pageErrors).toEqual([]);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
 
@@ -140,7 +167,7 @@ describe('web dashboard in headless Chromium', () => {
     report.on('pageerror', (err) => pageErrors.push(err.message));
     await report.setContent(html, { waitUntil: 'load' });
     await report.waitForFunction(() => (window as unknown as { fedmqCharts?: unknown }).fedmqCharts !== undefined);
-    expect(await chartData(report, 'accuracy')).toEqual({ labels: [1, 2, 3], datasets: { 'test accuracy': history.map((r) => r.testAccuracy) } });
+    expect((await chartData(report, 'accuracy')).datasets).toMatchObject({ 'test accuracy': history.map((r) => r.testAccuracy), 'federated accuracy': fed((f) => f.accuracy) });
     expect(requests).toEqual([]);
     expect(pageErrors).toEqual([]);
     await report.screenshot({ path: join(ARTIFACTS, 'report.png'), fullPage: true });
@@ -153,23 +180,40 @@ describe('web dashboard in headless Chromium', () => {
     browser ??= await chromium.launch(LAUNCH);
     const pub = await mqtt.connectAsync(broker2.url, { reconnectPeriod: 0 });
     const publish = (topic: string, msg: unknown) => pub.publishAsync(topic, JSON.stringify(msg), { qos: 1, retain: true });
-    // An old job, then the job in progress: two rounds done, round 3 open.
-    await publish('fedmq/v1/old/coordinator/status', { v: 1, job: 'old', runId: 'run-old', state: 'done', round: 1, rounds: 1, ts: Date.now() - 60_000 });
-    await publish('fedmq/v1/old/rounds/1/metrics', roundMetrics('old', 'run-old', 1, 0.5));
-    await publish('fedmq/v1/live/rounds/1/metrics', roundMetrics('live', 'run-a', 1, 0.7));
-    await publish('fedmq/v1/live/rounds/2/metrics', roundMetrics('live', 'run-a', 2, 0.8));
-    await publish('fedmq/v1/live/nodes/pi-1/status', { v: 1, job: 'live', nodeId: 'pi-1', state: 'training', ts: Date.now(), numExamples: 600, device: { platform: 'linux', arch: 'arm64', cores: 4, memoryMb: 3793, backend: 'wasm' }, lastRound: { round: 2, loss: 0.4583, trainMs: 2954.2 } });
-    await publish('fedmq/v1/live/nodes/pi-2/status', { v: 1, job: 'live', nodeId: 'pi-2', state: 'offline', ts: Date.now() - 5000 });
-    await publish('fedmq/v1/live/model/meta', { v: 1, job: 'live', runId: 'run-a', version: 3, round: 2, model: 'mnist-2nn', bytes: 797_394, params: 199_210, sha256: 'a'.repeat(64), ts: Date.now() });
-    await publish('fedmq/v1/live/coordinator/status', { v: 1, job: 'live', runId: 'run-a', state: 'training', round: 3, rounds: 5, deadline: Date.now() + 45_000, ts: Date.now() });
+    // An old job without a central test set (federated evaluation only), then the job in progress:
+    // round 1 done, round 2 failed and retried, round 3 done, round 4 in its fit stage.
+    await publish('fedmq/v2/old/coordinator/status', { v: 2, job: 'old', runId: 'run-old', state: 'done', mode: 'sync', round: 1, rounds: 1, ts: Date.now() - 60_000 });
+    await publish('fedmq/v2/old/rounds/1/metrics', roundMetrics('old', 'run-old', 1, null, { federatedEval: fedEval(0.5) }));
+    await publish('fedmq/v2/live/rounds/1/metrics', roundMetrics('live', 'run-a', 1, 0.7, { federatedEval: fedEval(0.72) }));
+    await publish('fedmq/v2/live/rounds/2/metrics', roundMetrics('live', 'run-a', 2, 0.7, { accepted: false, reported: 0, trainLoss: null, federatedEval: null }));
+    await publish('fedmq/v2/live/rounds/3/metrics', roundMetrics('live', 'run-a', 3, 0.8, { federatedEval: fedEval(0.83) }));
+    await publish('fedmq/v2/live/nodes/pi-1/status', { v: 2, job: 'live', nodeId: 'pi-1', state: 'training', ts: Date.now(), numExamples: 600, device: { platform: 'linux', arch: 'arm64', cores: 4, memoryMb: 3793, backend: 'wasm' }, lastRound: { round: 3, loss: 0.4583, trainMs: 2954.2 } });
+    await publish('fedmq/v2/live/nodes/pi-2/status', { v: 2, job: 'live', nodeId: 'pi-2', state: 'offline', ts: Date.now() - 5000 });
+    await publish('fedmq/v2/live/model/meta', { v: 2, job: 'live', runId: 'run-a', version: 3, round: 3, model: 'mnist-2nn', bytes: 797_394, params: 199_210, sha256: 'a'.repeat(64), ts: Date.now() });
+    await publish('fedmq/v2/live/coordinator/status', { v: 2, job: 'live', runId: 'run-a', state: 'running', mode: 'sync', round: 0, rounds: 5, ts: Date.now() - 30_000 });
+    await publish('fedmq/v2/live/coordinator/stage', { v: 2, job: 'live', runId: 'run-a', round: 4, stage: 'fit', cohort: 2, online: 1, deadline: Date.now() + 45_000, ts: Date.now() });
 
     const page = await browser.newPage({ viewport: { width: 1400, height: 1050 } });
     await page.goto(broker2.httpUrl!); // no ?job: all jobs, the one whose coordinator spoke last is shown
-    await page.waitForFunction(() => document.querySelector('#round')?.textContent === '3 / 5');
+    await page.waitForFunction(() => document.querySelector('#round')?.textContent === '2 / 5'); // accepted rounds: the failed one does not count
     expect(await page.$$eval('#job-select option', (os) => os.map((o) => o.textContent))).toEqual(['live', 'old']);
     expect(await page.inputValue('#job-select')).toBe('live');
-    expect(await chartData(page, 'accuracy')).toEqual({ labels: [1, 2], datasets: { 'test accuracy': [0.7, 0.8] } });
-    expect((await chartData(page, 'participation')).datasets.failures).toEqual([0, 1]);
+    expect(await page.textContent('#phase')).toBe('running');
+    expect(await page.textContent('#stage')).toBe('round 4 · fit · cohort 2 · 1 online');
+    expect(await chartData(page, 'accuracy')).toEqual({
+      labels: [1, 2, 3],
+      datasets: {
+        'test accuracy': [0.7, 0.7, 0.8], 'federated accuracy': [0.72, null, 0.83],
+        'federated p10': [fedEval(0.72).accuracySpread.p10, null, fedEval(0.83).accuracySpread.p10],
+        'federated p90': [fedEval(0.72).accuracySpread.p90, null, fedEval(0.83).accuracySpread.p90],
+      },
+    });
+    expect((await chartData(page, 'participation')).datasets.failures).toEqual([0, 1, 0]);
+    // the round table: newest first, the failed round marked
+    expect(await page.$$eval('#rounds tbody tr', (trs) => trs.map((r) => [r.getAttribute('data-round'), r.className, r.children[1].textContent]))).toEqual([
+      ['3', '', 'ok'], ['2', 'failed', 'failed, retried'], ['1', '', 'ok'],
+    ]);
+    expect(await page.textContent('#stat-fed-accuracy')).toBe('83.00 %');
     const left = Number(/^(\d+) s left$/.exec((await page.textContent('#deadline')) ?? '')?.[1]);
     expect(left).toBeGreaterThan(0);
     expect(left).toBeLessThanOrEqual(45);
@@ -177,24 +221,29 @@ describe('web dashboard in headless Chromium', () => {
     const rows = await page.$$eval('#nodes tbody tr', (trs) => trs.map((r) => [...r.children].map((c) => c.textContent ?? '')));
     expect(rows.map((r) => r[2])).toEqual([expect.stringMatching(/^\d+ s ago$/), expect.stringMatching(/^\d+ s ago$/)]);
     expect(rows.map((r) => r.filter((_, i) => i !== 2))).toEqual([
-      ['pi-1', 'training', '600', 'wasm', '2', '0.4583', '2.95 s'],
+      ['pi-1', 'training', '600', 'wasm', '3', '0.4583', '2.95 s'],
       ['pi-2', 'offline', '–', '–', '–', '–', '–'],
     ]);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-midrun.png'), fullPage: true });
 
     // A new run of the same job: charts start over, old retained rounds of run-a are not mixed in.
-    await publish('fedmq/v1/live/coordinator/status', { v: 1, job: 'live', runId: 'run-b', state: 'waiting', round: 1, rounds: 2, ts: Date.now() });
+    await publish('fedmq/v2/live/coordinator/status', { v: 2, job: 'live', runId: 'run-b', state: 'running', mode: 'sync', round: 0, rounds: 2, ts: Date.now() });
     await page.waitForFunction(() => document.querySelector('#run-id')?.textContent === 'run-b');
-    expect(await chartData(page, 'accuracy')).toEqual({ labels: [], datasets: { 'test accuracy': [] } });
-    await publish('fedmq/v1/live/rounds/1/metrics', roundMetrics('live', 'run-b', 1, 0.65));
+    expect(await chartData(page, 'accuracy')).toEqual({ labels: [], datasets: { 'test accuracy': [], 'federated accuracy': [], 'federated p10': [], 'federated p90': [] } });
+    expect(await page.textContent('#stage')).toBe('–'); // run-a's stage is not run-b's
+    await publish('fedmq/v2/live/rounds/1/metrics', roundMetrics('live', 'run-b', 1, 0.65));
     await page.waitForFunction(() => (window as unknown as { fedmqCharts: { accuracy: { data: { labels: unknown[] } } } }).fedmqCharts.accuracy.data.labels.length === 1);
-    expect(await chartData(page, 'accuracy')).toEqual({ labels: [1], datasets: { 'test accuracy': [0.65] } });
+    expect((await chartData(page, 'accuracy')).datasets).toMatchObject({ 'test accuracy': [0.65], 'federated accuracy': [null] });
 
-    // Picking the other job by hand.
+    // Picking the other job by hand: no central test set, federated accuracy only.
     await page.selectOption('#job-select', 'old');
     await page.waitForFunction(() => document.querySelector('#run-id')?.textContent === 'run-old');
-    expect(await chartData(page, 'accuracy')).toEqual({ labels: [1], datasets: { 'test accuracy': [0.5] } });
+    expect(await chartData(page, 'accuracy')).toEqual({ labels: [1], datasets: { 'test accuracy': [null], 'federated accuracy': [0.5], 'federated p10': [fedEval(0.5).accuracySpread.p10], 'federated p90': [fedEval(0.5).accuracySpread.p90] } });
     expect(await page.textContent('#phase')).toBe('done');
+    expect(await page.isVisible('#stat-accuracy')).toBe(false);
+    expect(await page.textContent('#stat-fed-accuracy')).toBe('50.00 %');
+    expect(await page.textContent('#accuracy-caption')).toBe('Federated accuracy per round');
+    expect(await page.$$eval('#rounds thead th', (ths) => ths.map((t) => t.textContent))).not.toContain('test acc');
     await page.close();
     await pub.endAsync();
   });

@@ -1,3 +1,4 @@
+import type { EngineMode, FederatedEval, RoundMetrics, StageStatus } from '@fedmq/protocol';
 import type { MonitorEvent } from '../state.ts';
 import type { ConnectionEvent } from '../monitor.ts';
 
@@ -5,7 +6,8 @@ import type { ConnectionEvent } from '../monitor.ts';
  * One flat JSON object per monitor event, as `fedmq monitor --json` prints them (one per line;
  * docs/monitor.md). Field names are the protocol's (docs/protocol.md §3); `event` names the kind;
  * `ts` is the sender's timestamp (epoch ms) where the message has one; the protocol's `v` is
- * dropped.
+ * dropped. A `round` record is the whole RoundMetrics (`accepted`, `mode`, `federatedEval`,
+ * `staleness` included); a `stage` record is the StageStatus plus `previous` (the stage before).
  */
 export function eventRecord(e: MonitorEvent | ConnectionEvent): Record<string, unknown> {
   switch (e.type) {
@@ -20,17 +22,17 @@ export function eventRecord(e: MonitorEvent | ConnectionEvent): Record<string, u
     case 'nodeRemoved':
       return { event: 'nodeRemoved', job: e.job, nodeId: e.nodeId };
     case 'round': {
-      const { v: _v, ...m } = e.metrics;
-      return { event: 'round', ...m };
+      const { v: _v, job, runId, ...m } = e.metrics;
+      return { event: 'round', job, runId, ...m };
+    }
+    case 'stage': {
+      if (!e.stage) return { event: 'stage', job: e.job, cleared: true, previous: e.previous ?? null };
+      const { v: _v, ...st } = e.stage;
+      return { event: 'stage', ...st, previous: e.previous ?? null };
     }
     case 'model': {
       const { v: _v, ...m } = e.meta;
       return { event: 'model', ...m };
-    }
-    case 'task': {
-      if (!e.task) return { event: 'task', job: e.job, cleared: true };
-      const { v: _v, ...t } = e.task;
-      return { event: 'task', ...t };
     }
     case 'run':
       return { event: 'run', job: e.job, runId: e.runId, previousRunId: e.previousRunId ?? null };
@@ -51,6 +53,72 @@ export function jsonLine(e: MonitorEvent | ConnectionEvent): string {
 }
 
 const fixed = (x: number | null | undefined, d = 4) => (x === null || x === undefined ? '-' : x.toFixed(d));
+
+/** `round` or, for asynchronous (FedBuff) jobs, `step`: what the engine calls one server step. */
+export function roundWord(mode: EngineMode | undefined): 'round' | 'step' {
+  return mode === 'async' ? 'step' : 'round';
+}
+
+/**
+ * Federated evaluation of a round in one line: the numExamples-weighted accuracy of the global
+ * model on the nodes' held-out data and the spread of the per-node accuracies, e.g.
+ * `0.912 (p10 0.850 … p90 0.960, worst decile 0.800)`; `-` when the round has none.
+ * `short` writes `worst` instead of `worst decile`.
+ */
+export function formatFederated(fe: FederatedEval | null | undefined, opts: { short?: boolean } = {}): string {
+  if (!fe) return '-';
+  const s = fe.accuracySpread;
+  return `${fe.accuracy.toFixed(3)} (p10 ${s.p10.toFixed(3)} … p90 ${s.p90.toFixed(3)}, ${opts.short ? 'worst' : 'worst decile'} ${fe.worstDecileAccuracy.toFixed(3)})`;
+}
+
+/** The pieces of {@link stageText}, for views that style them separately. */
+export interface StageParts {
+  /** `round 3` (`step 3` in async mode). */
+  round: string;
+  stage: StageStatus['stage'];
+  /** `cohort 10` (not for `waiting`), `9 online`. */
+  details: string[];
+  /** Seconds left to the deadline (0 once passed) and their text (`42 s`, `2m05s` beyond two minutes); absent without a deadline. */
+  deadline?: { secondsLeft: number; text: string };
+}
+
+/** {@link stageText} in pieces. */
+export function stageParts(stage: StageStatus, now: number, mode?: EngineMode): StageParts {
+  const details = stage.stage === 'waiting' ? [] : [`cohort ${stage.cohort}`];
+  details.push(`${stage.online} online`);
+  const out: StageParts = { round: `${roundWord(mode)} ${stage.round}`, stage: stage.stage, details };
+  if (stage.deadline !== undefined) {
+    const left = Math.max(0, Math.ceil((stage.deadline - now) / 1000));
+    out.deadline = { secondsLeft: left, text: left < 120 ? `${left} s` : formatDuration(left * 1000) };
+  }
+  return out;
+}
+
+/**
+ * Where the round engine is, e.g. `round 3 · fit · cohort 10 · 9 online · deadline in 42 s`
+ * (`waiting` shows only the nodes online; in async mode `step` replaces `round`). The deadline
+ * is counted from `now` (epoch ms; the deadline is on the coordinator's clock).
+ */
+export function stageText(stage: StageStatus, now: number, mode?: EngineMode): string {
+  const p = stageParts(stage, now, mode);
+  return [p.round, p.stage, ...p.details, ...(p.deadline ? [`deadline in ${p.deadline.text}`] : [])].join(' · ');
+}
+
+/**
+ * One round's metrics as a line: nodes, losses, centralized test accuracy (when the job has a
+ * test set), federated accuracy and its spread (when nodes evaluated), staleness (async), bytes,
+ * time and failures; a round with `accepted: false` reads `round 4 failed, retried: …`.
+ */
+export function roundSummary(m: RoundMetrics): string {
+  const parts = [`${m.reported}/${m.selected} nodes`, `train loss ${fixed(m.trainLoss)}`];
+  if (m.testLoss !== null || m.testAccuracy !== null) parts.push(`test loss ${fixed(m.testLoss)}`, `test acc ${fixed(m.testAccuracy)}`);
+  if (m.federatedEval) parts.push(`fed acc ${formatFederated(m.federatedEval)}`);
+  if (m.staleness) parts.push(`staleness mean ${m.staleness.mean.toFixed(2)} max ${m.staleness.max}`);
+  parts.push(`up ${formatBytes(m.bytesUp)}`, `down ${formatBytes(m.bytesDown)}`, formatDuration(m.durationMs));
+  const failures = Object.entries(m.failures).map(([k, n]) => `${k}=${n}`).join(' ');
+  if (failures) parts.push(`failures ${failures}`);
+  return `${roundWord(m.mode)} ${m.round}${m.accepted ? '' : ' failed, retried'}: ${parts.join(', ')}`;
+}
 
 /** Human bytes: `797 kB`, `3.2 MB` (SI). */
 export function formatBytes(n: number): string {
@@ -93,7 +161,7 @@ export function plainLine(e: MonitorEvent | ConnectionEvent): string {
   switch (e.type) {
     case 'coordinator': {
       const s = e.status;
-      return `[${s.job}] coordinator ${e.previous ?? '-'} -> ${s.state}, round ${s.round}${s.rounds !== undefined ? `/${s.rounds}` : ''} (run ${s.runId})`;
+      return `[${s.job}] coordinator ${e.previous ?? '-'} -> ${s.state}${s.mode ? ` (${s.mode})` : ''}, ${s.round}${s.rounds !== undefined ? `/${s.rounds}` : ''} ${s.mode === 'async' ? 'steps' : 'rounds'} done (run ${s.runId})`;
     }
     case 'node': {
       const s = e.status;
@@ -102,17 +170,12 @@ export function plainLine(e: MonitorEvent | ConnectionEvent): string {
     }
     case 'nodeRemoved':
       return `[${e.job}] node ${e.nodeId} removed`;
-    case 'round': {
-      const m = e.metrics;
-      const failures = Object.entries(m.failures).map(([k, n]) => `${k}=${n}`).join(' ');
-      return `[${m.job}] round ${m.round}: ${m.reported}/${m.selected} nodes, train loss ${fixed(m.trainLoss)}, test loss ${fixed(m.testLoss)}, test acc ${fixed(m.testAccuracy)}, up ${formatBytes(m.bytesUp)}, down ${formatBytes(m.bytesDown)}, ${formatDuration(m.durationMs)}${failures ? `, failures ${failures}` : ''}`;
-    }
+    case 'round':
+      return `[${e.metrics.job}] ${roundSummary(e.metrics)}`;
+    case 'stage':
+      return e.stage ? `[${e.job}] ${stageText(e.stage, e.stage.ts)}` : `[${e.job}] stage cleared`;
     case 'model':
-      return `[${e.job}] model ${e.meta.model} v${e.meta.version} (round ${e.meta.round}), ${formatBytes(e.meta.bytes)}, ${formatCount(e.meta.params)} params`;
-    case 'task':
-      return e.task
-        ? `[${e.job}] task: round ${e.task.round}, ${e.task.selected.length} selected, deadline in ${formatDuration(e.task.timeoutMs)}`
-        : `[${e.job}] task cleared (end of run)`;
+      return `[${e.job}] model ${e.meta.model} v${e.meta.version} (round ${e.meta.round}), ${formatBytes(e.meta.bytes)}, ${formatCount(e.meta.params)} params${e.meta.chunks ? `, ${e.meta.chunks} chunks` : ''}`;
     case 'run':
       return `[${e.job}] new run ${e.runId}${e.previousRunId ? ` (was ${e.previousRunId})` : ''}`;
     case 'invalid':
