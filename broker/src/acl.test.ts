@@ -1,13 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TOPIC_KINDS, TOPIC_ROOT, TOPIC_TABLE, topicFilter, topics, type TopicKind } from '@fedmq/protocol';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canPublish, canSubscribe, filterWithin, readableFilters, scopeToClientId, writableFilters, type Principal } from './acl.ts';
+import { ROLES, aclTable, canPublish, canSubscribe, filterWithin, readableFilters, scopeToClientId, writableFilters, type Principal } from './acl.ts';
 import { addCredential, loadCredentials, type ScryptParams } from './auth.ts';
 import { startBroker, type RunningBroker } from './index.ts';
-
-// ----------------------------------------------------------------- the matrix
 
 const who: Record<string, Principal | null> = {
   nodeA: { username: 'A', role: 'node', jobs: ['j'] },
@@ -19,54 +18,150 @@ const who: Record<string, Principal | null> = {
   anonymous: null,
 };
 const COLUMNS = Object.keys(who);
-const J = 'fedmq/v1/j';
+const J = 'fedmq/v2/j';
+const V1 = 'fedmq/v1/j';
+
+/** A concrete topic of `kind` (version 3, chunk 0, round 2). */
+const concrete = (kind: TopicKind, job: string, nodeId: string): string => topicFilter(kind, job, { version: 3, index: 0, round: 2, nodeId });
+/** The filter of `kind` with `{nodeId}` set (the rest `+`). */
+const filterFor = (kind: TopicKind, job: string, nodeId: string): string => topicFilter(kind, job, { nodeId });
+const hasNodeId = (kind: TopicKind) => TOPIC_TABLE[kind].pattern.includes('{nodeId}');
+
+// ------------------------------------------------- the matrix, derived from the topic table
+
+/** The rules of acl.ts, restated from the brief directly over TOPIC_TABLE (not via readableFilters). */
+function expectedPublish(p: Principal | null, kind: TopicKind, job: string, nodeId: string): boolean {
+  if (!p) return false;
+  const s = TOPIC_TABLE[kind];
+  if (s.publisher !== p.role) return false;
+  if (p.jobs !== '*' && !p.jobs.includes(job)) return false;
+  return !(s.publisher === 'node' && hasNodeId(kind)) || nodeId === p.username;
+}
+function expectedSubscribe(p: Principal | null, kind: TopicKind, job: string, nodeId: string | '+'): boolean {
+  if (!p) return false;
+  if (p.jobs !== '*' && !p.jobs.includes(job)) return false;
+  const readers: readonly string[] = TOPIC_TABLE[kind].readers;
+  if (p.role === 'coordinator') return true; // fedmq/v2/{job}/# and the legacy rows: every kind
+  if (readers.includes(p.role)) return true;
+  return p.role === 'node' && readers.includes('self') && hasNodeId(kind) && nodeId === p.username;
+}
+
+describe('ACL matrix derived from TOPIC_TABLE: principal × kind × publish/subscribe', () => {
+  const cells = COLUMNS.flatMap((name) => TOPIC_KINDS.map((kind) => ({ name, kind })));
+  it.each(cells)('$name × $kind', ({ name, kind }) => {
+    const p = who[name];
+    const answers = (f: (job: string, nodeId: string) => boolean) => Object.fromEntries(['j', 'k'].flatMap((job) => ['A', 'B', '+'].map((n) => [`${job}:${n}`, f(job, n)])));
+    const pub = (job: string, n: string) => (n === '+' ? false : canPublish(p, concrete(kind, job, n)));
+    const sub = (job: string, n: string) => canSubscribe(p, n === '+' ? topicFilter(kind, job) : filterFor(kind, job, n));
+    expect({ publish: answers(pub), subscribe: answers(sub) }).toEqual({
+      publish: answers((job, n) => n !== '+' && expectedPublish(p, kind, job, n)),
+      subscribe: answers((job, n) => expectedSubscribe(p, kind, job, n)),
+    });
+    // a topic with wildcards is never publishable
+    expect(canPublish(p, topicFilter(kind, 'j'))).toBe(TOPIC_TABLE[kind].pattern.includes('{') ? false : expectedPublish(p, kind, 'j', 'A'));
+  });
+
+  it('canPublish is exactly "a valid fedmq topic inside writableFilters"', () => {
+    for (const name of COLUMNS) {
+      const p = who[name];
+      for (const kind of TOPIC_KINDS) {
+        for (const job of ['j', 'k']) {
+          for (const n of ['A', 'B', 'C']) {
+            const topic = concrete(kind, job, n);
+            expect([name, topic, canPublish(p, topic)]).toEqual([name, topic, writableFilters(p).some((f) => filterWithin(topic, f))]);
+          }
+        }
+      }
+    }
+  });
+
+  it('every filter a role is given comes from the table (a row of its role, or the coordinator\'s job root)', () => {
+    const fromTable = (p: Principal, f: string) => TOPIC_KINDS.some((kind) => ['j', 'k', '+'].some((job) => f === topicFilter(kind, job) || (hasNodeId(kind) && f === filterFor(kind, job, p.username))));
+    for (const p of [...Object.values(who), { username: 'x', role: 'coordinator', jobs: '*' } as Principal]) {
+      if (!p) continue;
+      for (const f of readableFilters(p)) expect([p.username, f, fromTable(p, f) || (p.role === 'coordinator' && f.startsWith(`${TOPIC_ROOT}/`) && f.endsWith('/#'))]).toEqual([p.username, f, true]);
+      for (const f of writableFilters(p)) expect([p.username, f, fromTable(p, f)]).toEqual([p.username, f, true]);
+    }
+  });
+
+  it('the module TSDoc shows the generated matrix (aclTable)', async () => {
+    const source = await readFile(new URL('./acl.ts', import.meta.url), 'utf8');
+    const doc = source.split('\n').filter((l) => l.startsWith(' * |')).map((l) => l.slice(3)).join('\n');
+    expect(doc).toBe(aclTable());
+  });
+});
+
+// ------------------------------------------------- hand-written expectations (security-relevant)
 
 /**
  * Expected answers, one character per principal in the order of COLUMNS
  * (nodeA nodeB nodeOtherJob coordinator coordinatorOtherJob monitor anonymous): 1 = allowed, . = denied.
- * Every topic is asked as a PUBLISH topic and as a SUBSCRIBE filter.
+ * Every topic is asked as a PUBLISH topic and as a SUBSCRIBE filter. Written by hand, not from the
+ * table: a change of TOPIC_TABLE that opens one of these cells fails here.
  */
 const MATRIX: [topic: string, publish: string, subscribe: string][] = [
   //                                        pub        sub
-  [`${J}/model`,                           '...1...', '11.1...'],
-  [`${J}/model/meta`,                      '...1...', '11.1.1.'],
-  [`${J}/model/chunks/0`,                  '...1...', '11.1...'],
-  [`${J}/model/chunks/17`,                 '...1...', '11.1...'],
-  [`${J}/model/chunks/+`,                  '.......', '11.1...'],
-  [`${J}/model/chunks/x`,                  '.......', '11.1...'], // not a fedmq topic: nobody can publish there
-  [`${J}/model/#`,                         '.......', '...1...'],
-  [`${J}/task`,                            '...1...', '11.1.1.'],
   [`${J}/coordinator/status`,              '...1...', '11.1.1.'],
+  [`${J}/coordinator/stage`,               '...1...', '...1.1.'],
+  [`${J}/coordinator/+`,                   '.......', '...1...'],
+  [`${J}/coordinator/#`,                   '.......', '...1...'],
+  [`${J}/models/3`,                        '...1...', '11.1...'],
+  [`${J}/models/+`,                        '.......', '11.1...'],
+  [`${J}/models/0`,                        '.......', '11.1...'], // versions count from 1: nobody can publish there
+  [`${J}/models/3/chunks/0`,               '...1...', '11.1...'],
+  [`${J}/models/+/chunks/+`,               '.......', '11.1...'],
+  [`${J}/models/#`,                        '.......', '...1...'], // also matches fedmq/v2/j/models itself
+  [`${J}/model/meta`,                      '...1...', '11.1.1.'],
+  [`${J}/nodes/A/task`,                    '...1...', '1..1...'],
+  [`${J}/nodes/B/task`,                    '...1...', '.1.1...'],
+  [`${J}/nodes/+/task`,                    '.......', '...1...'],
   [`${J}/nodes/A/status`,                  '1......', '1..1.1.'],
-  [`${J}/nodes/A/update`,                  '1......', '1..1...'],
   [`${J}/nodes/B/status`,                  '.1.....', '.1.1.1.'],
-  [`${J}/nodes/B/update`,                  '.1.....', '.1.1...'],
   [`${J}/nodes/+/status`,                  '.......', '...1.1.'],
+  [`${J}/nodes/A/update`,                  '1......', '1..1...'],
+  [`${J}/nodes/B/update`,                  '.1.....', '.1.1...'],
   [`${J}/nodes/+/update`,                  '.......', '...1...'],
-  [`${J}/nodes/A/+`,                       '.......', '...1...'], // A's two topics, but inside no single allowed filter: denied
+  [`${J}/nodes/A/evaluation`,              '1......', '1..1...'],
+  [`${J}/nodes/B/evaluation`,              '.1.....', '.1.1...'],
+  [`${J}/nodes/+/evaluation`,              '.......', '...1...'],
+  [`${J}/nodes/A/+`,                       '.......', '...1...'], // A's own topics, but inside no single allowed filter: denied
+  [`${J}/nodes/A/#`,                       '.......', '...1...'],
   [`${J}/nodes/#`,                         '.......', '...1...'],
   [`${J}/nodes/+/#`,                       '.......', '...1...'],
   [`${J}/rounds/1/metrics`,                '...1...', '11.1.1.'],
   [`${J}/rounds/+/metrics`,                '.......', '11.1.1.'],
-  [`${J}/rounds/0/metrics`,                '.......', '11.1.1.'], // round 0 is not a fedmq topic (rounds count from 1)
+  [`${J}/rounds/0/metrics`,                '.......', '11.1.1.'], // rounds count from 1
   [`${J}/metrics`,                         '...1...', '11.1.1.'],
+  [`${J}/other/topic`,                     '.......', '...1...'], // not in the table: only the coordinator's job root covers it
   [`${J}/#`,                               '.......', '...1...'],
   [`${J}/+`,                               '.......', '...1...'],
   [`${J}/+/status`,                        '.......', '...1...'],
-  [`${J}/coordinator/#`,                   '.......', '...1...'],
-  [`${J}`,                                 '.......', '...1...'], // the parent level of fedmq/v1/j/#
-  ['fedmq/v1/k/model',                     '....1..', '..1.1..'],
-  ['fedmq/v1/k/nodes/C/update',            '..1....', '..1.1..'],
-  ['fedmq/v1/k/nodes/A/update',            '.......', '....1..'],
-  ['fedmq/v1/k/#',                         '.......', '....1..'],
-  ['fedmq/v1/+/model',                     '.......', '.......'],
-  ['fedmq/v1/+/nodes/+/update',            '.......', '.......'],
-  ['fedmq/v1/#',                           '.......', '.......'],
+  [`${J}`,                                 '.......', '...1...'], // the parent level of fedmq/v2/j/#
+  [`${V1}/coordinator/status`,             '...1...', '11.1...'], // version detection
+  [`${V1}/nodes/A/status`,                 '1......', '...1...'],
+  [`${V1}/nodes/B/status`,                 '.1.....', '...1...'],
+  [`${V1}/nodes/+/status`,                 '.......', '...1...'],
+  [`${V1}/nodes/A/update`,                 '.......', '.......'], // nothing else of v1 is open
+  [`${V1}/model`,                          '.......', '.......'],
+  [`${V1}/task`,                           '.......', '.......'],
+  [`${V1}/metrics`,                        '.......', '.......'],
+  [`${V1}/#`,                              '.......', '.......'],
+  [`${V1}/nodes/#`,                        '.......', '.......'],
+  ['fedmq/v2/k/models/1',                  '....1..', '..1.1..'],
+  ['fedmq/v2/k/nodes/C/update',            '..1....', '..1.1..'],
+  ['fedmq/v2/k/nodes/C/task',              '....1..', '..1.1..'],
+  ['fedmq/v2/k/nodes/A/update',            '.......', '....1..'],
+  ['fedmq/v2/k/#',                         '.......', '....1..'],
+  ['fedmq/v2/+/models/1',                  '.......', '.......'],
+  ['fedmq/v2/+/nodes/+/update',            '.......', '.......'],
+  ['fedmq/v2/+/#',                         '.......', '.......'],
+  ['fedmq/v2/#',                           '.......', '.......'],
+  ['fedmq/v3/j/metrics',                   '.......', '.......'],
   ['fedmq/#',                              '.......', '.......'],
   ['#',                                    '.......', '.......'],
   ['+',                                    '.......', '.......'],
-  ['+/v1/j/model',                         '.......', '.......'],
-  ['+/+/+/model',                          '.......', '.......'],
+  ['+/v2/j/models/1',                      '.......', '.......'],
+  ['+/+/+/metrics',                        '.......', '.......'],
   ['$SYS/#',                               '.......', '.......'],
   ['$SYS/broker/clients/connected',        '.......', '.......'],
   ['$SYS/+/heartbeat',                     '.......', '.......'],
@@ -74,7 +169,7 @@ const MATRIX: [topic: string, publish: string, subscribe: string][] = [
   ['',                                     '.......', '.......'],
 ];
 
-describe('ACL matrix: role × topic × publish/subscribe', () => {
+describe('ACL matrix by hand: principal × topic × publish/subscribe', () => {
   const cells = MATRIX.flatMap(([topic, pub, sub]) =>
     COLUMNS.flatMap((name, i) => [
       { action: 'publish' as const, topic, name, allowed: pub[i] === '1' },
@@ -93,47 +188,96 @@ describe('ACL matrix: role × topic × publish/subscribe', () => {
   });
 });
 
-describe('ACL for principals of every job (jobs: "*")', () => {
+describe('ACL: the cells that matter for security', () => {
   const anyNode: Principal = { username: 'A', role: 'node', jobs: '*' };
   const anyCoordinator: Principal = { username: 'c', role: 'coordinator', jobs: '*' };
   const anyMonitor: Principal = { username: 'm', role: 'monitor', jobs: '*' };
+  const nodes = [who.nodeA!, anyNode];
+
+  it('a node cannot read another node\'s task, update, evaluation or status, nor nodes/+/…', () => {
+    for (const p of nodes) {
+      for (const job of ['j', '+']) {
+        for (const f of [`nodes/B/task`, `nodes/+/task`, `nodes/B/update`, `nodes/+/update`, `nodes/B/evaluation`, `nodes/+/evaluation`, `nodes/B/status`, `nodes/+/status`, `nodes/#`, `nodes/+/#`, `nodes/A/#`]) {
+          expect([p.jobs, f, canSubscribe(p, `fedmq/v2/${job}/${f}`)]).toEqual([p.jobs, f, false]);
+        }
+      }
+    }
+    // its own, yes
+    for (const f of ['task', 'update', 'evaluation', 'status']) expect(canSubscribe(who.nodeA, `${J}/nodes/A/${f}`)).toBe(true);
+  });
+
+  it('a node cannot publish a model, a chunk, a task, metrics, or another node\'s status, update or evaluation', () => {
+    for (const p of nodes) {
+      for (const t of [`${J}/models/1`, `${J}/models/1/chunks/0`, `${J}/model/meta`, `${J}/nodes/A/task`, `${J}/nodes/B/task`, `${J}/coordinator/status`, `${J}/coordinator/stage`,
+        `${J}/rounds/1/metrics`, `${J}/metrics`, `${J}/nodes/B/status`, `${J}/nodes/B/update`, `${J}/nodes/B/evaluation`, `${V1}/nodes/B/status`, `${V1}/coordinator/status`]) {
+        expect([p.jobs, t, canPublish(p, t)]).toEqual([p.jobs, t, false]);
+      }
+    }
+  });
+
+  it('a monitor never reads models, chunks, tasks, updates or evaluation results, and publishes nothing', () => {
+    for (const p of [who.monitor!, anyMonitor]) {
+      for (const job of ['j', '+']) {
+        for (const f of ['models/1', 'models/+', 'models/#', 'models/1/chunks/0', 'models/+/chunks/+', 'nodes/A/task', 'nodes/+/task', 'nodes/A/update', 'nodes/+/update',
+          'nodes/A/evaluation', 'nodes/+/evaluation', 'nodes/#', 'nodes/+/+', '#', '+']) {
+          expect([p.jobs, f, canSubscribe(p, `fedmq/v2/${job}/${f}`)]).toEqual([p.jobs, f, false]);
+        }
+      }
+      expect(writableFilters(p)).toEqual([]);
+    }
+    for (const f of ['fedmq/v2/+/nodes/+/status', 'fedmq/v2/+/coordinator/status', 'fedmq/v2/+/coordinator/stage', 'fedmq/v2/+/rounds/+/metrics', 'fedmq/v2/+/model/meta', 'fedmq/v2/x/metrics']) {
+      expect([f, canSubscribe(anyMonitor, f)]).toEqual([f, true]);
+    }
+  });
+
+  it('fedmq/v2/j/# is granted to no node; # to nobody', () => {
+    const everyone = [...Object.values(who), anyNode, anyCoordinator, anyMonitor];
+    for (const p of [...nodes, who.nodeB, { username: 'j', role: 'node', jobs: ['j'] } as Principal]) {
+      for (const f of [`${J}/#`, 'fedmq/v2/+/#', 'fedmq/v2/#', `${J}/+/#`]) expect([p?.username, f, canSubscribe(p, f)]).toEqual([p?.username, f, false]);
+    }
+    for (const p of everyone) {
+      for (const f of ['#', '+/#', 'fedmq/#', '$SYS/#']) expect([p?.username, f, canSubscribe(p, f)]).toEqual([p?.username, f, false]);
+    }
+  });
+
+  it('a coordinator reads everything of its jobs under fedmq/v2 and only the two legacy status kinds under fedmq/v1', () => {
+    expect(readableFilters(who.coordinator)).toEqual([`${J}/#`, `${V1}/coordinator/status`, `${V1}/nodes/+/status`]);
+    expect(readableFilters(anyCoordinator)).toEqual(['fedmq/v2/+/#', 'fedmq/v1/+/coordinator/status', 'fedmq/v1/+/nodes/+/status']);
+    expect(canSubscribe(anyCoordinator, 'fedmq/v2/+/nodes/+/update')).toBe(true);
+    expect(canSubscribe(anyCoordinator, 'fedmq/v2/#')).toBe(false); // also matches fedmq/v2 itself
+    expect(canSubscribe(anyCoordinator, 'fedmq/v1/+/#')).toBe(false);
+    expect(canPublish(anyCoordinator, 'fedmq/v2/x/nodes/A/task')).toBe(true);
+    expect(canPublish(anyCoordinator, 'fedmq/v2/x/nodes/A/update')).toBe(false);
+  });
 
   it('a node of every job still touches only its own node topics', () => {
-    expect(canPublish(anyNode, 'fedmq/v1/x/nodes/A/update')).toBe(true);
-    expect(canPublish(anyNode, 'fedmq/v1/y/nodes/A/status')).toBe(true);
-    expect(canPublish(anyNode, 'fedmq/v1/x/nodes/B/update')).toBe(false);
-    expect(canPublish(anyNode, 'fedmq/v1/x/model')).toBe(false);
-    expect(canSubscribe(anyNode, 'fedmq/v1/+/model')).toBe(true);
-    expect(canSubscribe(anyNode, 'fedmq/v1/+/nodes/+/update')).toBe(false);
-    expect(canSubscribe(anyNode, 'fedmq/v1/#')).toBe(false);
-  });
-
-  it('a monitor of every job reads statuses and metrics of every job, never updates or models', () => {
-    for (const f of ['fedmq/v1/+/nodes/+/status', 'fedmq/v1/+/coordinator/status', 'fedmq/v1/+/rounds/+/metrics', 'fedmq/v1/+/model/meta', 'fedmq/v1/+/task', 'fedmq/v1/x/metrics']) {
-      expect(canSubscribe(anyMonitor, f), f).toBe(true);
-    }
-    for (const f of ['fedmq/v1/+/nodes/+/update', 'fedmq/v1/+/model', 'fedmq/v1/+/#', 'fedmq/v1/#', '#', '$SYS/#']) expect(canSubscribe(anyMonitor, f), f).toBe(false);
-    expect(writableFilters(anyMonitor)).toEqual([]);
-  });
-
-  it('a coordinator of every job reads everything under fedmq/v1/+/ but not the root or $SYS', () => {
-    expect(canSubscribe(anyCoordinator, 'fedmq/v1/+/nodes/+/update')).toBe(true);
-    expect(canSubscribe(anyCoordinator, 'fedmq/v1/+/#')).toBe(true);
-    expect(canSubscribe(anyCoordinator, 'fedmq/v1/#')).toBe(false); // also matches fedmq/v1 itself
-    expect(canSubscribe(anyCoordinator, '#')).toBe(false);
-    expect(canPublish(anyCoordinator, 'fedmq/v1/x/task')).toBe(true);
-    expect(canPublish(anyCoordinator, 'fedmq/v1/x/nodes/A/update')).toBe(false);
+    expect(canPublish(anyNode, 'fedmq/v2/x/nodes/A/update')).toBe(true);
+    expect(canPublish(anyNode, 'fedmq/v2/y/nodes/A/evaluation')).toBe(true);
+    expect(canPublish(anyNode, 'fedmq/v2/x/nodes/B/update')).toBe(false);
+    expect(canSubscribe(anyNode, 'fedmq/v2/+/models/+')).toBe(true);
+    expect(canSubscribe(anyNode, 'fedmq/v2/+/nodes/A/task')).toBe(true);
+    expect(canSubscribe(anyNode, 'fedmq/v2/+/nodes/+/task')).toBe(false);
   });
 
   it('the filters themselves', () => {
     expect(readableFilters(who.monitor)).toEqual([
-      `${J}/coordinator/status`, `${J}/nodes/+/status`, `${J}/rounds/+/metrics`, `${J}/metrics`, `${J}/model/meta`, `${J}/task`,
+      `${J}/coordinator/status`, `${J}/coordinator/stage`, `${J}/model/meta`, `${J}/nodes/+/status`, `${J}/rounds/+/metrics`, `${J}/metrics`,
     ]);
-    expect(writableFilters(who.nodeA)).toEqual([`${J}/nodes/A/status`, `${J}/nodes/A/update`]);
+    expect(readableFilters(who.nodeA)).toEqual([
+      `${J}/coordinator/status`, `${J}/models/+`, `${J}/models/+/chunks/+`, `${J}/model/meta`, `${J}/nodes/A/task`, `${J}/nodes/A/status`, `${J}/nodes/A/update`,
+      `${J}/nodes/A/evaluation`, `${J}/rounds/+/metrics`, `${J}/metrics`, `${V1}/coordinator/status`,
+    ]);
+    expect(writableFilters(who.nodeA)).toEqual([`${J}/nodes/A/status`, `${J}/nodes/A/update`, `${J}/nodes/A/evaluation`, `${V1}/nodes/A/status`]);
+    expect(writableFilters(who.coordinator)).toEqual([
+      `${J}/coordinator/status`, `${J}/coordinator/stage`, `${J}/models/+`, `${J}/models/+/chunks/+`, `${J}/model/meta`, `${J}/nodes/+/task`, `${J}/rounds/+/metrics`, `${J}/metrics`, `${V1}/coordinator/status`,
+    ]);
     expect(readableFilters(null)).toEqual([]);
+    expect(writableFilters(null)).toEqual([]);
     // a node whose username is not a node id gets nothing (it could not be a topic level)
     expect(writableFilters({ username: 'a/b', role: 'node', jobs: ['j'] })).toEqual([]);
     expect(readableFilters({ username: '+', role: 'node', jobs: ['j'] })).toEqual([]);
+    expect(canSubscribe({ username: '+', role: 'node', jobs: ['j'] }, `${J}/models/+`)).toBe(false);
+    expect(ROLES).toEqual(['node', 'coordinator', 'monitor']);
   });
 });
 
@@ -219,14 +363,14 @@ describe('auth + ACL on a real broker', () => {
     expect(await refusal({ clientId: 'fedmq:j:coordinator', username: 'A', password: pw.A })).toBe(2);
     expect(await refusal({ clientId: 'fedmq:j:node:A', username: 'mon', password: pw.mon })).toBe(2);
     // a Last Will on a topic the node may not publish to
-    expect(await refusal({ clientId: 'fedmq:j:node:A', username: 'A', password: pw.A, will: { topic: 'fedmq/v1/j/nodes/B/status', payload: Buffer.from('x'), qos: 1, retain: true } })).toBe(5);
+    expect(await refusal({ clientId: 'fedmq:j:node:A', username: 'A', password: pw.A, will: { topic: topics.nodeStatus('j', 'B'), payload: Buffer.from('x'), qos: 1, retain: true } })).toBe(5);
     const r = await rejections();
     expect([r.get('anonymous'), r.get('bad_credentials'), r.get('client_id_not_allowed'), r.get('will_denied')]).toEqual([1, 2, 3, 1]);
   });
 
-  it('node A cannot read node B\'s update; the coordinator receives it; a node cannot publish the model', async () => {
+  it('node A cannot read node B\'s task or update; the coordinator receives the update; a node cannot publish a model', async () => {
     const coord = await connect({ clientId: 'fedmq:j:coordinator', username: 'coord', password: pw.coord });
-    const a = await connect({ clientId: 'fedmq:j:node:A', username: 'A', password: pw.A, will: { topic: `${J}/nodes/A/status`, payload: Buffer.from('{"state":"offline"}'), qos: 1, retain: true } });
+    const a = await connect({ clientId: 'fedmq:j:node:A', username: 'A', password: pw.A, will: { topic: topics.nodeStatus('j', 'A'), payload: Buffer.from('{"state":"offline"}'), qos: 1, retain: true } });
     const b = await connect({ clientId: 'fedmq:j:node:B', username: 'B', password: pw.B });
     const mon = await connect({ clientId: 'fedmq-monitor-test', username: 'mon', password: pw.mon });
 
@@ -234,37 +378,41 @@ describe('auth + ACL on a real broker', () => {
     a.on('message', (t) => seenByA.push(t));
     // mqtt.js fails a whole SUBSCRIBE when one filter gets 0x80, so ask one filter at a time
     const grant = (c: MqttClient, filter: string) => c.subscribeAsync(filter, { qos: 1 }).then((g) => g[0].qos, (err: { packet?: { granted?: number[] } }) => err.packet?.granted?.[0]);
-    for (const f of [`${J}/nodes/B/update`, `${J}/nodes/+/update`, `${J}/nodes/B/status`, `${J}/#`, '#', '$SYS/#']) expect([f, await grant(a, f)]).toEqual([f, 128]);
-    expect(await grant(a, `${J}/task`)).toBe(1);
-    expect(await grant(mon, `${J}/nodes/+/status`)).toBe(1);
-    expect(await grant(mon, `${J}/nodes/+/update`)).toBe(128);
-    expect(await grant(mon, `${J}/model`)).toBe(128);
-    await coord.subscribeAsync({ [`${J}/nodes/+/update`]: { qos: 1 }, [`${J}/model`]: { qos: 1 } });
+    const deniedToA = [topics.nodeTask('j', 'B'), topicFilter('nodeTask', 'j'), topics.nodeUpdate('j', 'B'), topicFilter('nodeUpdate', 'j'), topics.nodeStatus('j', 'B'), topicFilter('all', 'j'), '#', '$SYS/#'];
+    for (const f of deniedToA) expect([f, await grant(a, f)]).toEqual([f, 128]);
+    expect(await grant(a, topics.nodeTask('j', 'A'))).toBe(1);
+    expect(await grant(a, topicFilter('model', 'j'))).toBe(1);
+    expect(await grant(mon, topicFilter('nodeStatus', 'j'))).toBe(1);
+    const deniedToMonitor = [topicFilter('nodeUpdate', 'j'), topicFilter('model', 'j'), topicFilter('nodeTask', 'j'), topicFilter('nodeEvaluation', 'j')];
+    for (const f of deniedToMonitor) expect([f, await grant(mon, f)]).toEqual([f, 128]);
+    await coord.subscribeAsync({ [topicFilter('nodeUpdate', 'j')]: { qos: 1 }, [topicFilter('model', 'j')]: { qos: 1 } });
 
     const atCoordinator = new Promise<[string, string]>((resolve) => coord.on('message', (t, p) => t.endsWith('/update') && resolve([t, p.toString()])));
-    await b.publishAsync(`${J}/nodes/B/update`, 'delta of B', { qos: 1 });
-    expect(await atCoordinator).toEqual([`${J}/nodes/B/update`, 'delta of B']);
-    // the broker has routed B's update; anything for A would be queued before this task
-    const taskAtA = new Promise<void>((resolve) => a.on('message', (t) => t === `${J}/task` && resolve()));
-    await coord.publishAsync(`${J}/task`, '{"round":1}', { qos: 1 });
+    await b.publishAsync(topics.nodeUpdate('j', 'B'), 'delta of B', { qos: 1 });
+    expect(await atCoordinator).toEqual([topics.nodeUpdate('j', 'B'), 'delta of B']);
+    // the broker has routed B's update and B's task before A's task; anything for A would be queued before A's
+    const taskAtA = new Promise<void>((resolve) => a.on('message', (t) => t === topics.nodeTask('j', 'A') && resolve()));
+    await coord.publishAsync(topics.nodeTask('j', 'B'), '{"stage":"fit","taskId":1}', { qos: 1 });
+    await coord.publishAsync(topics.nodeTask('j', 'A'), '{"stage":"fit","taskId":2}', { qos: 1 });
     await taskAtA;
-    expect(seenByA).toEqual([`${J}/task`]);
+    expect(seenByA).toEqual([topics.nodeTask('j', 'A')]);
 
-    // a node publishing the global model is disconnected, and the model never reaches the coordinator;
+    // a node publishing a global model is disconnected, and the model never reaches the coordinator;
     // its Last Will (on its own status topic, so allowed) goes out
     const modelsAtCoordinator: string[] = [];
-    coord.on('message', (t, p) => t === `${J}/model` && modelsAtCoordinator.push(p.toString()));
-    const willAtMonitor = new Promise<string>((resolve) => mon.on('message', (t, p) => t === `${J}/nodes/A/status` && resolve(p.toString())));
+    coord.on('message', (t, p) => t === topics.model('j', 1) && modelsAtCoordinator.push(p.toString()));
+    await mon.subscribeAsync(topicFilter('nodeStatus', 'j'), { qos: 1 });
+    const willAtMonitor = new Promise<string>((resolve) => mon.on('message', (t, p) => t === topics.nodeStatus('j', 'A') && resolve(p.toString())));
     const closed = new Promise<void>((resolve) => a.once('close', () => resolve()));
-    a.publish(`${J}/model`, 'poisoned model', { qos: 1 });
+    a.publish(topics.model('j', 1), 'poisoned model', { qos: 1 });
     await closed;
     expect(await willAtMonitor).toBe('{"state":"offline"}');
-    const realModel = new Promise<string>((resolve) => coord.on('message', (t, p) => t === `${J}/model` && resolve(p.toString())));
-    await coord.publishAsync(`${J}/model`, 'real model', { qos: 1 });
+    const realModel = new Promise<string>((resolve) => coord.on('message', (t, p) => t === topics.model('j', 1) && resolve(p.toString())));
+    await coord.publishAsync(topics.model('j', 1), 'real model', { qos: 1 });
     expect(await realModel).toBe('real model');
     expect(modelsAtCoordinator).toEqual(['real model']);
     const r = await rejections();
     expect(r.get('publish_denied')).toBe(1);
-    expect(r.get('subscribe_denied')).toBe(8);
+    expect(r.get('subscribe_denied')).toBe(deniedToA.length + deniedToMonitor.length);
   });
 });

@@ -1,28 +1,60 @@
-import { ID_PATTERN, parseTopic, topicFilter, type TopicKind } from '@fedmq/protocol';
+import { ID_PATTERN, TOPIC_KINDS, TOPIC_ROOT, TOPIC_TABLE, parseTopic, topicFilter, type TopicKind, type TopicRole } from '@fedmq/protocol';
 
 /**
- * Access control for fedmq topics (docs/security.md, "ACL"). Pure functions: no broker, no I/O,
- * so the whole role × topic × action matrix is tested cell by cell (acl.test.ts). `startBroker`
- * wires them into Aedes' `authorizePublish` / `authorizeSubscribe` hooks when `auth` is on.
+ * Access control for fedmq topics (docs/security.md, "ACL"), generated from the protocol's topic
+ * table (`TOPIC_TABLE` of `@fedmq/protocol`, docs/protocol.md §2): adding a row there is the only
+ * change the ACL needs. Pure functions: no broker, no I/O, so the whole role × topic kind × action
+ * matrix is tested cell by cell (acl.test.ts). `startBroker` wires them into Aedes'
+ * `authorizePublish` / `authorizeSubscribe` hooks when `auth` is on.
  *
- * | role | publishes | subscribes to |
- * |---|---|---|
- * | `node` | its own `nodes/{nodeId}/status` and `nodes/{nodeId}/update` | `model`, `model/meta`, `model/chunks/+` (or one chunk), `task`, `coordinator/status`, `rounds/+/metrics`, `metrics`, and its own `nodes/{nodeId}/status` and `…/update` |
- * | `coordinator` | `model`, `model/meta`, `model/chunks/{i}`, `task`, `coordinator/status`, `rounds/{r}/metrics`, `metrics` | everything of its jobs (`fedmq/v1/{job}/#`), including `nodes/+/status` and `nodes/+/update` |
- * | `monitor` | nothing | `coordinator/status`, `nodes/+/status`, `rounds/+/metrics`, `metrics`, `model/meta`, `task` — never the global model or updates |
+ * The rules, per row `K` of the table:
+ *
+ * - **publish**: a principal of role `R` may publish to a topic of kind `K` iff
+ *   `TOPIC_TABLE[K].publisher === R`; for a kind whose pattern has `{nodeId}` and is published by
+ *   `node`, only with `{nodeId}` = the node's username. The topic must be concrete and valid
+ *   (`parseTopic`).
+ * - **subscribe**: for each kind whose `readers` include `R`, the kind's filter with every
+ *   parameter `+`; for a kind whose readers include `self`, a node also gets the filter with
+ *   `{nodeId}` = its username (its own task, status, update, evaluation — no one else's). The
+ *   publisher reads its own kind only where it is listed among the readers.
+ * - **coordinator** (reads): everything of its jobs under the v2 root (`fedmq/v2/{job}/#`) plus the
+ *   legacy v1 rows of the table (`fedmq/v1/{job}/coordinator/status`, `fedmq/v1/{job}/nodes/+/status`,
+ *   for version detection), and nothing else under `fedmq/v1/`.
+ *
+ * The resulting matrix ({@link aclTable}; ✓ = allowed, own = only the topic with the node's own
+ * `{nodeId}`, – = denied; acl.test.ts checks that this table is what the functions answer):
+ *
+ * | kind | topic | node publishes | node reads | coordinator publishes | coordinator reads | monitor publishes | monitor reads |
+ * |---|---|---|---|---|---|---|---|
+ * | `coordinatorStatus` | `fedmq/v2/{job}/coordinator/status` | – | ✓ | ✓ | ✓ | – | ✓ |
+ * | `stage` | `fedmq/v2/{job}/coordinator/stage` | – | – | ✓ | ✓ | – | ✓ |
+ * | `model` | `fedmq/v2/{job}/models/{version}` | – | ✓ | ✓ | ✓ | – | – |
+ * | `modelChunk` | `fedmq/v2/{job}/models/{version}/chunks/{index}` | – | ✓ | ✓ | ✓ | – | – |
+ * | `modelMeta` | `fedmq/v2/{job}/model/meta` | – | ✓ | ✓ | ✓ | – | ✓ |
+ * | `nodeTask` | `fedmq/v2/{job}/nodes/{nodeId}/task` | – | own | ✓ | ✓ | – | – |
+ * | `nodeStatus` | `fedmq/v2/{job}/nodes/{nodeId}/status` | own | own | – | ✓ | – | ✓ |
+ * | `nodeUpdate` | `fedmq/v2/{job}/nodes/{nodeId}/update` | own | own | – | ✓ | – | – |
+ * | `nodeEvaluation` | `fedmq/v2/{job}/nodes/{nodeId}/evaluation` | own | own | – | ✓ | – | – |
+ * | `roundMetrics` | `fedmq/v2/{job}/rounds/{round}/metrics` | – | ✓ | ✓ | ✓ | – | ✓ |
+ * | `latestMetrics` | `fedmq/v2/{job}/metrics` | – | ✓ | ✓ | ✓ | – | ✓ |
+ * | `legacyCoordinatorStatus` | `fedmq/v1/{job}/coordinator/status` | – | ✓ | ✓ | ✓ | – | – |
+ * | `legacyNodeStatus` | `fedmq/v1/{job}/nodes/{nodeId}/status` | own | – | – | ✓ | – | – |
  *
  * All of this only within the principal's jobs (`jobs: '*'` = every job, and then `+` may stand
- * for the job). Everything outside `fedmq/v1/` — `$SYS/…` included — is closed to every role, and
- * an anonymous principal (`null`) may do nothing.
+ * for the job; a node's or coordinator's connection is narrowed to the one job of its client id,
+ * {@link scopeToClientId}). Everything outside the table's topics and the coordinator's
+ * `fedmq/v2/{job}/#` — `$SYS/…` included — is closed to every role, and an anonymous principal
+ * (`null`) may do nothing.
  *
  * A subscription filter is granted only when every topic it can match lies inside one allowed
- * filter ({@link filterWithin}): `fedmq/v1/j/nodes/+/status` is inside the monitor's filter of the
- * same name, `fedmq/v1/j/#` is inside none of a node's filters (it covers other nodes' updates),
- * and `#` or `+/…` is inside none of anyone's.
+ * filter ({@link filterWithin}): `fedmq/v2/j/nodes/+/status` is inside the monitor's filter of the
+ * same name, `fedmq/v2/j/#` is inside none of a node's filters (it covers other nodes' tasks and
+ * updates), `fedmq/v2/j/nodes/{own id}/+` is inside none either (one filter must contain it), and
+ * `#` or `+/…` is inside none of anyone's.
  */
 
-/** What a user may do (docs/security.md). */
-export type Role = 'node' | 'coordinator' | 'monitor';
+/** What a user may do (docs/security.md): the publisher and reader roles of the topic table. */
+export type Role = TopicRole;
 
 /** The roles, in the order of the docs. */
 export const ROLES: readonly Role[] = ['node', 'coordinator', 'monitor'];
@@ -37,44 +69,50 @@ export interface Principal {
   jobs: readonly string[] | '*';
 }
 
-/** Topic kinds a role may publish to (node kinds: only its own node id). */
-const WRITABLE: Record<Role, readonly TopicKind[]> = {
-  node: ['nodeStatus', 'nodeUpdate'],
-  coordinator: ['model', 'modelMeta', 'modelChunk', 'task', 'coordinatorStatus', 'roundMetrics', 'latestMetrics'],
-  monitor: [],
-};
+/** True when the kind's pattern has a `{nodeId}` level. */
+const HAS_NODE_ID = (kind: TopicKind): boolean => TOPIC_TABLE[kind].pattern.includes('{nodeId}');
+/** True when only the node named by `{nodeId}` may publish the kind (a node's own topics). */
+const OWN_ONLY = (kind: TopicKind): boolean => TOPIC_TABLE[kind].publisher === 'node' && HAS_NODE_ID(kind);
+/** The legacy (v1) rows of the table: read by the coordinator besides `fedmq/v2/{job}/#`. */
+const LEGACY_KINDS = TOPIC_KINDS.filter((kind) => TOPIC_TABLE[kind].root !== TOPIC_ROOT);
 
 /** The job segments a principal's filters are built with: its jobs, or `+` for every job. */
 function jobSegments(p: Principal): readonly string[] {
   return p.jobs === '*' ? ['+'] : p.jobs.filter((j) => ID_PATTERN.test(j));
 }
 
-/**
- * Filters `p` may publish to (MQTT topic filters; a PUBLISH topic must match one of them and be a
- * valid fedmq topic, see {@link canPublish}). Empty for `null` (anonymous) and for a node whose
- * username is not a valid node id.
- */
-export function writableFilters(p: Principal | null | undefined): string[] {
-  if (!p) return [];
-  if (p.role === 'node' && !ID_PATTERN.test(p.username)) return [];
-  return jobSegments(p).flatMap((job) => WRITABLE[p.role].map((kind) => topicFilter(kind, job, p.username)));
+/** False for a node whose username could not be a `{nodeId}` level (it then gets nothing). */
+function usable(p: Principal | null | undefined): p is Principal {
+  return !!p && (p.role !== 'node' || ID_PATTERN.test(p.username));
 }
 
-/** Filters `p` may subscribe within (see {@link canSubscribe}). Empty for `null` (anonymous). */
+/**
+ * Filters `p` may publish to, one per job and kind it publishes (MQTT topic filters; a PUBLISH
+ * topic must also be a valid fedmq topic, see {@link canPublish}). Empty for `null` (anonymous),
+ * for a monitor, and for a node whose username is not a valid node id.
+ */
+export function writableFilters(p: Principal | null | undefined): string[] {
+  if (!usable(p)) return [];
+  const kinds = TOPIC_KINDS.filter((kind) => TOPIC_TABLE[kind].publisher === p.role);
+  return jobSegments(p).flatMap((job) => kinds.map((kind) => topicFilter(kind, job, OWN_ONLY(kind) ? { nodeId: p.username } : {})));
+}
+
+/**
+ * Filters `p` may subscribe within (see {@link canSubscribe}): per job, the table's kinds whose
+ * readers include its role (parameters `+`), a node's own `self` kinds, and for a coordinator
+ * `fedmq/v2/{job}/#` plus the legacy rows. Empty for `null` (anonymous) and for a node whose
+ * username is not a valid node id.
+ */
 export function readableFilters(p: Principal | null | undefined): string[] {
-  if (!p) return [];
+  if (!usable(p)) return [];
   return jobSegments(p).flatMap((job) => {
-    switch (p.role) {
-      case 'coordinator':
-        return [topicFilter('all', job)];
-      case 'monitor':
-        return (['coordinatorStatus', 'nodeStatus', 'roundMetrics', 'latestMetrics', 'modelMeta', 'task'] as const).map((k) => topicFilter(k, job));
-      case 'node': {
-        if (!ID_PATTERN.test(p.username)) return [];
-        const shared = (['model', 'modelMeta', 'modelChunk', 'task', 'coordinatorStatus', 'roundMetrics', 'latestMetrics'] as const).map((k) => topicFilter(k, job));
-        return [...shared, topicFilter('nodeStatus', job, p.username), topicFilter('nodeUpdate', job, p.username)];
-      }
-    }
+    if (p.role === 'coordinator') return [topicFilter('all', job), ...LEGACY_KINDS.map((kind) => topicFilter(kind, job))];
+    return TOPIC_KINDS.flatMap((kind) => {
+      const readers: readonly string[] = TOPIC_TABLE[kind].readers;
+      if (readers.includes(p.role)) return [topicFilter(kind, job)];
+      if (p.role === 'node' && readers.includes('self') && HAS_NODE_ID(kind)) return [topicFilter(kind, job, { nodeId: p.username })];
+      return [];
+    });
   });
 }
 
@@ -99,17 +137,21 @@ export function filterWithin(filter: string, pattern: string): boolean {
 }
 
 /**
- * May `p` publish to `topic`? Only a concrete (no `+`/`#`) and valid fedmq topic (`parseTopic`)
- * matching one of {@link writableFilters}. Never throws.
+ * May `p` publish to `topic`? Only a concrete (no `+`/`#`) and valid fedmq topic (`parseTopic`) of
+ * a kind `p`'s role publishes, in one of `p`'s jobs, and for a node's own kinds only with its own
+ * `{nodeId}`: exactly the topics matched by {@link writableFilters}. Never throws.
  */
 export function canPublish(p: Principal | null | undefined, topic: string): boolean {
-  if (!p || topic.includes('+') || topic.includes('#')) return false;
+  if (!usable(p) || topic.includes('+') || topic.includes('#')) return false;
+  let parsed: ReturnType<typeof parseTopic>;
   try {
-    parseTopic(topic);
+    parsed = parseTopic(topic);
   } catch {
     return false;
   }
-  return writableFilters(p).some((pattern) => filterWithin(topic, pattern));
+  if (TOPIC_TABLE[parsed.kind].publisher !== p.role) return false;
+  if (p.jobs !== '*' && !p.jobs.includes(parsed.job)) return false;
+  return !OWN_ONLY(parsed.kind) || ('nodeId' in parsed && parsed.nodeId === p.username);
 }
 
 /**
@@ -149,4 +191,32 @@ export function scopeToClientId(p: Principal | null | undefined, clientId: strin
     ? parts.length === 4 && parts[2] === 'node' && parts[3] === p.username && ID_PATTERN.test(p.username)
     : parts.length === 3 && parts[2] === 'coordinator';
   return ok ? { username: p.username, role: p.role, jobs: [job] } : null;
+}
+
+/** Principal and topic parameters {@link aclTable} asks about. */
+const SAMPLE = { job: 'j', own: 'n1', other: 'n2', params: { version: 1, index: 0, round: 1 } } as const;
+
+/**
+ * The ACL as a Markdown table, one row per kind of the topic table: for each role whether it may
+ * publish and subscribe (✓ allowed, `own` only the topic with its own `{nodeId}`, – denied).
+ * Computed by asking {@link canPublish} and {@link canSubscribe} about sample topics and filters,
+ * so it shows what the functions do; the module's TSDoc holds a copy (checked by acl.test.ts).
+ */
+export function aclTable(): string {
+  const cell = (any: boolean, own: boolean) => (any ? '✓' : own ? 'own' : '–');
+  const lines = [
+    '| kind | topic | node publishes | node reads | coordinator publishes | coordinator reads | monitor publishes | monitor reads |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const kind of TOPIC_KINDS) {
+    const concrete = (nodeId: string) => topicFilter(kind, SAMPLE.job, { ...SAMPLE.params, nodeId });
+    const cells = ROLES.flatMap((role) => {
+      const p: Principal = { username: SAMPLE.own, role, jobs: [SAMPLE.job] };
+      const pub = cell(canPublish(p, concrete(SAMPLE.own)) && canPublish(p, concrete(SAMPLE.other)), canPublish(p, concrete(SAMPLE.own)));
+      const sub = cell(canSubscribe(p, topicFilter(kind, SAMPLE.job)), canSubscribe(p, topicFilter(kind, SAMPLE.job, { nodeId: SAMPLE.own })));
+      return [pub, sub];
+    });
+    lines.push(`| \`${kind}\` | \`${TOPIC_TABLE[kind].root}/{job}/${TOPIC_TABLE[kind].pattern}\` | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
 }

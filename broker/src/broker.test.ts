@@ -1,5 +1,6 @@
 import { connect as netConnect } from 'node:net';
 import mqtt from 'mqtt';
+import { topicFilter, topics } from '@fedmq/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from './index.ts';
 
@@ -14,10 +15,10 @@ describe('startBroker', () => {
     broker = await startBroker({ port: 0, host: '127.0.0.1' });
     expect(broker.url).toMatch(/^mqtt:\/\/127\.0\.0\.1:\d+$/);
     const pub = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
-    await pub.publishAsync('fedmq/v1/j/model', 'hello', { qos: 1, retain: true });
+    await pub.publishAsync(topics.model('j', 1), 'hello', { qos: 1, retain: true });
     const sub = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
     const got = new Promise<string>((resolve) => sub.on('message', (_t, p) => resolve(p.toString())));
-    await sub.subscribeAsync('fedmq/v1/j/model', { qos: 1 });
+    await sub.subscribeAsync(topicFilter('model', 'j'), { qos: 1 });
     expect(await got).toBe('hello');
     await Promise.all([pub.endAsync(), sub.endAsync()]);
   });

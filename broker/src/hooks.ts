@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { canPublish, canSubscribe, scopeToClientId, type Principal } from './acl.ts';
 import type { Credentials } from './auth.ts';
 import { clientIdProblem } from './limits.ts';
-import type { RejectionReason, Transport } from './metrics.ts';
+import type { RejectionReason, TrackedSocket, Transport } from './metrics.ts';
 import { clientCertProblem, type PeerIdentity } from './tls.ts';
 
 /** What the broker knows about a connection before its CONNECT (recorded by the listeners). */
@@ -13,6 +13,8 @@ export interface ConnectionInfo {
   remoteAddress?: string;
   /** The TLS client certificate, when one was presented (TLS and WSS only). */
   peer?: PeerIdentity;
+  /** The socket's byte counters (`BrokerMetrics.trackSocket`): told the client's role when it connects. */
+  traffic?: TrackedSocket;
 }
 
 /** Options of {@link installSecurityHooks}. */

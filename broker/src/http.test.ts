@@ -1,5 +1,6 @@
 import { request } from 'node:http';
 import mqtt from 'mqtt';
+import { topicFilter, topics } from '@fedmq/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from './index.ts';
 
@@ -25,6 +26,13 @@ function get(port: number, path: string, method = 'GET'): Promise<{ status: numb
     req.on('error', reject);
     req.end();
   });
+}
+
+/** Sum of the series of a byte counter for one transport (over its `role` label). */
+function bytes(m: Map<string, number>, name: string, transport: string): number {
+  let sum = 0;
+  for (const [key, value] of m) if (key.startsWith(`${name}{`) && key.includes(`transport="${transport}"`)) sum += value;
+  return sum;
 }
 
 /** Prometheus text → `name{labels}` → value (comment lines skipped). */
@@ -77,18 +85,18 @@ describe('broker HTTP: dashboard, /metrics, MQTT over WebSocket', () => {
     const before = parseMetrics((await get(b.httpPort!, '/metrics')).body);
     expect(before.get('fedmq_broker_connections')).toBe(0);
     expect(before.get('fedmq_broker_messages_received_total')).toBe(0);
-    expect(before.get('fedmq_broker_bytes_received_total{transport="ws"}')).toBe(0);
+    expect(bytes(before, 'fedmq_broker_bytes_received_total', 'ws')).toBe(0);
 
     const ws = await mqtt.connectAsync(b.wsUrl!, { reconnectPeriod: 0 });
     const tcp = await mqtt.connectAsync(b.url, { reconnectPeriod: 0 });
     const atWs = new Promise<[string, string]>((resolve) => ws.on('message', (t, p) => resolve([t, p.toString()])));
     const atTcp = new Promise<[string, string]>((resolve) => tcp.on('message', (t, p) => resolve([t, p.toString()])));
-    await ws.subscribeAsync('fedmq/v1/j/coordinator/status', { qos: 1 });
-    await tcp.subscribeAsync('fedmq/v1/j/nodes/+/status', { qos: 1 });
-    await tcp.publishAsync('fedmq/v1/j/coordinator/status', '{"v":1}', { qos: 1 });
-    await ws.publishAsync('fedmq/v1/j/nodes/n1/status', 'x'.repeat(10_000), { qos: 1 });
-    expect(await atWs).toEqual(['fedmq/v1/j/coordinator/status', '{"v":1}']);
-    expect(await atTcp).toEqual(['fedmq/v1/j/nodes/n1/status', 'x'.repeat(10_000)]);
+    await ws.subscribeAsync(topics.coordinatorStatus('j'), { qos: 1 });
+    await tcp.subscribeAsync(topicFilter('nodeStatus', 'j'), { qos: 1 });
+    await tcp.publishAsync(topics.coordinatorStatus('j'), '{"v":2}', { qos: 1 });
+    await ws.publishAsync(topics.nodeStatus('j', 'n1'), 'x'.repeat(10_000), { qos: 1 });
+    expect(await atWs).toEqual([topics.coordinatorStatus('j'), '{"v":2}']);
+    expect(await atTcp).toEqual([topics.nodeStatus('j', 'n1'), 'x'.repeat(10_000)]);
 
     const res = await get(b.httpPort!, '/metrics');
     expect(res.status).toBe(200);
@@ -101,11 +109,11 @@ describe('broker HTTP: dashboard, /metrics, MQTT over WebSocket', () => {
     expect(m.get('fedmq_broker_messages_received_total')).toBe(2);
     expect(m.get('fedmq_broker_messages_sent_total')).toBe(2);
     // The 10 kB payload went in over WebSocket and out over TCP.
-    expect(m.get('fedmq_broker_bytes_received_total{transport="ws"}')).toBeGreaterThan(10_000);
-    expect(m.get('fedmq_broker_bytes_sent_total{transport="tcp"}')).toBeGreaterThan(10_000);
-    expect(m.get('fedmq_broker_bytes_received_total{transport="tcp"}')).toBeGreaterThan(0);
-    expect(m.get('fedmq_broker_bytes_received_total{transport="tcp"}')).toBeLessThan(10_000);
-    expect(m.get('fedmq_broker_bytes_sent_total{transport="ws"}')).toBeGreaterThan(0);
+    expect(bytes(m, 'fedmq_broker_bytes_received_total', 'ws')).toBeGreaterThan(10_000);
+    expect(bytes(m, 'fedmq_broker_bytes_sent_total', 'tcp')).toBeGreaterThan(10_000);
+    expect(bytes(m, 'fedmq_broker_bytes_received_total', 'tcp')).toBeGreaterThan(0);
+    expect(bytes(m, 'fedmq_broker_bytes_received_total', 'tcp')).toBeLessThan(10_000);
+    expect(bytes(m, 'fedmq_broker_bytes_sent_total', 'ws')).toBeGreaterThan(0);
     expect(m.get('process_cpu_seconds_total')).toBeGreaterThan(0);
 
     const gone = new Promise<void>((resolve) => b.aedes.once('clientDisconnect', () => resolve()));

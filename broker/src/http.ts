@@ -120,11 +120,11 @@ export async function startHttp(opts: {
     wss.handleUpgrade(req, socket, head, (ws) => {
       upgraded.add(socket);
       socket.once('close', () => upgraded.delete(socket));
-      metrics.trackSocket(socket, transport, baseline);
+      const traffic = metrics.trackSocket(socket, transport, baseline);
       const stream = createWebSocketStream(ws);
       stream.on('error', (err) => log.debug({ err: err.message }, 'websocket stream error'));
       const peer = opts.tls ? peerIdentity(socket as TLSSocket) : undefined;
-      gate.handle(stream, { transport, remoteAddress: socket.remoteAddress, ...(peer ? { peer } : {}) }, req);
+      gate.handle(stream, { transport, remoteAddress: socket.remoteAddress, traffic, ...(peer ? { peer } : {}) }, req);
     });
   });
 

@@ -10,14 +10,16 @@ import { Credentials, loadCredentials } from './auth.ts';
 import { installSecurityHooks, type ConnectionInfo } from './hooks.ts';
 import { MQTT_WS_PATH, startHttp, type BrokerHttp, type StaticAsset, type WebSocketGate } from './http.ts';
 import { ConnectionRateLimiter, DEFAULT_CONNECTION_RATE, DEFAULT_MAX_CLIENT_ID_LENGTH, DEFAULT_MAX_PACKET_BYTES, guardStream, type BrokerLimits } from './limits.ts';
-import { instrumentBroker, type Transport } from './metrics.ts';
+import { instrumentBroker, trafficRoleOf, type Traffic, type Transport } from './metrics.ts';
 import { createPersistence } from './persistence.ts';
 import { peerIdentity, tlsServerOptions, type BrokerTls } from './tls.ts';
 
 export { MQTT_WS_PATH, type StaticAsset } from './http.ts';
 export { createPersistence, parseRedisUrl, type BrokerPersistence } from './persistence.ts';
-export { instrumentBroker, REJECTION_REASONS, TRANSPORTS, type BrokerMetrics, type RejectionReason, type Transport } from './metrics.ts';
-export { ROLES, RESERVED_CLIENT_ID_PREFIX, canPublish, canSubscribe, filterWithin, readableFilters, scopeToClientId, writableFilters, type Principal, type Role } from './acl.ts';
+export {
+  instrumentBroker, REJECTION_REASONS, TRAFFIC_ROLES, TRANSPORTS, trafficRoleOf, type BrokerMetrics, type RejectionReason, type TrackedSocket, type Traffic, type TrafficRole, type Transport,
+} from './metrics.ts';
+export { ROLES, RESERVED_CLIENT_ID_PREFIX, aclTable, canPublish, canSubscribe, filterWithin, readableFilters, scopeToClientId, writableFilters, type Principal, type Role } from './acl.ts';
 export {
   Credentials, DEFAULT_SCRYPT, addCredential, generatePassword, hashPassword, loadCredentials, parseCredentials, removeCredential, verifyPassword,
   type CredentialEntry, type CredentialSummary, type CredentialsFile, type NewCredential, type ScryptParams,
@@ -95,6 +97,14 @@ export interface RunningBroker {
   metrics: Registry;
   /** The users, when `auth` is on. */
   credentials?: Credentials;
+  /**
+   * Bytes read from and written to MQTT sockets so far, per client role (`node`, `coordinator`,
+   * `monitor`, `other`; see {@link Traffic} and `TrafficRole`), over every transport, closed
+   * connections included. Bytes delivered to the nodes between two moments:
+   * `after.node.written - before.node.written`. The same counts as
+   * `fedmq_broker_bytes_{received,sent}_total{transport, role}` in {@link RunningBroker.metrics}.
+   */
+  traffic(): Traffic;
   /** `http://HOST:PORT/` (`https://` with `tls`): the dashboard (only with `httpPort`). `/metrics` is under it. */
   httpUrl?: string;
   /** The HTTP port actually bound (only with `httpPort`). */
@@ -155,7 +165,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
   });
   const metrics = instrumentBroker(aedes);
   const connections = new WeakMap<object, ConnectionInfo>();
-  installSecurityHooks(aedes, {
+  const security = installSecurityHooks(aedes, {
     credentials, maxClientIdLength: opts.limits?.maxClientIdLength ?? DEFAULT_MAX_CLIENT_ID_LENGTH,
     connectionOf: (conn) => (conn && typeof conn === 'object' ? connections.get(conn) : undefined), reject: metrics.reject, log,
   });
@@ -188,16 +198,16 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
   const server: Server | undefined = plainPort === null ? undefined : createServer((socket) => {
     track(socket);
     if (!admit(socket.remoteAddress, 'tcp')) return void socket.destroy();
-    metrics.trackSocket(socket, 'tcp');
-    handle(socket, { transport: 'tcp', remoteAddress: socket.remoteAddress });
+    const traffic = metrics.trackSocket(socket, 'tcp');
+    handle(socket, { transport: 'tcp', remoteAddress: socket.remoteAddress, traffic });
   });
   let tlsServer: TlsServer | undefined;
   if (tlsOptions) {
     tlsServer = createTlsServer(tlsOptions, (socket: TLSSocket) => {
       track(socket);
-      metrics.trackSocket(socket, 'tls');
+      const traffic = metrics.trackSocket(socket, 'tls');
       const peer = peerIdentity(socket);
-      handle(socket, { transport: 'tls', remoteAddress: socket.remoteAddress, ...(peer ? { peer } : {}) });
+      handle(socket, { transport: 'tls', remoteAddress: socket.remoteAddress, traffic, ...(peer ? { peer } : {}) });
     });
     // the rate is checked before the TLS server sees the socket: a flood costs no TLS work and is
     // not also counted as a failed handshake
@@ -215,7 +225,11 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
   }
   aedes.on('clientError', (client, err) => log.debug({ clientId: client?.id, err: err.message }, 'client error'));
   aedes.on('connectionError', (client, err) => log.debug({ clientId: client?.id, err: err.message }, 'connection error'));
-  aedes.on('client', (client) => log.debug({ clientId: client.id }, 'client connected'));
+  aedes.on('client', (client) => {
+    // registered, CONNACK not yet written: the CONNECT counts as `other`, the CONNACK and the rest as the client's role
+    connections.get(client.conn)?.traffic?.setRole(trafficRoleOf(client.id, security.principalOf(client)));
+    log.debug({ clientId: client.id }, 'client connected');
+  });
   aedes.on('clientDisconnect', (client) => log.debug({ clientId: client.id }, 'client disconnected'));
 
   const gate: WebSocketGate = { admit, handle, maxPayload: maxPacketBytes };
@@ -254,7 +268,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
   const tlsUrl = tlsPort === undefined ? undefined : `mqtts://${urlHost}:${tlsPort}`;
   const url = port === undefined ? tlsUrl! : `mqtt://${urlHost}:${port}`;
   log.info({ url, tlsUrl, auth: credentials ? `${credentials.size} users` : 'off (open broker)', maxPacketBytes, connectionRate: rate }, 'broker listening');
-  const running: RunningBroker = { url, port: port ?? tlsPort!, aedes, metrics: metrics.registry, close };
+  const running: RunningBroker = { url, port: port ?? tlsPort!, aedes, metrics: metrics.registry, traffic: metrics.traffic, close };
   if (tlsUrl) Object.assign(running, { tlsUrl, tlsPort });
   if (credentials) running.credentials = credentials;
   if (http) {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isFedmqError } from '@fedmq/protocol';
+import { isFedmqError, topicFilter, topics } from '@fedmq/protocol';
 import { parseRedisUrl, startBroker } from './index.ts';
 
 describe('parseRedisUrl', () => {
@@ -57,8 +57,8 @@ describe.runIf(existsSync(REDIS))('redis persistence', () => {
     const { port } = broker;
     try {
       const coord = await mqtt.connectAsync(broker.url, { clientId: 'fedmq:j:coordinator', clean: false, reconnectPeriod: 0 });
-      await coord.subscribeAsync('fedmq/v1/j/nodes/+/update', { qos: 1 });
-      await coord.publishAsync('fedmq/v1/j/model', 'global-v1', { qos: 1, retain: true });
+      await coord.subscribeAsync(topicFilter('nodeUpdate', 'j'), { qos: 1 });
+      await coord.publishAsync(topics.model('j', 1), 'global-v1', { qos: 1, retain: true });
       await coord.endAsync();
       await broker.close(); // a new broker process would start the same way: nothing is kept in memory
 
@@ -66,15 +66,15 @@ describe.runIf(existsSync(REDIS))('redis persistence', () => {
       // a node publishes its update while the coordinator is offline: the session queues it
       const node = await mqtt.connectAsync(broker.url, { clientId: 'fedmq:j:node:n1', clean: false, reconnectPeriod: 0 });
       const retained = new Promise<string>((resolve) => node.on('message', (_t, p) => resolve(p.toString())));
-      await node.subscribeAsync('fedmq/v1/j/model', { qos: 1 });
+      await node.subscribeAsync(topics.model('j', 1), { qos: 1 });
       expect(await retained).toBe('global-v1');
-      await node.publishAsync('fedmq/v1/j/nodes/n1/update', 'update-1', { qos: 1 });
+      await node.publishAsync(topics.nodeUpdate('j', 'n1'), 'update-1', { qos: 1 });
       await node.endAsync();
 
       const back = mqtt.connect(broker.url, { clientId: 'fedmq:j:coordinator', clean: false, reconnectPeriod: 0 });
       // no SUBSCRIBE: the subscription and the queued message come from the stored session
       const got = await new Promise<string>((resolve) => back.on('message', (t, p) => resolve(`${t} ${p.toString()}`)));
-      expect(got).toBe('fedmq/v1/j/nodes/n1/update update-1');
+      expect(got).toBe(`${topics.nodeUpdate('j', 'n1')} update-1`);
       await back.endAsync();
     } finally {
       await broker.close();

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { topics } from '@fedmq/protocol';
 import mqtt, { type IClientOptions } from 'mqtt';
 import { WebSocket } from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -116,7 +117,7 @@ describe('mqtts and wss with auth and mutual TLS', () => {
     expect(b.url).toBe(b.tlsUrl);
     expect(b.url).toMatch(/^mqtts:\/\/127\.0\.0\.1:\d+$/);
     const c = await mqtt.connectAsync(b.url, { reconnectPeriod: 0, ...nodeA, password: pw.A, ca: pem.ca, cert: pem.aCert, key: pem.aKey });
-    await c.publishAsync('fedmq/v1/j/nodes/A/status', '{}', { qos: 1 });
+    await c.publishAsync(topics.nodeStatus('j', 'A'), '{}', { qos: 1 });
     await c.endAsync();
     // the certificate is optional with requestClientCert: the password alone is enough
     expect(await attempt(b.url, { ...nodeA, password: pw.A, ca: pem.ca })).toBe(0);
