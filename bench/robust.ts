@@ -15,7 +15,6 @@
  * attack can be added to the matrix without re-running the others.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import type { StrategyParams } from '@fedmq/coordinator';
 import { initBackend } from '@fedmq/ml';
 import type { AttackName } from '@fedmq/simulator';
 import { arg, runJob } from './lib.ts';
@@ -24,7 +23,7 @@ const rounds = Number(arg('rounds', '10'));
 const fractions = arg('fractions', '0.1,0.2,0.3').split(',').map(Number);
 const attacks = arg('attacks', 'sign-flip,gaussian,scale,label-flip,alie').split(',') as AttackName[];
 const strategies = arg('strategies', 'fedavg,median,trimmed-mean,krum,multi-krum,norm-bounding').split(',');
-const params: StrategyParams = { trimBeta: 0.3, byzantine: 3, maxNorm: Number(arg('max-norm', '2')) };
+const params: Record<string, unknown> = { trimBeta: 0.3, krumF: 3, maxNorm: Number(arg('max-norm', '2')) };
 
 const FILE = 'bench/results/robust.json';
 interface Row { strategy: string; attack: string; maliciousFraction: number; rounds: number; finalTestAccuracy: number | null }

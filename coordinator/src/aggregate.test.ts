@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { WeightedDeltaSum, addable, applyDelta } from './aggregate.ts';
-import { FedAvg, sample } from './strategies/fedavg.ts';
 import { float32Codec, seededRng } from '@fedmq/protocol';
 
 const global = [{ name: 'w', shape: [3], data: new Float32Array([1, 1, 1]) }, { name: 'b', shape: [1], data: new Float32Array([0]) }];
@@ -8,33 +7,9 @@ const t = (w: number[], b: number) => [{ name: 'w', shape: [3], data: new Float3
 /** The same delta as the coordinator folds it: tensors that add themselves into the sums. */
 const d = (w: number[], b: number) => t(w, b).map(addable);
 
-describe('FedAvg aggregation', () => {
-  it('equals the hand-computed numExamples-weighted mean, not the unweighted one', () => {
-    // Node A: n=100, Δ=(1,0,2 | 4); node B: n=300, Δ=(−1,4,2 | 0); node C: n=600, Δ=(0,1,−2 | 1)
-    // weighted: w += (100·1 + 300·−1 + 600·0)/1000 = −0.2, (0 + 1200 + 600)/1000 = 1.8, (200 + 600 − 1200)/1000 = −0.4
-    //           b += (400 + 0 + 600)/1000 = 1.0
-    // unweighted would give w += (0, 5/3, 2/3), b += 5/3.
-    const fedavg = new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } });
-    const agg = fedavg.beginRound(1, global);
-    agg.add({ nodeId: 'a', numExamples: 100, delta: d([1, 0, 2], 4), loss: 1 });
-    agg.add({ nodeId: 'b', numExamples: 300, delta: d([-1, 4, 2], 0), loss: 2 });
-    agg.add({ nodeId: 'c', numExamples: 600, delta: d([0, 1, -2], 1), loss: 0.5 });
-    const next = fedavg.aggregateFit(1, global, agg, [])!;
-    const hand = [1 - 0.2, 1 + 1.8, 1 - 0.4];
-    for (let i = 0; i < 3; i++) expect(next[0].data[i]).toBeCloseTo(hand[i], 6);
-    expect(next[1].data[0]).toBeCloseTo(1.0, 6);
-    const unweighted = [1, 1 + 5 / 3, 1 + 2 / 3];
-    expect(Array.from(next[0].data).some((v, i) => Math.abs(v - unweighted[i]) > 0.1)).toBe(true);
-    expect(agg.trainLoss).toBeCloseTo((100 * 1 + 300 * 2 + 600 * 0.5) / 1000, 12);
-    expect(next[0].shape).toEqual([3]);
-    expect(next[0].name).toBe('w');
-  });
-
-  it('keeps the model when no update arrived', () => {
-    const fedavg = new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } });
-    expect(fedavg.aggregateFit(1, global, fedavg.beginRound(1, global), [{ reason: 'timeout' }])).toBeNull();
-  });
-
+// FedAvg's hand-computed weighted mean and the empty round are tested in strategies/mean.test.ts,
+// the node sampling in strategies/fedavg-selector.test.ts.
+describe('WeightedDeltaSum', () => {
   it('does not depend on arrival order beyond float32 rounding', () => {
     const deltas = Array.from({ length: 20 }, (_, k) => ({ d: d([Math.sin(k) * 1e3, 1e-4 * k, -k], k / 7), n: 1 + ((k * 37) % 101) }));
     const a = new WeightedDeltaSum(global);
@@ -57,20 +32,53 @@ describe('FedAvg aggregation', () => {
   });
 });
 
-describe('node sampling', () => {
-  it('samples max(C·K, minFitNodes) distinct nodes, reproducibly', () => {
-    const nodes = Array.from({ length: 10 }, (_, i) => `n${i}`);
-    let s = 1;
-    const rng = () => ((s = (s * 16807) % 2147483647) / 2147483647);
-    const fedavg = new FedAvg({ fractionFit: 0.3, minFitNodes: 2, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } });
-    const { selected } = fedavg.configureFit(1, nodes, rng);
-    expect(selected).toHaveLength(3);
-    expect(new Set(selected).size).toBe(3);
-    expect(new FedAvg({ fractionFit: 0.1, minFitNodes: 4, fitConfig: { epochs: 1, batchSize: 1, learningRate: 1 } }).configureFit(1, nodes, rng).selected).toHaveLength(4);
-    s = 1;
-    const again = sample(nodes, 3, rng);
-    s = 1;
-    expect(sample(nodes, 3, rng)).toEqual(again);
+describe('WeightedDeltaSum with a scale (FedBuff staleness weights)', () => {
+  const deltas = Array.from({ length: 9 }, (_, k) => ({ d: d([Math.sin(k) * 1e3, 1e-4 * k, -k], k / 7), n: 1 + ((k * 37) % 101), s: 1 / (1 + k) ** 0.5 }));
+
+  it('gives exactly the unscaled sum for scale 1 and no scale, via both paths', () => {
+    const plain = new WeightedDeltaSum(global);
+    const one = new WeightedDeltaSum(global);
+    const viaCodec = new WeightedDeltaSum(global);
+    for (const x of deltas) {
+      plain.add(x.d, x.n);
+      one.add(x.d, x.n, 1);
+    }
+    for (const [k, x] of deltas.entries()) {
+      const w = [Math.sin(k) * 1e3, 1e-4 * k, -k];
+      viaCodec.add(t(w, k / 7).map((ts) => float32Codec.prepare(float32Codec.encode([ts], {}, undefined, Math.random)[0])), x.n, 1);
+    }
+    expect(one.mean().map((m) => Array.from(m.data))).toEqual(plain.mean().map((m) => Array.from(m.data)));
+    expect(viaCodec.mean().map((m) => Array.from(m.data))).toEqual(plain.mean().map((m) => Array.from(m.data)));
+  });
+
+  it('folds n_k·s_k·Δ_k into the sum and n_k into the denominator', () => {
+    const s = new WeightedDeltaSum(global);
+    for (const x of deltas) s.add(x.d, x.n, x.s);
+    expect(s.totalWeight).toBe(deltas.reduce((a, x) => a + x.n, 0));
+    expect(s.count).toBe(deltas.length);
+    const mean = s.mean();
+    const total = s.totalWeight;
+    for (const [ti, size] of [[0, 3], [1, 1]] as const) {
+      for (let i = 0; i < size; i++) {
+        const want = deltas.reduce((a, x, k) => a + x.n * x.s * (ti === 0 ? [Math.fround(Math.sin(k) * 1e3), Math.fround(1e-4 * k), -k][i] : Math.fround(k / 7)), 0) / total;
+        expect(mean[ti].data[i]).toBeCloseTo(want, 4);
+        expect(Math.abs(mean[ti].data[i] - want)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(want)));
+      }
+    }
+    // a scale of 0 counts the update's examples but not its delta
+    const z = new WeightedDeltaSum(global);
+    z.add(d([1, 1, 1], 1), 1, 0);
+    z.add(d([2, 2, 2], 2), 1, 1);
+    expect(Array.from(z.mean()[0].data)).toEqual([1, 1, 1]);
+  });
+
+  it('refuses a negative or non-finite scale without folding anything', () => {
+    const s = new WeightedDeltaSum(global);
+    for (const bad of [-1, NaN, Infinity]) expect(() => s.add(d([1, 1, 1], 1), 1, bad)).toThrow(RangeError);
+    expect(s.count).toBe(0);
+    expect(s.totalWeight).toBe(0);
+    s.add(d([1, 2, 3], 4), 2, 1);
+    expect(Array.from(s.mean()[0].data)).toEqual([1, 2, 3]);
   });
 });
 

@@ -24,7 +24,8 @@ export function addable(t: { data: ArrayLike<number> }): Addable {
  * error-free transformation (Knuth's TwoSum, TAOCP vol. 2 §4.2.2) into a high and a low float64
  * part, so the sum carries ~106 bits and its rounding to float64, then float32, is the rounding of
  * the exact sum. A run therefore reaches the same model bit for bit however the network orders
- * the updates, which makes a resumed run identical to an uninterrupted one.
+ * the updates, which makes a resumed run identical to an uninterrupted one. (This holds for
+ * unscaled adds; an add with a scale ≠ 1, FedBuff's staleness weight, is rounded: see {@link add}.)
  */
 export class WeightedDeltaSum {
   private readonly hi: Float64Array[];
@@ -55,23 +56,39 @@ export class WeightedDeltaSum {
   }
 
   /**
-   * Adds `weight · delta`, each tensor decoded straight into a float64 scratch and folded into
-   * the compensated sums. `delta` must hold the same tensors in the same order as `like`, already
-   * validated (the coordinator checks an update completely before folding it).
-   * @throws RangeError when `weight` is not a positive finite number or a tensor's size differs.
+   * Adds `weight · scale · delta` to the sum and `weight` to Σ n_k, each tensor decoded straight
+   * into a float64 scratch and folded into the compensated sums. `delta` must hold the same
+   * tensors in the same order as `like`, already validated (the coordinator checks an update
+   * completely before folding it).
+   *
+   * `scale` is FedBuff's staleness weight s(τ) (Nguyen et al. 2022, "Federated Learning with
+   * Buffered Asynchronous Aggregation", AISTATS, arXiv:2106.06639): the update contributes
+   * n_k·s·Δ_k to the numerator while the denominator stays Σ n_k. With `scale` absent or exactly 1
+   * the arithmetic is the exact one described on the class (n_k · Δ_k,i exact, TwoSum), so the
+   * mean is order-independent bit for bit. With any other scale the product (n_k·s)·Δ_k,i is
+   * rounded to float64 before it is summed, so the result is no longer exact and may differ in
+   * the last bits between arrival orders (async mode has no fixed order anyway).
+   *
+   * @param weight n_k, positive and finite.
+   * @param scale s ≥ 0 and finite; default 1.
+   * @throws RangeError when `weight` is not a positive finite number, `scale` is negative or not
+   *   finite, or a tensor's size differs (when a tensor after the first fails, the earlier ones
+   *   are already folded: validate before adding).
    */
-  add(delta: readonly Addable[], weight: number): void {
+  add(delta: readonly Addable[], weight: number, scale = 1): void {
     if (!(weight > 0) || !Number.isFinite(weight)) throw new RangeError(`weight must be positive, got ${weight}`);
+    if (!(scale >= 0) || !Number.isFinite(scale)) throw new RangeError(`scale must be a finite number ≥ 0, got ${scale}`);
     if (delta.length !== this.hi.length) throw new RangeError(`expected ${this.hi.length} tensors, got ${delta.length}`);
+    const w = scale === 1 ? weight : weight * scale;
     for (let t = 0; t < this.hi.length; t++) {
       const fast = delta[t].addToCompensated;
       if (fast) {
-        fast.call(delta[t], this.hi[t], this.lo[t], weight);
+        fast.call(delta[t], this.hi[t], this.lo[t], w);
         continue;
       }
       const x = (this.scratch ??= this.hi.map((h) => new Float64Array(h.length)))[t];
       try {
-        delta[t].addTo(x, weight);
+        delta[t].addTo(x, w);
       } catch (err) {
         x.fill(0);
         throw err;
@@ -83,7 +100,8 @@ export class WeightedDeltaSum {
   }
 
   /**
-   * Σ n_k Δ_k / Σ n_k as float32 tensors named like the model.
+   * Σ n_k·s_k·Δ_k / Σ n_k as float32 tensors named like the model (s_k = 1 unless a scale was
+   * given): the float64 sum hi + lo divided by Σ n_k, rounded once to float32.
    * @throws RangeError when nothing was added.
    */
   mean(): NamedTensor[] {
@@ -110,7 +128,11 @@ function twoSumInto(hi: Float64Array, lo: Float64Array, x: Float64Array): void {
   }
 }
 
-/** `global + step`, tensor by tensor (names and shapes from `global`). */
+/**
+ * `global + step`, tensor by tensor (names and shapes from `global`): each value g + d is
+ * computed in float64 and rounded once to float32. `step` must have `global`'s tensors in order.
+ * @returns new float32 tensors; neither input is modified.
+ */
 export function applyDelta(global: readonly NamedTensor[], step: readonly NamedTensor[]): NamedTensor[] {
   return global.map((g, t) => {
     const out = new Float32Array(g.data.length);

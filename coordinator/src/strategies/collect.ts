@@ -1,7 +1,6 @@
-import type { FitConfig, NamedTensor } from '@fedmq/protocol';
-import { addable, type WeightedDeltaSum } from '../aggregate.ts';
-import type { FitFailure, FitResult, RoundAggregate, Strategy } from '../strategy.ts';
-import { FedAvg, MeanAggregate, type FedAvgOptions } from './fedavg.ts';
+import type { NamedTensor } from '@fedmq/protocol';
+import { addable, type Addable } from '../aggregate.ts';
+import type { Aggregator, FitFailure, FitResult, RoundAggregate, StepTensor } from '../strategy.ts';
 
 /**
  * One float64 buffer holding a whole delta (all tensors, in model order) with a view per tensor:
@@ -12,8 +11,8 @@ export class FlatDelta {
   /** Σ tensor sizes, the delta's length. */
   readonly size: number;
   readonly values: Float64Array;
-  /** The buffer as one addable per tensor, for {@link WeightedDeltaSum.add}. */
-  readonly addables: ReturnType<typeof addable>[];
+  /** The buffer as one addable per tensor, for `WeightedDeltaSum.add`. */
+  readonly addables: Addable[];
   private readonly views: Float64Array[];
 
   /** @param global the model; only tensor sizes and order are used. */
@@ -30,7 +29,7 @@ export class FlatDelta {
   }
 
   /**
-   * Replaces the buffer's content with `r`'s delta (decoded once).
+   * Replaces the buffer's content with `r`'s delta (decoded once, exactly: float32 values in float64).
    * @throws RangeError when `numExamples` is not positive and finite, or the tensors do not match the model.
    */
   decode(r: FitResult): Float64Array {
@@ -43,48 +42,73 @@ export class FlatDelta {
 }
 
 /**
+ * Checks a {@link RoundAggregate.add} scale.
+ * @throws RangeError when `scale` is given and negative or not finite.
+ */
+export function checkScale(scale: number | undefined): void {
+  if (scale !== undefined && (!(scale >= 0) || !Number.isFinite(scale))) throw new RangeError(`scale must be a finite number ≥ 0, got ${scale}`);
+}
+
+/**
  * A {@link RoundAggregate} that keeps every accepted delta, for the robust rules (coordinate-wise
  * median, trimmed mean, Krum) that need all n updates at once and cannot be folded into a running
  * sum.
  *
  * Each delta is decoded once, through its tensors' `addTo`, into a zeroed float64 scratch the
- * size of the model, then copied as one flat float32 vector (the model's tensors concatenated in
- * the global model's order, each row-major). The scratch also feeds the same numExamples-weighted
- * {@link WeightedDeltaSum} as {@link MeanAggregate} (count, totalExamples, trainLoss, sum), so the
- * coordinator's bookkeeping is unchanged.
+ * size of the model, multiplied by the update's scale when one other than 1 is given, and copied
+ * as one flat float32 vector (the model's tensors concatenated in the global model's order, each
+ * row-major; unscaled deltas are float32 values, so the copy is exact). count, totalExamples and
+ * trainLoss are kept as by the weighted mean (numExamples-weighted loss).
  *
- * Memory: O(n × model) float32 for the n collected deltas, plus one float64 model-sized scratch
- * and the float64 running sum. This is inherent to the robust rules (they look at every update
- * per coordinate or pairwise), unlike FedAvg's O(model); a round of n updates of a P-parameter
- * model holds about 4·n·P bytes here.
+ * Memory: O(n × model) float32 for the n collected deltas, plus one float64 model-sized scratch.
+ * This is inherent to the robust rules (they look at every update per coordinate or pairwise),
+ * unlike the mean's O(model); a round of n updates of a P-parameter model holds about 4·n·P bytes.
  */
-export class CollectAggregate extends MeanAggregate {
+export class CollectAggregate implements RoundAggregate {
   /** Number of parameters of the model (length of each collected vector). */
   readonly size: number;
   private readonly flat: FlatDelta;
   private readonly vecs: Float32Array[] = [];
   private readonly examples: number[] = [];
   private readonly ids: string[] = [];
+  private total = 0;
+  private lossSum = 0;
 
-  /** @param global the global model of the round; only tensor sizes and order are used. */
-  constructor(global: readonly NamedTensor[]) {
-    super(global);
+  /**
+   * @param global the global model of the round; only tensor sizes and order are used.
+   * @param owner the aggregator whose `begin` made this aggregate (checked by its `finish`).
+   */
+  constructor(global: readonly NamedTensor[], readonly owner: Aggregator) {
     this.flat = new FlatDelta(global);
     this.size = this.flat.size;
   }
 
   /**
-   * Decodes one accepted update into a flat float32 vector and folds it into the weighted sum.
-   * The result's `delta` views are only read during this call.
-   * @throws RangeError when `numExamples` is not a positive finite number, the number of tensors
-   * differs from the model's, or a tensor's size differs (nothing is recorded then).
+   * Decodes one accepted update into a flat float32 vector (times `scale`, rounded to float32,
+   * when a scale other than 1 is given). The result's `delta` views are only read during this call.
+   * @throws RangeError when `numExamples` is not a positive finite number, `scale` is negative or
+   *   not finite, the number of tensors differs from the model's, or a tensor's size differs
+   *   (nothing is recorded then).
    */
-  add(r: FitResult): void {
+  add(r: FitResult, scale?: number): void {
+    checkScale(scale);
     const values = this.flat.decode(r);
-    this.fold(this.flat.addables, r);
+    if (scale !== undefined && scale !== 1) for (let i = 0; i < values.length; i++) values[i] *= scale;
     this.vecs.push(new Float32Array(values));
     this.examples.push(r.numExamples);
     this.ids.push(r.nodeId);
+    this.total += r.numExamples;
+    this.lossSum += r.numExamples * r.loss;
+  }
+
+  get count(): number {
+    return this.vecs.length;
+  }
+  get totalExamples(): number {
+    return this.total;
+  }
+  get trainLoss(): number {
+    return this.vecs.length === 0 ? NaN : this.lossSum / this.total;
   }
 
   /** The collected deltas, one flat float32 vector of length {@link size} per update, in arrival order. */
@@ -101,23 +125,22 @@ export class CollectAggregate extends MeanAggregate {
   get nodeIds(): readonly string[] {
     return this.ids;
   }
-
 }
 
 /**
- * `global + step`, where `step` is a flat vector laid out like {@link CollectAggregate.vectors}
- * (tensors concatenated in `global`'s order). Sums are rounded to float32.
- * @throws RangeError when `step.length` differs from the model's parameter count.
+ * A flat step (tensors concatenated in `global`'s order, as {@link CollectAggregate.vectors}) as
+ * per-tensor {@link StepTensor}s: subarray views of `flat` (no copy, no rounding) with `global`'s
+ * names and shapes.
+ * @throws RangeError when `flat.length` differs from the model's parameter count.
  */
-export function applyFlatDelta(global: readonly NamedTensor[], step: ArrayLike<number>): NamedTensor[] {
+export function flatStep(global: readonly NamedTensor[], flat: Float64Array): StepTensor[] {
   const size = global.reduce((s, t) => s + t.data.length, 0);
-  if (step.length !== size) throw new RangeError(`expected a step of ${size} values, got ${step.length}`);
+  if (flat.length !== size) throw new RangeError(`expected a step of ${size} values, got ${flat.length}`);
   let off = 0;
   return global.map((g) => {
-    const out = new Float32Array(g.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = g.data[i] + step[off + i];
+    const data = flat.subarray(off, off + g.data.length);
     off += g.data.length;
-    return { name: g.name, shape: [...g.shape], data: out };
+    return { name: g.name, shape: [...g.shape], data };
   });
 }
 
@@ -136,48 +159,35 @@ export function checkVectors(vectors: readonly ArrayLike<number>[]): number {
 }
 
 /**
- * Base of the strategies that need every update of a round (robust rules): FedAvg's sampling
- * (max(⌈C·K⌉, minFitNodes) of the K available nodes, see {@link FedAvg}), a
- * {@link CollectAggregate} per round, and `global + combine(...)` as the next model.
- * Options are validated like {@link FedAvgOptions}.
+ * Base of the aggregators that need every update of a round (robust rules): a
+ * {@link CollectAggregate} per round (memory O(n × model), not streaming), and the step
+ * `combine(...)` as float64 views per tensor ({@link flatStep}).
  */
-export abstract class CollectingStrategy<O extends FedAvgOptions = FedAvgOptions> implements Strategy {
-  /** Name used by `--strategy`. */
+export abstract class CollectingAggregator implements Aggregator {
+  /** Name used by `--aggregator`. */
   abstract readonly name: string;
+  readonly streaming = false;
 
-  /**
-   * @throws RangeError when `fractionFit` is not in (0, 1] or `minFitNodes` is not an integer ≥ 1.
-   */
-  private readonly selection: FedAvg;
-
-  constructor(protected readonly opts: O) {
-    this.selection = new FedAvg(opts); // validates fractionFit and minFitNodes, samples as FedAvg
-  }
-
-  /** Samples max(⌈C·K⌉, minFitNodes) of the K available nodes (all when fewer), as FedAvg. */
-  configureFit(_round: number, available: readonly string[], rng: () => number): { selected: string[]; config: FitConfig } {
-    return this.selection.configureFit(_round, available, rng);
-  }
-
-  /** A {@link CollectAggregate} for the round (memory O(n × model)). */
-  beginRound(_round: number, global: readonly NamedTensor[]): RoundAggregate {
-    return new CollectAggregate(global);
+  /** A {@link CollectAggregate} for the round. */
+  begin(_round: number, global: readonly NamedTensor[]): RoundAggregate {
+    return new CollectAggregate(global, this);
   }
 
   /**
-   * `global + combine(...)`, or `null` when no update was accepted or `combine` refuses.
-   * @throws TypeError when `aggregate` was not made by this strategy's {@link beginRound}.
+   * The step `combine(...)` with the global model's names and shapes (float64 values), or `null`
+   * when no update was accepted or `combine` refuses.
+   * @throws TypeError when `aggregate` was not made by this aggregator's {@link begin}.
    */
-  aggregateFit(round: number, global: readonly NamedTensor[], aggregate: RoundAggregate, failures: readonly FitFailure[]): NamedTensor[] | null {
-    if (!(aggregate instanceof CollectAggregate)) throw new TypeError(`${this.name} needs the aggregate returned by its beginRound`);
+  finish(round: number, global: readonly NamedTensor[], aggregate: RoundAggregate, failures: readonly FitFailure[]): StepTensor[] | null {
+    if (!(aggregate instanceof CollectAggregate) || aggregate.owner !== this) throw new TypeError(`${this.name} needs the aggregate returned by its begin`);
     if (aggregate.count === 0) return null;
     const step = this.combine(aggregate, round, failures);
-    return step === null ? null : applyFlatDelta(global, step);
+    return step === null ? null : flatStep(global, step);
   }
 
   /**
-   * The round's step (a flat vector of the model's size) from the collected deltas, or `null` to
-   * keep the global model. Called with at least one delta.
+   * The round's step (a flat float64 vector of the model's size) from the collected deltas, or
+   * `null` to keep the global model. Called with at least one delta.
    */
-  protected abstract combine(aggregate: CollectAggregate, round: number, failures: readonly FitFailure[]): ArrayLike<number> | null;
+  protected abstract combine(aggregate: CollectAggregate, round: number, failures: readonly FitFailure[]): Float64Array | null;
 }

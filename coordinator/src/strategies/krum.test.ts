@@ -1,9 +1,12 @@
-import { seededRng } from '@fedmq/protocol';
+import { ErrorCodes, seededRng } from '@fedmq/protocol';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { Krum, MultiKrum, krumSelect, type MultiKrumOptions } from './krum.ts';
-import { ATTACKS, dist, fitResult, honestVectors, maliciousVectors, randInt, shuffled, zeroModel } from './robust-fixtures.ts';
-import { runStrategySuite } from './strategy-suite.ts';
+import { createComponent } from './descriptor.ts';
+import { createStrategy } from './index.ts';
+import { KrumAggregator, MultiKrumAggregator, krumDescriptor, krumSelect } from './krum.ts';
+import { multiKrumDescriptor } from './multi-krum.ts';
+import { ATTACKS, dist, fitResult, honestVectors, maliciousVectors, nextModel, randInt, shuffled, zeroModel } from './robust-fixtures.ts';
+import { runAggregatorSuite } from './strategy-suite.ts';
 
 const fitConfig = { epochs: 1, batchSize: 32, learningRate: 0.1 };
 const f32 = (xs: number[]) => Float32Array.from(xs);
@@ -61,75 +64,76 @@ describe('krumSelect', () => {
   });
 });
 
-describe('Krum and MultiKrum strategies', () => {
-  it('Krum applies the single best delta; MultiKrum the unweighted mean of the m best', () => {
+describe('Krum and Multi-Krum aggregators (the krum / multi-krum presets: + sgd)', () => {
+  it('Krum applies the single best delta; Multi-Krum the unweighted mean of the m best', () => {
     const global = [{ name: 'w', shape: [1], data: f32([100]) }];
-    const krum = new Krum({ fractionFit: 1, minFitNodes: 5, fitConfig, byzantine: 1 });
-    expect(krum.name).toBe('krum');
-    let agg = krum.beginRound(1, global);
-    line.forEach((v, k) => agg.add(fitResult(`n${k}`, v, 10 ** k)));
-    expect(Array.from(krum.aggregateFit(1, global, agg, [])![0].data)).toEqual([101]);
+    const krum = new KrumAggregator({ krumF: 1, minFitNodes: 5 });
+    expect([krum.name, krum.streaming]).toEqual(['krum', false]);
+    expect(Array.from(nextModel(krum, global, line.map((v, k) => fitResult(`n${k}`, v, 10 ** k)))![0].data)).toEqual([101]);
 
-    const multi = new MultiKrum({ fractionFit: 1, minFitNodes: 5, fitConfig, byzantine: 1, m: 3 });
+    const multi = new MultiKrumAggregator({ krumF: 1, minFitNodes: 5, multiKrumM: 3 });
     expect(multi.name).toBe('multi-krum');
-    agg = multi.beginRound(1, global);
-    line.forEach((v, k) => agg.add(fitResult(`n${k}`, v, 10 ** k)));
     // mean of 1, 0, 2 = 1, not weighted by numExamples
-    expect(Array.from(multi.aggregateFit(1, global, agg, [])![0].data)).toEqual([101]);
+    expect(Array.from(nextModel(multi, global, line.map((v, k) => fitResult(`n${k}`, v, 10 ** k)))![0].data)).toEqual([101]);
 
     // default m = n − f = 4: mean of 1, 0, 2, 10 = 3.25
-    const dflt = new MultiKrum({ fractionFit: 1, minFitNodes: 5, fitConfig, byzantine: 1 });
-    agg = dflt.beginRound(1, global);
-    line.forEach((v, k) => agg.add(fitResult(`n${k}`, v)));
-    expect(Array.from(dflt.aggregateFit(1, global, agg, [])![0].data)).toEqual([103.25]);
+    const dflt = new MultiKrumAggregator({ krumF: 1, minFitNodes: 5 });
+    expect(dflt.multiKrumM).toBeUndefined();
+    expect(Array.from(nextModel(dflt, global, line.map((v, k) => fitResult(`n${k}`, v)))![0].data)).toEqual([103.25]);
+    expect((createComponent(multiKrumDescriptor, { krumF: 1 }, {}) as MultiKrumAggregator).multiKrumM).toBeUndefined();
   });
 
-  it('samples at least minFitNodes = 2f + 3 nodes when available, as FedAvg', () => {
-    const s = new Krum({ fractionFit: 0.1, minFitNodes: 7, fitConfig, byzantine: 2 });
+  it('samples at least minFitNodes = 2f + 3 nodes when available, as FedAvg (krum preset)', () => {
+    const s = createStrategy({ strategy: 'krum', fraction: 0.1, minFitNodes: 7, fitConfig, params: { krumF: 2 } });
     const nodes = Array.from({ length: 20 }, (_, i) => `n${i}`);
-    const { selected, config } = s.configureFit(1, nodes, seededRng(5));
+    const selected = s.selector.select(1, nodes, seededRng(5));
     expect(new Set(selected).size).toBe(7);
-    expect(config).toEqual(fitConfig);
-    expect(s.configureFit(1, nodes.slice(0, 4), seededRng(5)).selected).toHaveLength(4); // all when fewer
+    expect(s.fitConfig(1)).toEqual(fitConfig);
+    expect(s.selector.select(1, nodes.slice(0, 4), seededRng(5))).toHaveLength(4); // all when fewer
   });
 
   it('caps m at n − f of the round', () => {
-    const global = zeroModel(1);
-    const s = new MultiKrum({ fractionFit: 1, minFitNodes: 5, fitConfig, byzantine: 1, m: 50 });
-    const agg = s.beginRound(1, global);
-    line.forEach((v, k) => agg.add(fitResult(`n${k}`, v)));
-    expect(Array.from(s.aggregateFit(1, global, agg, [])![0].data)).toEqual([3.25]);
+    const s = new MultiKrumAggregator({ krumF: 1, minFitNodes: 5, multiKrumM: 50 });
+    expect(Array.from(nextModel(s, zeroModel(1), line.map((v, k) => fitResult(`n${k}`, v)))![0].data)).toEqual([3.25]);
   });
 
-  it('refuses configurations with n < 2f + 3 in the constructor', () => {
-    expect(() => new Krum({ fractionFit: 1, minFitNodes: 4, fitConfig, byzantine: 1 })).toThrow(RangeError);
-    expect(() => new MultiKrum({ fractionFit: 1, minFitNodes: 6, fitConfig, byzantine: 2, m: 1 })).toThrow(/2f \+ 3/);
-    expect(() => new Krum({ fractionFit: 1, minFitNodes: 2, fitConfig, byzantine: 0 })).toThrow(RangeError);
-    expect(() => new Krum({ fractionFit: 1, minFitNodes: 3, fitConfig, byzantine: 0 })).not.toThrow();
-    expect(() => new Krum({ fractionFit: 1, minFitNodes: 7, fitConfig, byzantine: 2 })).not.toThrow();
-    expect(() => new Krum({ fractionFit: 1, minFitNodes: 9, fitConfig, byzantine: -1 })).toThrow(RangeError);
-    expect(() => new Krum({ fractionFit: 1, minFitNodes: 9, fitConfig, byzantine: 1.5 })).toThrow(RangeError);
-    for (const m of [0, -1, 1.5, NaN]) expect(() => new MultiKrum({ fractionFit: 1, minFitNodes: 9, fitConfig, byzantine: 1, m })).toThrow(RangeError);
-    expect(() => new Krum({ fractionFit: 0, minFitNodes: 9, fitConfig, byzantine: 1 })).toThrow(RangeError);
+  it('refuses configurations with minFitNodes < 2f + 3 and bad f or m (RangeError; FEDMQ_BAD_CONFIG through the registry)', () => {
+    expect(() => new KrumAggregator({ krumF: 1, minFitNodes: 4 })).toThrow(RangeError);
+    expect(() => new MultiKrumAggregator({ krumF: 2, minFitNodes: 6, multiKrumM: 1 })).toThrow(/2f \+ 3/);
+    expect(() => new KrumAggregator({ krumF: 0, minFitNodes: 2 })).toThrow(RangeError);
+    expect(() => new KrumAggregator({ krumF: 0, minFitNodes: 3 })).not.toThrow();
+    expect(() => new KrumAggregator({ krumF: 2, minFitNodes: 7 })).not.toThrow();
+    expect(() => new KrumAggregator({ krumF: -1, minFitNodes: 9 })).toThrow(RangeError);
+    expect(() => new KrumAggregator({ krumF: 1.5, minFitNodes: 9 })).toThrow(RangeError);
+    for (const multiKrumM of [0, -1, 1.5, NaN]) expect(() => new MultiKrumAggregator({ krumF: 1, minFitNodes: 9, multiKrumM })).toThrow(RangeError);
+    const bad = (fn: () => unknown, flag: string) => expect(fn).toThrow(expect.objectContaining({ code: ErrorCodes.BAD_CONFIG, message: expect.stringContaining(flag) }));
+    bad(() => createComponent(krumDescriptor, {}, {}), '--krum-f'); // required
+    bad(() => createComponent(multiKrumDescriptor, {}, {}), '--krum-f');
+    for (const krumF of [-1, 1.5, NaN]) bad(() => createComponent(krumDescriptor, { krumF }, {}), '--krum-f');
+    for (const multiKrumM of [0, -1, 1.5]) bad(() => createComponent(multiKrumDescriptor, { krumF: 1, multiKrumM }, {}), '--multi-krum-m');
+    bad(() => createStrategy({ strategy: 'krum', fraction: 1, minFitNodes: 4, fitConfig, params: { krumF: 1 } }), '2f + 3');
+    bad(() => createStrategy({ strategy: 'krum', fraction: 0, minFitNodes: 9, fitConfig, params: { krumF: 1 } }), 'fraction');
   });
 
   it('keeps the model and logs the reason when fewer than 2f + 3 updates arrived', () => {
     const lines: string[] = [];
     const logger = pino({ level: 'warn' }, { write: (s: string) => void lines.push(s) });
     const global = zeroModel(1);
-    const s = new Krum({ fractionFit: 1, minFitNodes: 5, fitConfig, byzantine: 1, logger });
-    const agg = s.beginRound(3, global);
-    line.slice(0, 4).forEach((v, k) => agg.add(fitResult(`n${k}`, v)));
-    expect(s.aggregateFit(3, global, agg, [{ nodeId: 'n4', reason: 'timeout' }])).toBeNull();
+    const s = new KrumAggregator({ krumF: 1, minFitNodes: 5, logger });
+    expect(nextModel(s, global, line.slice(0, 4).map((v, k) => fitResult(`n${k}`, v)), { round: 3, failures: [{ nodeId: 'n4', reason: 'timeout' }] })).toBeNull();
     expect(lines).toHaveLength(1);
-    expect(JSON.parse(lines[0])).toMatchObject({ round: 3, received: 4, byzantine: 1, required: 5 });
-    expect(s.aggregateFit(3, global, s.beginRound(3, global), [])).toBeNull(); // empty round: null, no log
+    expect(JSON.parse(lines[0])).toMatchObject({ round: 3, received: 4, krumF: 1, required: 5 });
+    expect(s.finish(3, global, s.begin(3, global), [])).toBeNull(); // empty round: null, no log
     expect(lines).toHaveLength(1);
+    // through the registry, the strategy's logger reaches the aggregator
+    const viaRegistry = createStrategy({ strategy: 'krum', fraction: 1, minFitNodes: 5, fitConfig, params: { krumF: 1 } }, { logger });
+    expect(nextModel(viaRegistry.aggregator, global, line.slice(0, 4).map((v, k) => fitResult(`n${k}`, v)), { round: 4 })).toBeNull();
+    expect(lines).toHaveLength(2);
   });
 
   // Property: the Multi-Krum step (mean of the selected) is within (1 + √(n − f − 2))·D of the
   // honest mean (each selected is within √(n − f − 2)·D of an honest vector, itself within D of
-  // the honest mean), checked on the strategy's float32 output with relative slack 1e-6.
+  // the honest mean), checked on the float32 model x_0 + step (x_0 = 0) with relative slack 1e-6.
   it('keeps the step within (1 + √(n − f − 2))·D of the honest mean (300 trials)', () => {
     const rng = seededRng(3);
     for (let trial = 0; trial < 300; trial++) {
@@ -139,11 +143,9 @@ describe('Krum and MultiKrum strategies', () => {
       const honest = honestVectors(rng, n - f, d);
       const all = [...honest, ...maliciousVectors(rng, honest, f, ATTACKS[trial % ATTACKS.length])];
       const m = rng() < 0.3 ? undefined : randInt(rng, 1, n);
-      const s = new MultiKrum({ fractionFit: 1, minFitNodes: 2 * f + 3, fitConfig, byzantine: f, m });
-      const global = zeroModel(d);
-      const agg = s.beginRound(1, global);
-      shuffled(rng, all).forEach(({ item, index }) => agg.add(fitResult(`n${index}`, item, 1 + randInt(rng, 0, 1e6))));
-      const out = s.aggregateFit(1, global, agg, [])![0].data;
+      const s = new MultiKrumAggregator({ krumF: f, minFitNodes: 2 * f + 3, multiKrumM: m });
+      const results = shuffled(rng, all).map(({ item, index }) => fitResult(`n${index}`, item, 1 + randInt(rng, 0, 1e6)));
+      const out = nextModel(s, zeroModel(d), results)![0].data;
       const mean = new Float64Array(d);
       for (const h of honest) for (let i = 0; i < d; i++) mean[i] += h[i] / honest.length;
       let diam = 0;
@@ -154,5 +156,5 @@ describe('Krum and MultiKrum strategies', () => {
 });
 
 // Krum needs minFitNodes ≥ 2f + 3 = 5 with f = 1; the suite's rounds have 7 updates.
-runStrategySuite((base) => new Krum({ ...base, byzantine: 1 }), { base: { minFitNodes: 5 } });
-runStrategySuite((base) => new MultiKrum({ ...base, byzantine: 1, m: 3 }), { base: { minFitNodes: 5 } });
+runAggregatorSuite(() => new KrumAggregator({ krumF: 1, minFitNodes: 5 }));
+runAggregatorSuite(() => new MultiKrumAggregator({ krumF: 1, minFitNodes: 5, multiKrumM: 3 }));

@@ -1,7 +1,8 @@
 import { pino, type Logger } from 'pino';
+import { z } from 'zod';
 import type { FitFailure } from '../strategy.ts';
-import { CollectingStrategy, checkVectors, type CollectAggregate } from './collect.ts';
-import type { FedAvgOptions } from './fedavg.ts';
+import { CollectingAggregator, checkVectors, type CollectAggregate } from './collect.ts';
+import { numberParam, type AggregatorDescriptor } from './descriptor.ts';
 
 /**
  * Krum scores and Multi-Krum selection (Blanchard et al. 2017, "Machine Learning with
@@ -17,12 +18,12 @@ import type { FedAvgOptions } from './fedavg.ts';
  * @param m vectors to select, integer in [1, n − f].
  * @returns indices into `vectors` of the m selected, best score first.
  * @throws RangeError when `vectors` is empty or lengths differ, f is not an integer ≥ 0,
- * n < 2f + 3, or m is not an integer in [1, n − f].
+ *   n < 2f + 3, or m is not an integer in [1, n − f].
  */
 export function krumSelect(vectors: readonly ArrayLike<number>[], f: number, m: number): number[] {
   const d = checkVectors(vectors);
   const n = vectors.length;
-  checkByzantine(f);
+  checkKrumF(f);
   if (n < 2 * f + 3) throw new RangeError(`Krum needs n ≥ 2f + 3 vectors: n = ${n}, f = ${f} (need ${2 * f + 3})`);
   if (!(Number.isInteger(m) && m >= 1 && m <= n - f)) throw new RangeError(`m must be an integer in [1, n − f] = [1, ${n - f}], got ${m}`);
   const dist = new Float64Array(n * n);
@@ -52,69 +53,79 @@ export function krumSelect(vectors: readonly ArrayLike<number>[], f: number, m: 
   return [...scores.keys()].sort((a, b) => scores[a] - scores[b] || a - b).slice(0, m);
 }
 
-function checkByzantine(f: number): void {
-  if (!(Number.isInteger(f) && f >= 0)) throw new RangeError(`byzantine must be an integer ≥ 0, got ${f}`);
+function checkKrumF(f: number): void {
+  if (!(Number.isInteger(f) && f >= 0)) throw new RangeError(`krumF must be an integer ≥ 0, got ${f}`);
 }
 
-/** Options of {@link Krum}. */
-export interface KrumOptions extends FedAvgOptions {
-  /** f, the number of Byzantine nodes tolerated per round, integer ≥ 0. Requires minFitNodes ≥ 2f + 3. */
-  byzantine: number;
-  /** Where refused rounds are reported (warn, with `{round, received, byzantine, required}`). Default: a silent pino logger. */
+/** Options of {@link KrumAggregator}. */
+export interface KrumOptions {
+  /** f, the number of Byzantine updates tolerated per round, integer ≥ 0. */
+  krumF: number;
+  /**
+   * The strategy's minFitNodes, checked to be ≥ 2f + 3 when given (a round of fewer updates is
+   * refused anyway, so a smaller minFitNodes is a configuration error).
+   */
+  minFitNodes?: number;
+  /** Where refused rounds are reported (warn, with `{round, received, krumF, required}`). Default: a silent pino logger. */
   logger?: Logger;
 }
 
-/** Options of {@link MultiKrum}. */
+/** Options of {@link MultiKrumAggregator}. */
 export interface MultiKrumOptions extends KrumOptions {
   /**
    * m, the number of best-scored updates averaged, integer ≥ 1. Default: n − f of the round
    * (n = updates received). Capped at n − f in a round where fewer updates arrived.
    */
-  m?: number;
+  multiKrumM?: number;
 }
 
 /**
  * Multi-Krum aggregation (Blanchard et al. 2017, "Machine Learning with Adversaries: Byzantine
- * Tolerant Gradient Descent", NeurIPS, Section 4 and 5): the next global model is w plus the
- * unweighted mean of the m deltas of lowest Krum score (see {@link krumSelect}); sampling as
- * FedAvg. Unweighted as in the paper (numExamples weights would let one node claim a huge n_k).
+ * Tolerant Gradient Descent", NeurIPS, Sections 4 and 5): the step is the unweighted mean of the
+ * m deltas of lowest Krum score (see {@link krumSelect}), float64. Unweighted as in the paper
+ * (numExamples weights would let one node claim a huge n_k).
  *
- * Refusal: the constructor throws when minFitNodes < 2f + 3. A round where fewer than 2f + 3
- * updates actually arrived (timeouts, rejected updates) cannot be aggregated safely:
- * `aggregateFit` then returns `null` (the global model is kept) and logs the reason at warn level
- * on `logger`; it does not throw, so the run continues. Memory O(n × model), see
+ * Refusal: the constructor throws when minFitNodes is given and < 2f + 3. A round where fewer
+ * than 2f + 3 updates actually arrived (timeouts, rejected updates) cannot be aggregated safely:
+ * `finish` then returns `null` (the global model is kept) and logs the reason at warn level on
+ * `logger`; it does not throw, so the run continues. Memory O(n × model), see
  * {@link CollectAggregate}; time O(n² × model) per round.
  */
-export class MultiKrum extends CollectingStrategy<MultiKrumOptions> {
+export class MultiKrumAggregator extends CollectingAggregator {
   readonly name: string = 'multi-krum';
   /** f in use. */
-  readonly byzantine: number;
+  readonly krumF: number;
+  /** m in use, or undefined for n − f of each round. */
+  readonly multiKrumM: number | undefined;
   private readonly log: Logger;
 
   /**
-   * @throws RangeError when `byzantine` is not an integer ≥ 0, `minFitNodes` < 2·byzantine + 3,
-   * `m` is given and not an integer ≥ 1, or as {@link CollectingStrategy} (fractionFit, minFitNodes).
+   * @throws RangeError when `krumF` is not an integer ≥ 0, `minFitNodes` < 2·krumF + 3, or
+   *   `multiKrumM` is given and not an integer ≥ 1.
    */
   constructor(opts: MultiKrumOptions) {
-    super(opts);
-    checkByzantine(opts.byzantine);
-    this.byzantine = opts.byzantine;
-    if (opts.minFitNodes < 2 * opts.byzantine + 3) {
-      throw new RangeError(`Krum needs n ≥ 2f + 3: minFitNodes = ${opts.minFitNodes} < ${2 * opts.byzantine + 3} for byzantine = ${opts.byzantine}`);
+    super();
+    checkKrumF(opts.krumF);
+    this.krumF = opts.krumF;
+    if (opts.minFitNodes !== undefined && opts.minFitNodes < 2 * opts.krumF + 3) {
+      throw new RangeError(`Krum needs n ≥ 2f + 3: minFitNodes = ${opts.minFitNodes} < ${2 * opts.krumF + 3} for --krum-f ${opts.krumF}`);
     }
-    if (opts.m !== undefined && !(Number.isInteger(opts.m) && opts.m >= 1)) throw new RangeError(`m must be an integer ≥ 1, got ${opts.m}`);
+    if (opts.multiKrumM !== undefined && !(Number.isInteger(opts.multiKrumM) && opts.multiKrumM >= 1)) {
+      throw new RangeError(`multiKrumM must be an integer ≥ 1, got ${opts.multiKrumM}`);
+    }
+    this.multiKrumM = opts.multiKrumM;
     this.log = opts.logger ?? pino({ level: 'silent' });
   }
 
   /** Mean of the m selected deltas, or `null` (logged) when fewer than 2f + 3 arrived. */
   protected combine(aggregate: CollectAggregate, round: number, _failures: readonly FitFailure[]): Float64Array | null {
     const n = aggregate.count;
-    const f = this.byzantine;
+    const f = this.krumF;
     if (n < 2 * f + 3) {
-      this.log.warn({ round, received: n, byzantine: f, required: 2 * f + 3 }, `${this.name}: fewer than 2f + 3 updates; global model unchanged`);
+      this.log.warn({ round, received: n, krumF: f, required: 2 * f + 3 }, `${this.name}: fewer than 2f + 3 updates; global model unchanged`);
       return null;
     }
-    const m = Math.min(this.opts.m ?? n - f, n - f);
+    const m = Math.min(this.multiKrumM ?? n - f, n - f);
     const vs = aggregate.vectors;
     const picked = krumSelect(vs, f, m);
     const out = new Float64Array(aggregate.size);
@@ -129,14 +140,31 @@ export class MultiKrum extends CollectingStrategy<MultiKrumOptions> {
 
 /**
  * Krum aggregation (Blanchard et al. 2017, "Machine Learning with Adversaries: Byzantine Tolerant
- * Gradient Descent", NeurIPS, Section 4): the next global model is w plus the single delta of
- * lowest Krum score. {@link MultiKrum} with m = 1; same refusal rules.
+ * Gradient Descent", NeurIPS, Section 4): the step is the single delta of lowest Krum score.
+ * {@link MultiKrumAggregator} with m = 1; same refusal rules.
  */
-export class Krum extends MultiKrum {
+export class KrumAggregator extends MultiKrumAggregator {
   override readonly name: string = 'krum';
 
-  /** @throws RangeError as {@link MultiKrum}. */
+  /** @throws RangeError as {@link MultiKrumAggregator}. */
   constructor(opts: KrumOptions) {
-    super({ ...opts, m: 1 });
+    super({ ...opts, multiKrumM: 1 });
   }
 }
+
+/** `--krum-f`, shared by Krum and Multi-Krum (required: no default). */
+export const KRUM_F_FLAG = { flag: '--krum-f <f>', key: 'krumF', help: 'krum/multi-krum: f, Byzantine updates tolerated per round (needs minFitNodes ≥ 2f + 3)' } as const;
+
+const params = z.object({ krumF: numberParam.integer(0) });
+
+/** Descriptor of {@link KrumAggregator} (`--aggregator krum`); `--krum-f` is required. */
+export const krumDescriptor: AggregatorDescriptor<typeof params> = {
+  kind: 'aggregator',
+  name: 'krum',
+  title: 'Krum (the single best-scored update)',
+  paper: 'Blanchard et al. 2017, "Machine Learning with Adversaries", NeurIPS',
+  streaming: false,
+  params,
+  flags: [KRUM_F_FLAG],
+  create: (p, ctx) => new KrumAggregator({ krumF: p.krumF, minFitNodes: ctx.minFitNodes, logger: ctx.logger }),
+};

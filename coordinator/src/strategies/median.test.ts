@@ -1,10 +1,9 @@
 import { seededRng } from '@fedmq/protocol';
 import { describe, expect, it } from 'vitest';
-import { CoordinateMedian, coordinateMedian } from './median.ts';
-import { ATTACKS, fitResult, honestVectors, maliciousVectors, randInt, shuffled, zeroModel } from './robust-fixtures.ts';
-import { runStrategySuite } from './strategy-suite.ts';
+import { MedianAggregator, coordinateMedian } from './median.ts';
+import { ATTACKS, fitResult, honestVectors, maliciousVectors, nextModel, randInt, shuffled, zeroModel } from './robust-fixtures.ts';
+import { runAggregatorSuite } from './strategy-suite.ts';
 
-const fitConfig = { epochs: 1, batchSize: 32, learningRate: 0.1 };
 const f32 = (xs: number[]) => Float32Array.from(xs);
 
 describe('coordinateMedian', () => {
@@ -44,31 +43,44 @@ describe('coordinateMedian', () => {
   });
 });
 
-describe('CoordinateMedian strategy', () => {
+describe('median aggregator (the median preset: median + sgd)', () => {
   it('moves the global model by the unweighted coordinate-wise median over two tensors', () => {
     const global = [{ name: 'w', shape: [2], data: f32([1, 1]) }, { name: 'b', shape: [1], data: f32([0]) }];
-    const s = new CoordinateMedian({ fractionFit: 1, minFitNodes: 1, fitConfig });
-    expect(s.name).toBe('median');
-    const agg = s.beginRound(1, global);
+    const a = new MedianAggregator();
+    expect([a.name, a.streaming]).toEqual(['median', false]);
     // flat deltas (w0, w1, b): a (1, 0, 4) n=1; b (−1, 4, 0) n=1000; c (0, 1, 1) n=1
     // median: (0, 1, 1); numExamples plays no part (a weighted mean would be ≈ b).
-    agg.add(fitResult('a', f32([1, 0, 4]), 1, 1, global));
-    agg.add(fitResult('b', f32([-1, 4, 0]), 1000, 2, global));
-    agg.add(fitResult('c', f32([0, 1, 1]), 1, 3, global));
-    const next = s.aggregateFit(1, global, agg, [])!;
+    let totalExamples = 0;
+    let trainLoss = 0;
+    const next = nextModel(a, global, [
+      fitResult('a', f32([1, 0, 4]), 1, 1, global),
+      fitResult('b', f32([-1, 4, 0]), 1000, 2, global),
+      fitResult('c', f32([0, 1, 1]), 1, 3, global),
+    ], { onAggregate: (agg) => ({ totalExamples, trainLoss } = agg) })!;
     expect(Array.from(next[0].data)).toEqual([1, 2]);
     expect(Array.from(next[1].data)).toEqual([1]);
     expect(next.map((t) => t.name)).toEqual(['w', 'b']);
-    expect(agg.totalExamples).toBe(1002);
-    expect(agg.trainLoss).toBeCloseTo((1 + 2000 + 3) / 1002, 12);
+    expect(totalExamples).toBe(1002);
+    expect(trainLoss).toBeCloseTo((1 + 2000 + 3) / 1002, 12);
+  });
+
+  it('returns the step as float64 views of one flat vector', () => {
+    const global = [{ name: 'w', shape: [2], data: f32([1, 1]) }, { name: 'b', shape: [1], data: f32([0]) }];
+    const a = new MedianAggregator();
+    const agg = a.begin(1, global);
+    agg.add(fitResult('a', f32([1, 0, 4]), 1, 1, global));
+    const step = a.finish(1, global, agg, [])!;
+    expect(step[0].data).toBeInstanceOf(Float64Array);
+    expect(step[0].data.buffer).toBe(step[1].data.buffer);
+    expect(step.map((t) => [t.name, t.shape, Array.from(t.data)])).toEqual([['w', [2], [1, 0]], ['b', [1], [4]]]);
   });
 
   it('keeps the model when nothing arrived', () => {
-    const s = new CoordinateMedian({ fractionFit: 1, minFitNodes: 1, fitConfig });
-    expect(s.aggregateFit(1, zeroModel(2), s.beginRound(1, zeroModel(2)), [])).toBeNull();
+    const a = new MedianAggregator();
+    expect(a.finish(1, zeroModel(2), a.begin(1, zeroModel(2)), [])).toBeNull();
   });
 
-  it('stays within the honest range through the strategy too (200 trials)', () => {
+  it('stays within the honest range through the aggregator and sgd too (200 trials)', () => {
     const rng = seededRng(7);
     for (let trial = 0; trial < 200; trial++) {
       const n = randInt(rng, 1, 11);
@@ -76,11 +88,8 @@ describe('CoordinateMedian strategy', () => {
       const d = randInt(rng, 1, 6);
       const honest = honestVectors(rng, n - f, d);
       const all = [...honest, ...maliciousVectors(rng, honest, f, ATTACKS[trial % ATTACKS.length])];
-      const s = new CoordinateMedian({ fractionFit: 1, minFitNodes: 1, fitConfig });
-      const global = zeroModel(d);
-      const agg = s.beginRound(1, global);
-      shuffled(rng, all).forEach(({ item, index }) => agg.add(fitResult(`n${index}`, item, 1 + randInt(rng, 0, 1e6))));
-      const out = s.aggregateFit(1, global, agg, [])![0].data;
+      const results = shuffled(rng, all).map(({ item, index }) => fitResult(`n${index}`, item, 1 + randInt(rng, 0, 1e6)));
+      const out = nextModel(new MedianAggregator(), zeroModel(d), results)![0].data;
       for (let i = 0; i < d; i++) {
         const col = honest.map((h) => h[i]);
         expect(out[i]).toBeGreaterThanOrEqual(Math.min(...col));
@@ -88,11 +97,6 @@ describe('CoordinateMedian strategy', () => {
       }
     }
   });
-
-  it('validates its options', () => {
-    expect(() => new CoordinateMedian({ fractionFit: 0, minFitNodes: 1, fitConfig })).toThrow(RangeError);
-    expect(() => new CoordinateMedian({ fractionFit: 1, minFitNodes: 0, fitConfig })).toThrow(RangeError);
-  });
 });
 
-runStrategySuite((base) => new CoordinateMedian(base));
+runAggregatorSuite(() => new MedianAggregator());

@@ -1,6 +1,7 @@
+import { z } from 'zod';
 import type { FitFailure } from '../strategy.ts';
-import { CollectingStrategy, checkVectors, type CollectAggregate } from './collect.ts';
-import type { FedAvgOptions } from './fedavg.ts';
+import { CollectingAggregator, checkVectors, type CollectAggregate } from './collect.ts';
+import type { AggregatorDescriptor } from './descriptor.ts';
 
 /**
  * Coordinate-wise median of n vectors: out[i] = median_k vectors[k][i], the mean of the two middle
@@ -29,28 +30,32 @@ export function coordinateMedian(vectors: readonly ArrayLike<number>[]): Float64
   return out;
 }
 
-/** Options of {@link CoordinateMedian}: FedAvg's sampling options; the rule has none of its own. */
-export interface CoordinateMedianOptions extends FedAvgOptions {}
-
 /**
  * Coordinate-wise median aggregation (Yin et al. 2018, "Byzantine-Robust Distributed Learning:
- * Towards Optimal Statistical Rates", ICML, Algorithm 1 option I): the next global model is
- * w + coordinateMedian(Δ_1 … Δ_n) over the n nodes that reported; sampling as FedAvg.
+ * Towards Optimal Statistical Rates", ICML, Algorithm 1 option I): the step is
+ * coordinateMedian(Δ_1 … Δ_n) over the n nodes that reported (float64 values).
  *
  * Unweighted across nodes, as in Yin et al.: weighting by numExamples would let one node that
  * claims a huge n_k move the median alone. Robust to any f < n/2 malicious updates (each
  * coordinate of the step stays within the honest updates' range). Memory O(n × model), see
  * {@link CollectAggregate}.
  */
-export class CoordinateMedian extends CollectingStrategy<CoordinateMedianOptions> {
+export class MedianAggregator extends CollectingAggregator {
   readonly name = 'median';
-
-  /** @throws RangeError as {@link CollectingStrategy} (fractionFit, minFitNodes). */
-  constructor(opts: CoordinateMedianOptions) {
-    super(opts);
-  }
 
   protected combine(aggregate: CollectAggregate, _round: number, _failures: readonly FitFailure[]): Float64Array {
     return coordinateMedian(aggregate.vectors);
   }
 }
+
+/** Descriptor of {@link MedianAggregator} (`--aggregator median`); no parameters. */
+export const medianDescriptor: AggregatorDescriptor = {
+  kind: 'aggregator',
+  name: 'median',
+  title: 'coordinate-wise median',
+  paper: 'Yin et al. 2018, "Byzantine-Robust Distributed Learning", ICML',
+  streaming: false,
+  params: z.object({}),
+  flags: [],
+  create: () => new MedianAggregator(),
+};

@@ -1,10 +1,10 @@
-import { seededRng } from '@fedmq/protocol';
+import { ErrorCodes, seededRng } from '@fedmq/protocol';
 import { describe, expect, it } from 'vitest';
-import { ClippedMeanAggregate, NormBounding, clipToNorm } from './norm-bounding.ts';
-import { dist, fitResult, randInt, zeroModel } from './robust-fixtures.ts';
-import { runStrategySuite } from './strategy-suite.ts';
+import { createComponent } from './descriptor.ts';
+import { ClippedMeanAggregate, NormBoundingAggregator, clipToNorm, normBoundingDescriptor } from './norm-bounding.ts';
+import { dist, fitResult, nextModel, randInt, zeroModel } from './robust-fixtures.ts';
+import { runAggregatorSuite } from './strategy-suite.ts';
 
-const fitConfig = { epochs: 1, batchSize: 32, learningRate: 0.1 };
 const f32 = (xs: number[]) => Float32Array.from(xs);
 const norm = (v: ArrayLike<number>) => dist(v, new Float64Array(v.length));
 
@@ -37,28 +37,39 @@ describe('clipToNorm', () => {
   });
 });
 
-describe('NormBounding strategy', () => {
+describe('norm-bounding aggregator (the norm-bounding preset: norm-bounding + sgd)', () => {
   it('clips over all tensors of a delta, then takes the numExamples-weighted mean', () => {
     const global = [{ name: 'w', shape: [1], data: f32([1]) }, { name: 'b', shape: [1], data: f32([1]) }];
-    const s = new NormBounding({ fractionFit: 1, minFitNodes: 1, fitConfig, maxNorm: 1 });
-    expect(s.name).toBe('norm-bounding');
-    const agg = s.beginRound(1, global);
+    const s = new NormBoundingAggregator({ maxNorm: 1 });
+    expect([s.name, s.streaming]).toEqual(['norm-bounding', true]);
     // a: (3 | 4), ‖·‖ = 5 → (0.6 | 0.8), n = 1; b: (0 | 0.5) kept, n = 3
     // mean: ((0.6 + 0)/4 | (0.8 + 1.5)/4) = (0.15 | 0.575)
-    agg.add(fitResult('a', f32([3, 4]), 1, 2, global));
-    agg.add(fitResult('b', f32([0, 0.5]), 3, 1, global));
-    const next = s.aggregateFit(1, global, agg, [])!;
+    let seen: { count: number; totalExamples: number; trainLoss: number; isClipped: boolean } | undefined;
+    const next = nextModel(s, global, [fitResult('a', f32([3, 4]), 1, 2, global), fitResult('b', f32([0, 0.5]), 3, 1, global)], {
+      onAggregate: (agg) => (seen = { count: agg.count, totalExamples: agg.totalExamples, trainLoss: agg.trainLoss, isClipped: agg instanceof ClippedMeanAggregate }),
+    })!;
     expect(next[0].data[0]).toBeCloseTo(1.15, 6);
     expect(next[1].data[0]).toBeCloseTo(1.575, 6);
-    expect(agg.count).toBe(2);
-    expect(agg.totalExamples).toBe(4);
-    expect(agg.trainLoss).toBeCloseTo((2 + 3) / 4, 12);
-    expect(agg).toBeInstanceOf(ClippedMeanAggregate);
+    expect(seen!.count).toBe(2);
+    expect(seen!.totalExamples).toBe(4);
+    expect(seen!.trainLoss).toBeCloseTo((2 + 3) / 4, 12);
+    expect(seen!.isClipped).toBe(true);
+  });
+
+  it('clips first, then scales: Σ n_k·s_k·clip(Δ_k) / Σ n_k', () => {
+    const global = [{ name: 'w', shape: [2], data: f32([0, 0]) }];
+    const s = new NormBoundingAggregator({ maxNorm: 1 });
+    const agg = s.begin(1, global);
+    agg.add(fitResult('a', f32([3, 4]), 1), 0.5); // clip → (0.6, 0.8), × 0.5 → (0.3, 0.4), n = 1
+    agg.add(fitResult('b', f32([0, 0.5]), 3), 1); // kept, n = 3
+    const step = s.finish(1, global, agg, [])!;
+    expect(step[0].data[0]).toBeCloseTo(0.3 / 4, 7);
+    expect(step[0].data[1]).toBeCloseTo((0.4 + 1.5) / 4, 7);
   });
 
   it('keeps the model when nothing arrived', () => {
-    const s = new NormBounding({ fractionFit: 1, minFitNodes: 1, fitConfig, maxNorm: 1 });
-    expect(s.aggregateFit(1, zeroModel(2), s.beginRound(1, zeroModel(2)), [])).toBeNull();
+    const s = new NormBoundingAggregator({ maxNorm: 1 });
+    expect(s.finish(1, zeroModel(2), s.begin(1, zeroModel(2)), [])).toBeNull();
   });
 
   // Property (Sun et al. 2019): the step is a convex combination of vectors of norm ≤ M, so
@@ -70,10 +81,9 @@ describe('NormBounding strategy', () => {
       const d = randInt(rng, 1, 10);
       const n = randInt(rng, 1, 12);
       const maxNorm = 10 ** (4 * rng() - 2);
-      const s = new NormBounding({ fractionFit: 1, minFitNodes: 1, fitConfig, maxNorm });
-      const global = zeroModel(d);
-      const agg = s.beginRound(1, global);
+      const s = new NormBoundingAggregator({ maxNorm });
       const dir = Float32Array.from({ length: d }, () => 2 * rng() - 1);
+      const results = [];
       for (let k = 0; k < n; k++) {
         const kind = randInt(rng, 0, 2);
         const v = kind === 0
@@ -81,18 +91,20 @@ describe('NormBounding strategy', () => {
           : kind === 1
             ? Float32Array.from(dir, (x) => x * 10 ** (6 * rng() - 3)) // aligned copies, any length
             : Float32Array.from({ length: d }, () => maxNorm * (2 * rng() - 1)); // near the ball
-        agg.add(fitResult(`n${k}`, v, rng() < 0.2 ? 1e12 : 1 + randInt(rng, 0, 1000)));
+        results.push(fitResult(`n${k}`, v, rng() < 0.2 ? 1e12 : 1 + randInt(rng, 0, 1000)));
       }
-      expect(norm(s.aggregateFit(1, global, agg, [])![0].data), `trial ${trial}`).toBeLessThanOrEqual(maxNorm * (1 + 2 ** -23));
+      expect(norm(nextModel(s, zeroModel(d), results)![0].data), `trial ${trial}`).toBeLessThanOrEqual(maxNorm * (1 + 2 ** -23));
     }
   });
 
-  it('validates its options', () => {
-    for (const maxNorm of [0, -1, Infinity, NaN]) expect(() => new NormBounding({ fractionFit: 1, minFitNodes: 1, fitConfig, maxNorm })).toThrow(RangeError);
-    expect(() => new NormBounding({ fractionFit: 0, minFitNodes: 1, fitConfig, maxNorm: 1 })).toThrow(RangeError);
-    expect(() => new NormBounding({ fractionFit: 1, minFitNodes: 0, fitConfig, maxNorm: 1 })).toThrow(RangeError);
+  it('validates its options: RangeError from the class, FEDMQ_BAD_CONFIG naming --max-norm from the descriptor (required)', () => {
+    for (const maxNorm of [0, -1, Infinity, NaN]) {
+      expect(() => new NormBoundingAggregator({ maxNorm })).toThrow(RangeError);
+      expect(() => createComponent(normBoundingDescriptor, { maxNorm }, {})).toThrow(expect.objectContaining({ code: ErrorCodes.BAD_CONFIG, message: expect.stringContaining('--max-norm') }));
+    }
+    expect(() => createComponent(normBoundingDescriptor, {}, {})).toThrow(expect.objectContaining({ code: ErrorCodes.BAD_CONFIG, message: expect.stringContaining('needs --max-norm') }));
   });
 });
 
 // maxNorm below the suite's delta norms (≈ 0.2), so clipping is exercised.
-runStrategySuite((base) => new NormBounding({ ...base, maxNorm: 0.1 }));
+runAggregatorSuite(() => new NormBoundingAggregator({ maxNorm: 0.1 }));

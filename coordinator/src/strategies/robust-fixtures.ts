@@ -1,9 +1,10 @@
 import type { NamedTensor } from '@fedmq/protocol';
 import { addable } from '../aggregate.ts';
-import type { FitResult } from '../strategy.ts';
+import type { Aggregator, FitFailure, FitResult } from '../strategy.ts';
+import { SgdOptimizer } from './sgd.ts';
 
 /**
- * Test fixtures for the robust strategies (not used by library code): honest vectors near a
+ * Test fixtures for the robust aggregators (not used by library code): honest vectors near a
  * centre and adversarial vectors chosen against them.
  */
 
@@ -99,4 +100,21 @@ export function dist(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += (a[i] - b[i]) ** 2;
   return Math.sqrt(s);
+}
+
+/**
+ * One round of `aggregator` over `results` from `global`, applied by server SGD with η = 1 (the
+ * robust presets: `median` = median + sgd …): the next global model, or `null` when the
+ * aggregator keeps the model. Exposes the round's aggregate through `onAggregate` for bookkeeping checks.
+ */
+export function nextModel(
+  aggregator: Aggregator, global: readonly NamedTensor[], results: readonly FitResult[],
+  opts: { round?: number; failures?: readonly FitFailure[]; onAggregate?: (agg: ReturnType<Aggregator['begin']>) => void } = {},
+): NamedTensor[] | null {
+  const round = opts.round ?? 1;
+  const agg = aggregator.begin(round, global);
+  for (const r of results) agg.add(r);
+  opts.onAggregate?.(agg);
+  const step = aggregator.finish(round, global, agg, opts.failures ?? []);
+  return step === null ? null : new SgdOptimizer().step(global, step);
 }

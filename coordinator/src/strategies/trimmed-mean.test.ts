@@ -1,10 +1,10 @@
-import { seededRng } from '@fedmq/protocol';
+import { ErrorCodes, seededRng } from '@fedmq/protocol';
 import { describe, expect, it } from 'vitest';
-import { TrimmedMean, trimmedMean } from './trimmed-mean.ts';
-import { ATTACKS, fitResult, honestVectors, maliciousVectors, randInt, shuffled, zeroModel } from './robust-fixtures.ts';
-import { runStrategySuite } from './strategy-suite.ts';
+import { createComponent } from './descriptor.ts';
+import { DEFAULT_TRIM_BETA, TrimmedMeanAggregator, trimmedMean, trimmedMeanDescriptor } from './trimmed-mean.ts';
+import { ATTACKS, fitResult, honestVectors, maliciousVectors, nextModel, randInt, shuffled, zeroModel } from './robust-fixtures.ts';
+import { runAggregatorSuite } from './strategy-suite.ts';
 
-const fitConfig = { epochs: 1, batchSize: 32, learningRate: 0.1 };
 const f32 = (xs: number[]) => Float32Array.from(xs);
 
 describe('trimmedMean', () => {
@@ -50,24 +50,25 @@ describe('trimmedMean', () => {
   });
 });
 
-describe('TrimmedMean strategy', () => {
+describe('trimmed-mean aggregator (the trimmed-mean preset: trimmed-mean + sgd)', () => {
   it('moves the global model by the unweighted trimmed mean; β defaults to 0.1', () => {
-    const s = new TrimmedMean({ fractionFit: 1, minFitNodes: 1, fitConfig, beta: 0.25 });
-    expect(s.name).toBe('trimmed-mean');
-    expect(new TrimmedMean({ fractionFit: 1, minFitNodes: 1, fitConfig }).beta).toBe(0.1);
+    const a = new TrimmedMeanAggregator({ trimBeta: 0.25 });
+    expect([a.name, a.streaming]).toEqual(['trimmed-mean', false]);
+    expect(new TrimmedMeanAggregator().trimBeta).toBe(0.1);
+    expect(DEFAULT_TRIM_BETA).toBe(0.1);
+    expect((createComponent(trimmedMeanDescriptor, {}, {}) as TrimmedMeanAggregator).trimBeta).toBe(0.1);
     const global = [{ name: 'w', shape: [1], data: f32([10]) }];
-    const agg = s.beginRound(1, global);
     // n = 4, k = 1: {1, 4, 2, 1e9} → (2 + 4)/2 = 3, whatever the numExamples
-    [1, 4, 2, 1e9].forEach((x, k) => agg.add(fitResult(`n${k}`, f32([x]), k === 3 ? 1e9 : 1)));
-    expect(Array.from(s.aggregateFit(1, global, agg, [])![0].data)).toEqual([13]);
+    const results = [1, 4, 2, 1e9].map((x, k) => fitResult(`n${k}`, f32([x]), k === 3 ? 1e9 : 1));
+    expect(Array.from(nextModel(a, global, results)![0].data)).toEqual([13]);
   });
 
   it('keeps the model when nothing arrived', () => {
-    const s = new TrimmedMean({ fractionFit: 1, minFitNodes: 1, fitConfig });
-    expect(s.aggregateFit(1, zeroModel(1), s.beginRound(1, zeroModel(1)), [])).toBeNull();
+    const a = new TrimmedMeanAggregator();
+    expect(a.finish(1, zeroModel(1), a.begin(1, zeroModel(1)), [])).toBeNull();
   });
 
-  it('stays within the honest range through the strategy too (200 trials)', () => {
+  it('stays within the honest range through the aggregator and sgd too (200 trials)', () => {
     const rng = seededRng(11);
     for (let trial = 0; trial < 200; trial++) {
       const n = randInt(rng, 2, 16);
@@ -76,11 +77,8 @@ describe('TrimmedMean strategy', () => {
       const d = randInt(rng, 1, 6);
       const honest = honestVectors(rng, n - f, d);
       const all = [...honest, ...maliciousVectors(rng, honest, f, ATTACKS[trial % ATTACKS.length])];
-      const s = new TrimmedMean({ fractionFit: 1, minFitNodes: 1, fitConfig, beta });
-      const global = zeroModel(d);
-      const agg = s.beginRound(1, global);
-      shuffled(rng, all).forEach(({ item, index }) => agg.add(fitResult(`n${index}`, item, 1 + randInt(rng, 0, 1e6))));
-      const out = s.aggregateFit(1, global, agg, [])![0].data;
+      const results = shuffled(rng, all).map(({ item, index }) => fitResult(`n${index}`, item, 1 + randInt(rng, 0, 1e6)));
+      const out = nextModel(new TrimmedMeanAggregator({ trimBeta: beta }), zeroModel(d), results)![0].data;
       for (let i = 0; i < d; i++) {
         const col = honest.map((h) => h[i]);
         // float32 rounding of a float64 value within 1e-12 of a float32 bound lands on the bound
@@ -90,11 +88,12 @@ describe('TrimmedMean strategy', () => {
     }
   });
 
-  it('validates its options', () => {
-    for (const beta of [-0.01, 0.5, 1, NaN]) expect(() => new TrimmedMean({ fractionFit: 1, minFitNodes: 1, fitConfig, beta })).toThrow(RangeError);
-    expect(() => new TrimmedMean({ fractionFit: 1.5, minFitNodes: 1, fitConfig })).toThrow(RangeError);
-    expect(() => new TrimmedMean({ fractionFit: 1, minFitNodes: 1.5, fitConfig })).toThrow(RangeError);
+  it('validates its options: RangeError from the class, FEDMQ_BAD_CONFIG naming --trim-beta from the descriptor', () => {
+    for (const trimBeta of [-0.01, 0.5, 1, NaN]) {
+      expect(() => new TrimmedMeanAggregator({ trimBeta })).toThrow(RangeError);
+      expect(() => createComponent(trimmedMeanDescriptor, { trimBeta }, {})).toThrow(expect.objectContaining({ code: ErrorCodes.BAD_CONFIG, message: expect.stringContaining('--trim-beta') }));
+    }
   });
 });
 
-runStrategySuite((base) => new TrimmedMean({ ...base, beta: 0.2 }));
+runAggregatorSuite(() => new TrimmedMeanAggregator({ trimBeta: 0.2 }));

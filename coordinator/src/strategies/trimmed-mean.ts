@@ -1,6 +1,10 @@
+import { z } from 'zod';
 import type { FitFailure } from '../strategy.ts';
-import { CollectingStrategy, checkVectors, type CollectAggregate } from './collect.ts';
-import type { FedAvgOptions } from './fedavg.ts';
+import { CollectingAggregator, checkVectors, type CollectAggregate } from './collect.ts';
+import { numberParam, type AggregatorDescriptor } from './descriptor.ts';
+
+/** Default fraction β trimmed at each end by {@link TrimmedMeanAggregator}. */
+export const DEFAULT_TRIM_BETA = 0.1;
 
 /**
  * Coordinate-wise β-trimmed mean of n vectors (Yin et al. 2018, "Byzantine-Robust Distributed
@@ -33,40 +37,55 @@ export function trimmedMean(vectors: readonly ArrayLike<number>[], beta: number)
 }
 
 function checkBeta(beta: number): void {
-  if (!(beta >= 0 && beta < 0.5)) throw new RangeError(`beta must be in [0, 0.5), got ${beta}`);
+  if (!(beta >= 0 && beta < 0.5)) throw new RangeError(`trimBeta must be in [0, 0.5), got ${beta}`);
 }
 
-/** Options of {@link TrimmedMean}. */
-export interface TrimmedMeanOptions extends FedAvgOptions {
+/** Options of {@link TrimmedMeanAggregator}. */
+export interface TrimmedMeanOptions {
   /**
    * Fraction β ∈ [0, 0.5) trimmed from each end, per coordinate: ⌊β·n⌋ largest and ⌊β·n⌋ smallest
-   * of the n updates received are dropped. Tolerates f ≤ ⌊β·n⌋ malicious updates. Default 0.1.
+   * of the n updates received are dropped. Tolerates f ≤ ⌊β·n⌋ malicious updates. Default
+   * {@link DEFAULT_TRIM_BETA}.
    */
-  beta?: number;
+  trimBeta?: number;
 }
 
 /**
  * Coordinate-wise trimmed-mean aggregation (Yin et al. 2018, "Byzantine-Robust Distributed
- * Learning: Towards Optimal Statistical Rates", ICML, Algorithm 1 option II): the next global
- * model is w + trimmedMean(Δ_1 … Δ_n, β) over the n nodes that reported; sampling as FedAvg.
+ * Learning: Towards Optimal Statistical Rates", ICML, Algorithm 1 option II): the step is
+ * trimmedMean(Δ_1 … Δ_n, β) over the n nodes that reported (float64 values).
  *
  * Unweighted across nodes, as in Yin et al.: weighting by numExamples would let one node that
  * claims a huge n_k dominate the mean of the kept values. Memory O(n × model), see
  * {@link CollectAggregate}.
  */
-export class TrimmedMean extends CollectingStrategy<TrimmedMeanOptions> {
+export class TrimmedMeanAggregator extends CollectingAggregator {
   readonly name = 'trimmed-mean';
-  /** β in use (default 0.1). */
-  readonly beta: number;
+  /** β in use. */
+  readonly trimBeta: number;
 
-  /** @throws RangeError when `beta` is outside [0, 0.5), or as {@link CollectingStrategy} (fractionFit, minFitNodes). */
-  constructor(opts: TrimmedMeanOptions) {
-    super(opts);
-    this.beta = opts.beta ?? 0.1;
-    checkBeta(this.beta);
+  /** @throws RangeError when `trimBeta` is outside [0, 0.5). */
+  constructor(opts: TrimmedMeanOptions = {}) {
+    super();
+    this.trimBeta = opts.trimBeta ?? DEFAULT_TRIM_BETA;
+    checkBeta(this.trimBeta);
   }
 
   protected combine(aggregate: CollectAggregate, _round: number, _failures: readonly FitFailure[]): Float64Array {
-    return trimmedMean(aggregate.vectors, this.beta);
+    return trimmedMean(aggregate.vectors, this.trimBeta);
   }
 }
+
+const params = z.object({ trimBeta: numberParam.below(0.5).default(DEFAULT_TRIM_BETA) });
+
+/** Descriptor of {@link TrimmedMeanAggregator} (`--aggregator trimmed-mean`). */
+export const trimmedMeanDescriptor: AggregatorDescriptor<typeof params> = {
+  kind: 'aggregator',
+  name: 'trimmed-mean',
+  title: 'coordinate-wise trimmed mean',
+  paper: 'Yin et al. 2018, "Byzantine-Robust Distributed Learning", ICML',
+  streaming: false,
+  params,
+  flags: [{ flag: '--trim-beta <b>', key: 'trimBeta', help: 'trimmed-mean: fraction β trimmed at each end, per coordinate, in [0, 0.5)' }],
+  create: (p) => new TrimmedMeanAggregator(p),
+};

@@ -1,14 +1,24 @@
+import { ErrorCodes } from '@fedmq/protocol';
 import { describe, expect, it } from 'vitest';
-import { FedYogi } from './fedyogi.ts';
-import { ROUND1, ROUND2, fitConfig, round, x0 } from './server-fixtures.ts';
-import { runStrategySuite } from './strategy-suite.ts';
+import { createComponent } from './descriptor.ts';
+import { ROUND1, ROUND2, round, x0 } from './server-fixtures.ts';
+import { runOptimizerSuite } from './strategy-suite.ts';
+import { YOGI_DEFAULTS, YOGI_SERVER_LR, YogiOptimizer, yogiDescriptor } from './yogi.ts';
 
-runStrategySuite((base) => new FedYogi(base));
+runOptimizerSuite(() => new YogiOptimizer());
 
-describe('FedYogi (Reddi et al. 2021, Algorithm 2)', () => {
-  it('takes the hand-computed steps with the defaults η=0.01, β1=0.9, β2=0.99, τ=1e-3', () => {
-    const s = new FedYogi({ fractionFit: 1, minFitNodes: 1, fitConfig });
-    expect([s.eta, s.beta1, s.beta2, s.tau]).toEqual([0.01, 0.9, 0.99, 1e-3]);
+describe('server Yogi (FedYogi, Reddi et al. 2021, Algorithm 2)', () => {
+  it('defaults to the server η measured by bench:server-lr, and Flower\'s β1, β2, τ', () => {
+    const s = new YogiOptimizer();
+    expect([s.serverLr, s.beta1, s.beta2, s.tau]).toEqual([0.03, 0.9, 0.99, 1e-3]);
+    expect([YOGI_SERVER_LR, YOGI_DEFAULTS.beta1, YOGI_DEFAULTS.beta2, YOGI_DEFAULTS.tau]).toEqual([0.03, 0.9, 0.99, 1e-3]);
+    const d = createComponent(yogiDescriptor, {}, {}) as YogiOptimizer;
+    expect([d.serverLr, d.beta1, d.beta2, d.tau]).toEqual([0.03, 0.9, 0.99, 1e-3]);
+  });
+
+  it('takes the hand-computed steps with η=0.01, β1=0.9, β2=0.99, τ=1e-3 (η of the pre-v2 default)', () => {
+    const s = new YogiOptimizer({ serverLr: 0.01 });
+    expect([s.serverLr, s.beta1, s.beta2, s.tau]).toEqual([0.01, 0.9, 0.99, 1e-3]);
     // m_0 = 0, v_0 = τ² = 1e-6.
     // Round 1, Δ_1 = (0.1, −0.2, 0.3), Δ_1² = (0.01, 0.04, 0.09):
     //   m_1 = 0.1·Δ_1 = (0.01, −0.02, 0.03)
@@ -31,11 +41,14 @@ describe('FedYogi (Reddi et al. 2021, Algorithm 2)', () => {
     const x2 = round(s, 2, x1, ROUND2);
     [1.02156845, 1.987066223, 3.018059318].forEach((e, i) => expect(x2[0].data[i]).toBeCloseTo(e, 6));
     const st = s.getState();
+    expect(st.strategy).toBe('yogi');
     [2.01e-4, 5.01e-4, 9e-4].forEach((e, i) => expect(st.v![0].data[i]).toBeCloseTo(e, 9));
   });
 
-  it('refuses bad hyperparameters with a RangeError', () => {
-    const base = { fractionFit: 1, minFitNodes: 1, fitConfig };
-    for (const bad of [{ eta: 0 }, { beta1: 1 }, { beta2: -0.5 }, { tau: 0 }, { tau: NaN }]) expect(() => new FedYogi({ ...base, ...bad })).toThrow(RangeError);
+  it('refuses bad hyperparameters with a RangeError, and FEDMQ_BAD_CONFIG through the descriptor', () => {
+    for (const bad of [{ serverLr: 0 }, { beta1: 1 }, { beta2: -0.5 }, { tau: 0 }, { tau: NaN }]) {
+      expect(() => new YogiOptimizer(bad)).toThrow(RangeError);
+      expect(() => createComponent(yogiDescriptor, bad, {})).toThrow(expect.objectContaining({ code: ErrorCodes.BAD_CONFIG }));
+    }
   });
 });
