@@ -45,7 +45,7 @@ function fill(delta: NamedTensor[], k: number): void {
 
 function payloadFor(delta: NamedTensor[], k: number): Buffer {
   const u: UpdateMessage = {
-    v: PROTOCOL_VERSION, job: 'bench', runId: 'bench', nodeId: `n${k}`, round: 1, modelVersion: 1, numExamples: 100 + k, codec: 'float32', kind: 'delta',
+    v: PROTOCOL_VERSION, job: 'bench', runId: 'bench', nodeId: `n${k}`, taskId: k + 1, round: 1, modelVersion: 1, numExamples: 100 + k, codec: 'float32', kind: 'delta',
     metrics: { loss: 1, trainMs: 1 }, tensors: float32Codec.encode(delta, {}, undefined, Math.random), ts: 0,
   };
   return encodePacked(u);

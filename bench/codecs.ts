@@ -19,7 +19,7 @@ import { WeightedDeltaSum } from '@fedmq/coordinator';
 import { createModel, initBackend, parsePartition } from '@fedmq/ml';
 import {
   CODEC_NAMES, PROTOCOL_VERSION, Scratch, decodeUpdate, encodePacked, getCodec, seededRng, withScratch,
-  type CodecParams, type NamedTensor, type UpdateCodecName, type UpdateMessage,
+  type CodecParams, type NamedTensor, type CodecName, type UpdateMessage,
 } from '@fedmq/protocol';
 import { DEFAULT_JOB, runLocalJob } from '@fedmq/simulator';
 
@@ -28,7 +28,7 @@ const arg = (name: string, def: string) => {
   return i >= 0 ? process.argv[i + 1] : def;
 };
 const params: CodecParams = { k: Number(arg('k', '0.05')), blockSize: Number(arg('block-size', '256')) };
-const codecs = arg('codecs', CODEC_NAMES.join(',')).split(',') as UpdateCodecName[];
+const codecs = arg('codecs', CODEC_NAMES.join(',')).split(',') as CodecName[];
 const rounds = Number(arg('rounds', String(DEFAULT_JOB.rounds)));
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -51,7 +51,7 @@ interface Row {
 }
 
 /** Encode/decode timing of one codec on `delta`, the coordinator's decode path. */
-function timeCodec(name: UpdateCodecName, delta: NamedTensor[]): { encodeMs: number; decodeMs: number; bytes: number } {
+function timeCodec(name: CodecName, delta: NamedTensor[]): { encodeMs: number; decodeMs: number; bytes: number } {
   const codec = getCodec(name);
   const enc: number[] = [];
   const dec: number[] = [];
@@ -63,7 +63,7 @@ function timeCodec(name: UpdateCodecName, delta: NamedTensor[]): { encodeMs: num
     const t0 = performance.now();
     const tensors = codec.encode(delta, params, state, seededRng(r));
     const payload = encodePacked({
-      v: PROTOCOL_VERSION, job: 'bench', runId: 'bench', nodeId: 'n', round: 1, modelVersion: 1, numExamples: 6000, codec: name, kind: 'delta',
+      v: PROTOCOL_VERSION, job: 'bench', runId: 'bench', nodeId: 'n', taskId: 1, round: 1, modelVersion: 1, numExamples: 6000, codec: name, kind: 'delta',
       metrics: { loss: 1, trainMs: 1 }, tensors, ts: 0,
     } satisfies UpdateMessage);
     const t1 = performance.now();

@@ -4,15 +4,19 @@ import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { startBroker } from '@fedmq/broker';
-import { CHECKPOINT_FILE, Coordinator, type CoordinatorCheckpoint, DEFAULT_METRICS_PORT, STRATEGY_NAMES, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type StrategyParams } from '@fedmq/coordinator';
+import {
+  AGGREGATOR_NAMES, CHECKPOINT_FILE, Coordinator, DEFAULT_METRICS_PORT, OPTIMIZER_NAMES, STRATEGY_NAMES, coordinatorMetrics, createStrategy, serveMetricsOrFallback,
+  strategyCliOptions, type AsyncOptions, type CoordinatorCheckpoint, type StalenessFunction,
+} from '@fedmq/coordinator';
 import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
 import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeCsv, writeIdx, type BackendName, type Dataset } from '@fedmq/ml';
-import { CODEC_NAMES, isFedmqError } from '@fedmq/protocol';
-import { ATTACKS, DATASETS, parseChaos, type ChaosOptions, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes, runLocalJob, runSensorsDemo, startSimulation } from '@fedmq/simulator';
+import { CODEC_NAMES, isFedmqError, type CodecName, type DownlinkDtype, type FitConfig } from '@fedmq/protocol';
+import { ATTACKS, DATASETS, parseChaos, type AttackName, type ChaosOptions, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes, runLocalJob, runSensorsDemo, startSimulation } from '@fedmq/simulator';
 import { writeFile } from 'node:fs/promises';
 import { roundHeader, roundLine } from './output.ts';
+import { writeReport } from './report.ts';
 import { registerMonitorCommand } from './monitor.ts';
-import { brokerSecurityOptions, clientMqttOptions, registerAuthCommand, registerCertsCommand, simulatedNodeMqtt, withBrokerSecurityOptions, withClientSecurityOptions, type BrokerSecurityFlags } from './security.ts';
+import { brokerSecurityOptions, clientMqttOptions, registerAuthCommand, registerCertsCommand, simulatedNodeMqtt, withBrokerSecurityOptions, withClientSecurityOptions, type BrokerSecurityFlags, type ClientSecurityFlags } from './security.ts';
 
 const program = new Command('fedmq')
   .description('Federated learning for IoT and edge fleets over MQTT')
@@ -57,25 +61,92 @@ function onSignal(stop: () => Promise<void>): void {
   process.on('SIGINT', handler).on('SIGTERM', handler);
 }
 
-/** The strategy parameters among the parsed options. */
-function strategyParams(o: Record<string, unknown>): StrategyParams {
-  const n = (k: string) => (typeof o[k] === 'number' ? (o[k] as number) : undefined);
-  return {
-    serverLearningRate: n('serverLr'), serverMomentum: n('serverMomentum'), eta: n('eta'), beta1: n('beta1'), beta2: n('beta2'), tau: n('tau'),
-    proximalMu: n('proximalMu'), trimBeta: n('trimBeta'), byzantine: n('krumF'), multiKrumM: n('multiKrumM'), maxNorm: n('maxNorm'),
-  };
+/** The strategy flags, generated from the strategy descriptors (docs/strategies.md). */
+const STRATEGY_FLAGS = strategyCliOptions();
+
+/** The strategy parameters among the parsed options: one flat namespace of the descriptors' keys. */
+function strategyParams(o: object): Record<string, unknown> {
+  const given = o as Record<string, unknown>;
+  return Object.fromEntries(STRATEGY_FLAGS.filter((f) => given[f.key] !== undefined).map((f) => [f.key, given[f.key]]));
+}
+
+/** `--staleness polynomial:A | constant` as a staleness function, or commander's error. */
+function parseStaleness(v: string): StalenessFunction {
+  if (v === 'constant') return { kind: 'constant' };
+  const m = /^polynomial:([0-9]*\.?[0-9]+)$/.exec(v);
+  if (!m) throw new InvalidArgumentError('staleness must be polynomial:A (A ≥ 0) or constant');
+  return { kind: 'polynomial', exponent: Number(m[1]) };
+}
+
+/** Flags of a job's rounds, shared by `coordinator` and the embedded `simulate` (commander's parsed values). */
+interface RoundFlags {
+  rounds: number;
+  fraction: number;
+  minNodes?: number;
+  minFitNodes: number;
+  minAcceptedUpdates: number;
+  minCompletionRate: number;
+  overSelection: number;
+  maxRoundRetries: number;
+  deadlineMs: number;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  codec: CodecName;
+  topk: number;
+  blockSize: number;
+  downlink: DownlinkDtype;
+  strategy: string;
+  aggregator?: string;
+  serverOptimizer?: string;
+  maxPayloadBytes?: number;
+  mode: 'sync' | 'async';
+  bufferSize: number;
+  concurrency: number;
+  staleness: StalenessFunction;
+  maxStaleness: number;
+  evaluateFraction: number;
+  valFraction?: number;
+  /** A path (coordinator --test-data), false with --no-test-data, true/undefined: the default. */
+  testData?: boolean | string;
+}
+
+/** FedBuff's options from the flags, in async mode. */
+function asyncOptions(o: RoundFlags): AsyncOptions | undefined {
+  return o.mode === 'async' ? { bufferSize: o.bufferSize, concurrency: o.concurrency, staleness: o.staleness, maxStaleness: o.maxStaleness } : undefined;
+}
+
+function fitConfig(o: RoundFlags): FitConfig {
+  return { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr };
 }
 
 function runId(job: string): string {
   return `${job}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-')}`;
 }
 
-/** Fit options shared by `coordinator` and the embedded `simulate`. */
-function withFitOptions(cmd: Command): Command {
-  return cmd
-    .option('--rounds <n>', 'rounds to run', int('rounds', 1), DEFAULT_JOB.rounds)
+/** Round, training, codec, strategy and engine options shared by `coordinator` and the embedded `simulate`. */
+function withRoundOptions(cmd: Command): Command {
+  const before = new Set(cmd.options.map((x) => x.attributeName()));
+  addRoundOptions(cmd);
+  for (const x of cmd.options) if (!before.has(x.attributeName())) ROUND_OPTION_KEYS.add(x.attributeName());
+  return cmd;
+}
+
+/** Attribute names of the round options (filled by {@link withRoundOptions}). */
+const ROUND_OPTION_KEYS = new Set<string>();
+
+function addRoundOptions(cmd: Command): Command {
+  cmd
+    .option('--rounds <n>', 'accepted rounds (async: server steps) to run', int('rounds', 1), DEFAULT_JOB.rounds)
     .option('--fraction <f>', 'fraction of online nodes selected each round', fraction, DEFAULT_JOB.fraction)
-    .option('--deadline-ms <ms>', 'round deadline in ms', int('deadline-ms', 1), DEFAULT_JOB.deadlineMs)
+    .option('--min-nodes <k>', 'nodes that must be online before a round starts (coordinator: 2, simulate: all nodes)', int('min-nodes', 1))
+    .option('--min-fit-nodes <k>', 'nodes sampled at least per round (the fraction decides above it)', int('min-fit-nodes', 1), 1)
+    .option('--min-accepted-updates <k>', 'accepted updates a round needs (else the model is kept and the round retried)', int('min-accepted-updates', 1), 1)
+    .option('--min-completion-rate <r>', 'accepted updates a round needs, as a fraction of the selected nodes', num('min-completion-rate', (n) => n >= 0 && n <= 1, 'in [0, 1]'), 0)
+    .option('--over-selection <f>', 'select this fraction more nodes than the strategy picks; close the round once the pick reported', num('over-selection', (n) => n >= 0, '≥ 0'), 0)
+    .option('--max-round-retries <n>', 'failed rounds in a row before the run aborts', int('max-round-retries'), 3)
+    .option('--deadline-ms <ms>', 'deadline of each stage that waits for nodes (async: of each fit task), ms', int('deadline-ms', 1), DEFAULT_JOB.deadlineMs)
     .option('--epochs <n>', 'local epochs E', int('epochs', 1), DEFAULT_JOB.fit.epochs)
     .option('--batch-size <n>', 'local batch size B', int('batch-size', 1), DEFAULT_JOB.fit.batchSize)
     .option('--lr <rate>', 'local SGD learning rate', positive('lr'), DEFAULT_JOB.fit.learningRate)
@@ -84,19 +155,28 @@ function withFitOptions(cmd: Command): Command {
     .option('--topk <fraction>', 'top-k codecs: fraction of each tensor sent', num('topk', (n) => n > 0 && n <= 1, 'in (0, 1]'), 0.01)
     .option('--block-size <n>', 'int8 codecs: values per scale block (0 = one per tensor)', int('block-size'), 256)
     .addOption(new Option('--downlink <dtype>', 'encoding of the global model sent to nodes').choices(['float32', 'float16']).default('float32'))
-    .addOption(new Option('--strategy <name>', 'aggregation strategy (docs/strategies.md)').choices([...STRATEGY_NAMES]).default('fedavg'))
-    .option('--server-lr <eta>', 'fedavgm: server learning rate', positive('server-lr'))
-    .option('--server-momentum <beta>', 'fedavgm: server momentum', num('server-momentum', (n) => n >= 0 && n < 1, 'in [0, 1)'))
-    .option('--eta <eta>', 'fedadam/fedyogi/fedadagrad: server learning rate', positive('eta'))
-    .option('--beta1 <b>', 'fedadam/fedyogi/fedadagrad: first-moment decay', num('beta1', (n) => n >= 0 && n < 1, 'in [0, 1)'))
-    .option('--beta2 <b>', 'fedadam/fedyogi: second-moment decay', num('beta2', (n) => n >= 0 && n < 1, 'in [0, 1)'))
-    .option('--tau <t>', 'fedadam/fedyogi/fedadagrad: adaptivity', positive('tau'))
-    .option('--proximal-mu <mu>', 'fedprox: proximal term', num('proximal-mu', (n) => n >= 0, '≥ 0'))
-    .option('--trim-beta <b>', 'trimmed-mean: fraction trimmed at each end', num('trim-beta', (n) => n >= 0 && n < 0.5, 'in [0, 0.5)'))
-    .option('--krum-f <f>', 'krum/multi-krum: Byzantine nodes tolerated per round (f; needs 2f + 3 nodes)', int('krum-f'))
-    .option('--multi-krum-m <m>', 'multi-krum: updates averaged', int('multi-krum-m', 1))
-    .option('--max-norm <m>', 'norm-bounding: L2 bound of each delta', positive('max-norm'))
-    .option('--max-payload-bytes <n>', 'send the model and updates in chunks of at most this many bytes (e.g. 131072 for AWS IoT Core)', int('max-payload-bytes', 1024));
+    .addOption(new Option('--strategy <name>', 'strategy preset: an aggregator and a server optimizer (docs/strategies.md)').choices([...STRATEGY_NAMES]).default('fedavg'))
+    .addOption(new Option('--aggregator <name>', "replace the preset's aggregator").choices([...AGGREGATOR_NAMES]))
+    .addOption(new Option('--server-optimizer <name>', "replace the preset's server optimizer").choices([...OPTIMIZER_NAMES]));
+  for (const f of STRATEGY_FLAGS) {
+    cmd.option(f.flag, f.help, (v: string) => {
+      try {
+        return f.parse(v);
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+    });
+  }
+  return cmd
+    .option('--max-payload-bytes <n>', 'send the model and updates in chunks of at most this many bytes (e.g. 131072 for AWS IoT Core)', int('max-payload-bytes', 1024))
+    .addOption(new Option('--mode <mode>', 'sync rounds, or async buffered aggregation (FedBuff)').choices(['sync', 'async']).default('sync'))
+    .option('--buffer-size <k>', 'async: accepted updates per server step (K)', int('buffer-size', 1), 5)
+    .option('--concurrency <c>', 'async: nodes training at once (C)', int('concurrency', 1), 10)
+    .option('--staleness <fn>', 'async: staleness weight, polynomial:A = (1 + τ)^-A, or constant', parseStaleness, { kind: 'polynomial', exponent: 0.5 })
+    .option('--max-staleness <s>', 'async: updates more than S versions behind are rejected (FEDMQ_TOO_STALE)', int('max-staleness'), 10)
+    .option('--evaluate-fraction <f>', 'federated evaluation: fraction of online nodes that evaluate each new model on their held-out data', num('evaluate-fraction', (n) => n >= 0 && n <= 1, 'in [0, 1]'), 0)
+    .option('--val-fraction <f>', "fraction of each node's data held out for evaluation (default 0.1 with --evaluate-fraction, else 0)", num('val-fraction', (n) => n >= 0 && n <= 0.9, 'in [0, 0.9]'))
+    .option('--no-test-data', 'no central evaluation (a fleet has no central test set; use --evaluate-fraction)');
 }
 
 withBrokerSecurityOptions(program
@@ -117,45 +197,58 @@ withBrokerSecurityOptions(program
     onSignal(() => broker.close());
   });
 
-withClientSecurityOptions(withFitOptions(
+/** Flags of `fedmq coordinator`. */
+interface CoordinatorFlags extends RoundFlags, ClientSecurityFlags {
+  broker?: string;
+  job?: string;
+  resume?: string;
+  model: string;
+  metricsPort?: number;
+  out?: string;
+}
+
+withClientSecurityOptions(withRoundOptions(
   program
     .command('coordinator')
     .description('run the rounds of a federated job')
     .option('--broker <url>', 'broker URL, e.g. mqtt://localhost:1883 (required unless --resume)')
     .option('--job <id>', 'job id (required unless --resume)')
     .option('--resume <dir>', 'continue the run saved in this run folder (its checkpoint.msgpack and config.json; flags given now override the saved ones)')
-    .option('--min-fit-nodes <k>', 'nodes sampled at least, and accepted updates a round needs (else the model is kept and the round retried)', int('min-fit-nodes', 1), 1)
-    .option('--min-completion-rate <r>', 'accepted updates a round needs, as a fraction of the selected nodes', num('min-completion-rate', (n) => n >= 0 && n <= 1, 'in [0, 1]'), 0)
-    .option('--over-selection <f>', 'select this fraction more nodes than the strategy picks; close the round once the pick reported', num('over-selection', (n) => n >= 0, '≥ 0'), 0)
-    .option('--max-round-retries <n>', 'failed rounds in a row before the run aborts', int('max-round-retries'), 3)
     .option('--model <name>', `model to train (${listModelsSafe()})`, 'mnist-2nn')
-    .option('--min-nodes <k>', 'nodes that must be online before a round starts', int('min-nodes', 1), 2)
     .option('--test-data <path>', 'held-out test set (IDX folder/pair or CSV); default for mnist-2nn: the MNIST test set')
     .option('--metrics-port <port>', `port of the Prometheus /metrics endpoint (default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
-    .option('--out <dir>', 'run folder for history.json and model/'),
-), 'MQTT username (default "coordinator" when a password or certificate is given)').action(async (given, cmd: Command) => {
+    .option('--out <dir>', 'run folder for history.json, report.html and model/'),
+), 'MQTT username (default "coordinator" when a password or certificate is given)').action(async (given: CoordinatorFlags, cmd: Command) => {
   const log = logger('info');
   const { o, out, resume } = await coordinatorRun(given, cmd);
   await initBackend();
-  const testData: Dataset | undefined = o.testData ? loadDataset(o.testData) : o.model === 'mnist-2nn' ? loadMnist('test') : undefined;
+  const testData: Dataset | undefined = typeof o.testData === 'string' ? loadDataset(o.testData) : o.testData !== false && o.model === 'mnist-2nn' ? loadMnist('test') : undefined;
+  const strategy = createStrategy(
+    { strategy: o.strategy, aggregator: o.aggregator, serverOptimizer: o.serverOptimizer, fraction: o.fraction, minFitNodes: o.minFitNodes, fitConfig: fitConfig(o), params: strategyParams(o) },
+    { logger: log },
+  );
   const coordinator = new Coordinator({
-    brokerUrl: o.broker, job: o.job, model: o.model, rounds: o.rounds, minNodes: o.minNodes, deadlineMs: o.deadlineMs, outDir: out, testData, resume,
-    minFitNodes: o.minFitNodes, minCompletionRate: o.minCompletionRate, overSelection: o.overSelection, maxRoundRetries: o.maxRoundRetries,
-    seed: o.seed, logger: log, mqtt: clientMqttOptions(o, 'coordinator'), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
-    strategy: createStrategy(o.strategy, { fractionFit: o.fraction, minFitNodes: o.minFitNodes, fitConfig: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr } }, strategyParams(o), log),
+    brokerUrl: o.broker!, job: o.job!, model: o.model, rounds: o.rounds, minAvailableNodes: o.minNodes ?? 2, deadlineMs: o.deadlineMs, outDir: out, testData, resume,
+    minAcceptedUpdates: o.minAcceptedUpdates, minCompletionRate: o.minCompletionRate, overSelection: o.overSelection, maxRoundRetries: o.maxRoundRetries,
+    mode: o.mode, async: asyncOptions(o), evaluateFraction: o.evaluateFraction, valFraction: o.valFraction,
+    seed: o.seed, logger: log, mqtt: clientMqttOptions(o, 'coordinator'), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes,
+    downlink: o.downlink, strategy,
   });
   const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined);
   onSignal(async () => {
     await coordinator.close();
     await metrics.close();
   });
-  process.stdout.write(`coordinator for job ${o.job} on ${o.broker}; waiting for ${o.minNodes} node(s); run folder ${out}\nPrometheus metrics: ${metrics.url}\n${roundHeader()}\n`);
-  coordinator.on('round', (r) => process.stdout.write(`${roundLine(r)}\n`));
+  const federated = o.evaluateFraction > 0;
+  process.stdout.write(`coordinator for job ${o.job} on ${o.broker}; waiting for ${o.minNodes ?? 2} node(s); run folder ${out}\nPrometheus metrics: ${metrics.url}\n${roundHeader({ federated })}\n`);
+  coordinator.on('round', (r) => process.stdout.write(`${roundLine(r, { federated })}\n`));
   const history = await coordinator.run();
+  await writeReport(out, { job: o.job!, runId: coordinator.runId, config: coordinator.describe(), history, nodes: coordinator.nodes() });
   await coordinator.close();
   await metrics.close();
   const last = history.at(-1);
-  process.stdout.write(`done: ${history.length} rounds, test accuracy ${last?.testAccuracy?.toFixed(4) ?? '-'}; wrote ${out}/history.json and ${out}/model/model.json\n`);
+  const acc = last?.testAccuracy ?? last?.federatedEval?.accuracy;
+  process.stdout.write(`done: ${history.length} rounds, ${last?.testAccuracy == null && last?.federatedEval ? 'federated' : 'test'} accuracy ${acc?.toFixed(4) ?? '-'}; wrote ${out}/history.json, ${out}/report.html and ${out}/model/model.json\n`);
 });
 
 /**
@@ -163,7 +256,7 @@ withClientSecurityOptions(withFitOptions(
  * run folder (never the password); `--resume DIR` reads them back, lets flags given now override
  * them, and loads `DIR/checkpoint.msgpack`.
  */
-async function coordinatorRun(given: Record<string, any>, cmd: Command): Promise<{ o: Record<string, any>; out: string; resume?: CoordinatorCheckpoint }> {
+async function coordinatorRun(given: CoordinatorFlags, cmd: Command): Promise<{ o: CoordinatorFlags; out: string; resume?: CoordinatorCheckpoint }> {
   if (!given.resume) {
     if (!given.broker || !given.job) throw new InvalidArgumentError('--broker and --job are required (unless --resume DIR)');
     const out = resolve(given.out ?? join('runs', runId(given.job)));
@@ -179,8 +272,10 @@ async function coordinatorRun(given: Record<string, any>, cmd: Command): Promise
   } catch {
     // a checkpoint without config.json (written by the library): every flag must be given again
   }
-  const o: Record<string, any> = { ...given };
-  for (const [k, v] of Object.entries(saved)) if (cmd.getOptionValueSource(k) !== 'cli' && k !== 'resume' && k !== 'out') o[k] = v;
+  const merged: Record<string, unknown> = { ...given };
+  for (const [k, v] of Object.entries(saved)) if (cmd.getOptionValueSource(k) !== 'cli' && k !== 'resume' && k !== 'out') merged[k] = v;
+  // config.json holds what commander parsed, written by this same command: the same flag types
+  const o = merged as unknown as CoordinatorFlags;
   if (!o.broker || !o.job) throw new InvalidArgumentError(`${out}/config.json has no broker or job: give --broker and --job`);
   // killed before its first round closed: nothing to continue, start the run again
   if (!existsSync(join(out, CHECKPOINT_FILE))) return { o, out };
@@ -208,7 +303,32 @@ withClientSecurityOptions(program
     process.stdout.write(`node ${o.id} connected to ${o.broker} (tfjs backend ${backend}, ${data.numExamples} examples); waiting for rounds\n`);
   });
 
-withClientSecurityOptions(withFitOptions(
+/** Flags of `fedmq simulate`. */
+interface SimulateFlags extends RoundFlags, ClientSecurityFlags {
+  broker?: string;
+  job: string;
+  nodes: number;
+  dataset: string;
+  partition: string;
+  workers?: number;
+  byzantine?: number;
+  attack?: AttackName;
+  chaos?: ChaosOptions;
+  port?: number;
+  httpPort?: number;
+  metricsPort?: number;
+  out?: string;
+}
+
+/**
+ * Flags that mean something only to the embedded coordinator and broker (every round option but
+ * `--seed`, which also seeds the partition): refused with --broker instead of silently ignored.
+ */
+function embeddedOnly(): string[] {
+  return [...ROUND_OPTION_KEYS].filter((k) => k !== 'seed').concat(['port', 'httpPort', 'metricsPort', 'out']);
+}
+
+withClientSecurityOptions(withRoundOptions(
   program
     .command('simulate')
     .description('simulate many edge nodes over real MQTT; without --broker, also run an embedded broker and coordinator')
@@ -225,10 +345,14 @@ withClientSecurityOptions(withFitOptions(
     .option('--http-port <port>', 'embedded broker\'s dashboard port (default 8080, or a free one if taken)', int('http-port'))
     .option('--metrics-port <port>', `coordinator's Prometheus /metrics port (embedded mode; default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
     .option('--out <dir>', 'run folder (embedded mode); default runs/<run-id>'),
-), 'MQTT username with --broker (default: each node\'s own id)').action(async (o, cmd: Command) => {
+), 'MQTT username with --broker (default: each node\'s own id)').action(async (o: SimulateFlags, cmd: Command) => {
   const partition = parsePartition(o.partition);
   if (partition.kind === 'natural' && cmd.getOptionValueSource('nodes') === 'default') o.nodes = 0; // one node per natural group
   if (o.broker) {
+    const given = embeddedOnly().filter((k) => cmd.getOptionValueSource(k) === 'cli');
+    if (given.length > 0) {
+      throw new InvalidArgumentError(`${given.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}: the coordinator decides this; with --broker only the nodes run here (pass it to \`fedmq coordinator\`)`);
+    }
     const log = logger('info');
     await initBackend();
     const data = loadSimDataset(o.dataset);
@@ -245,18 +369,28 @@ withClientSecurityOptions(withFitOptions(
   const out = resolve(o.out ?? join('runs', id));
   const t0 = performance.now();
   const codec = o.codec === 'float32' ? '' : `, codec ${o.codec}${o.codec.startsWith('topk') ? ` k=${o.topk}` : ''}`;
-  process.stdout.write(`fedmq: ${o.nodes} nodes, ${o.dataset}, partition ${o.partition}, seed ${o.seed}, ${o.rounds} rounds of FedAvg (E=${o.epochs}, B=${o.batchSize}, lr=${o.lr}, fraction ${o.fraction}${codec})\n`);
-  const { history } = await runLocalJob({
+  const mode = o.mode === 'async' ? `async FedBuff (K=${o.bufferSize}, C=${o.concurrency}) server steps` : 'rounds';
+  process.stdout.write(`fedmq: ${o.nodes} nodes, ${o.dataset}, partition ${o.partition}, seed ${o.seed}, ${o.rounds} ${mode} of ${o.strategy === 'fedavg' ? 'FedAvg' : o.strategy} (E=${o.epochs}, B=${o.batchSize}, lr=${o.lr}, fraction ${o.fraction}${codec})\n`);
+  const federated = o.evaluateFraction > 0;
+  const result = await runLocalJob({
     job: o.job, dataset: o.dataset, nodes: o.nodes, partition, seed: o.seed, rounds: o.rounds, fraction: o.fraction, deadlineMs: o.deadlineMs,
-    fit: { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr }, outDir: out, port: o.port, workers: o.workers, logger: log,
-    metricsPort: o.metricsPort, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos, strategy: o.strategy, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
+    minAvailableNodes: o.minNodes, minFitNodes: o.minFitNodes, minAcceptedUpdates: o.minAcceptedUpdates, minCompletionRate: o.minCompletionRate,
+    overSelection: o.overSelection, maxRoundRetries: o.maxRoundRetries, mode: o.mode, async: asyncOptions(o), evaluateFraction: o.evaluateFraction,
+    valFraction: o.valFraction, centralEval: o.testData !== false,
+    fit: fitConfig(o), outDir: out, port: o.port, workers: o.workers, logger: log,
+    metricsPort: o.metricsPort, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos, strategy: o.strategy, aggregator: o.aggregator,
+    serverOptimizer: o.serverOptimizer, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize },
+    maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     onBroker: (url, dashboard) => process.stdout.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
     onMetrics: (url) => process.stdout.write(`Prometheus metrics: ${url}\n`),
-    onNodes: (n) => process.stdout.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader()}\n`),
-    onRound: (r) => process.stdout.write(`${roundLine(r)}\n`),
+    onNodes: (n) => process.stdout.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader({ federated })}\n`),
+    onRound: (r) => process.stdout.write(`${roundLine(r, { federated })}\n`),
   });
-  const last = history.at(-1);
-  process.stdout.write(`final test accuracy ${last?.testAccuracy?.toFixed(4) ?? '-'} after ${history.length} rounds in ${((performance.now() - t0) / 1000).toFixed(1)} s; run written to ${out}\n`);
+  await writeReport(out, { job: o.job, runId: result.runId, config: result.config, history: result.history, nodes: result.nodes });
+  const last = result.history.at(-1);
+  const acc = last?.testAccuracy ?? last?.federatedEval?.accuracy;
+  const what = last?.testAccuracy == null && last?.federatedEval ? 'federated' : 'test';
+  process.stdout.write(`final ${what} accuracy ${acc?.toFixed(4) ?? '-'} after ${result.history.length} ${o.mode === 'async' ? 'server steps' : 'rounds'} in ${((performance.now() - t0) / 1000).toFixed(1)} s; run written to ${out}\n`);
 });
 
 program

@@ -5,7 +5,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
-import { Coordinator, FedAvg, type RoundRecord } from '@fedmq/coordinator';
+import { Coordinator, createStrategy } from '@fedmq/coordinator';
+import { monitorTopics } from '@fedmq/monitor';
+import type { RoundRecord } from '@fedmq/protocol';
 import { initBackend, loadMnist, subset } from '@fedmq/ml';
 import { startSimulation, type Simulation } from '@fedmq/simulator';
 
@@ -72,25 +74,24 @@ describe('fedmq monitor --json over a real training run', () => {
     await broker?.close();
   });
 
-  it('streams every round\'s metrics, every node\'s state changes and the coordinator\'s phases', async () => {
+  it('streams every round\'s metrics, every node\'s state changes and the round engine\'s stages', async () => {
     const job = 'monitored';
     const rounds = 3;
     monitor = new MonitorProcess(['monitor', '--broker', broker.url, '--job', job, '--json']);
     // the CLI prints `connected` once its subscriptions are acknowledged: from then on nothing is missed
     await monitor.until((ls) => ls.some((l) => l.event === 'connected'), 'connected');
     expect(monitor.lines[0]).toMatchObject({ event: 'connected', broker: broker.url });
-    expect(monitor.lines[0].topics).toEqual([
-      `fedmq/v1/${job}/coordinator/status`, `fedmq/v1/${job}/nodes/+/status`, `fedmq/v1/${job}/rounds/+/metrics`, `fedmq/v1/${job}/model/meta`, `fedmq/v1/${job}/task`,
-    ]);
+    expect(monitor.lines[0].topics).toEqual(monitorTopics(job));
+    expect((monitor.lines[0].topics as string[]).every((t) => t.startsWith(`fedmq/v2/${job}/`))).toBe(true);
 
     const train = subset(loadMnist('train'), range(0, 1800));
     const test = subset(loadMnist('test'), range(0, 1000));
     coordinator = new Coordinator({
-      brokerUrl: broker.url, job, model: 'mnist-2nn', rounds, minNodes: 3, deadlineMs: 60_000, testData: test, seed: 42,
-      strategy: new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
+      brokerUrl: broker.url, job, model: 'mnist-2nn', rounds, minAvailableNodes: 3, deadlineMs: 60_000, testData: test, seed: 42,
+      strategy: createStrategy({ strategy: 'fedavg', fraction: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
     });
-    const phases: string[] = [];
-    coordinator.on('phase', (p) => phases.push(`${p.state}@${p.round}`));
+    const stages: string[] = [];
+    coordinator.on('stage', (p) => stages.push(`${p.stage}@${p.round}`));
     const accepted: { nodeId: string; round: number }[] = [];
     coordinator.on('accepted', (a) => accepted.push(a));
     const done = coordinator.run();
@@ -131,15 +132,13 @@ describe('fedmq monitor --json over a real training run', () => {
       expect(nodeLines.at(-2)).toMatchObject({ job, numExamples: expect.any(Number), backend: expect.any(String), lastRound: { round: rounds } });
     }
 
-    // the coordinator's phases, as the coordinator itself reported them
-    const seen = monitor.of('coordinator').map((l) => `${l.state}@${l.round}`);
-    const published = phases.filter((p, i) => p !== phases[i - 1]);
-    expect(seen).toEqual(published);
-    const withoutWaiting = seen.filter((p) => !p.startsWith('waiting'));
-    expect(withoutWaiting).toEqual([...range(1, rounds).flatMap((r) => [`training@${r}`, `aggregating@${r}`, `evaluating@${r}`]), `done@${rounds}`]);
+    // the engine's stages, as the coordinator itself reported them, and the run's state
+    const seen = monitor.of('stage').map((l) => `${l.stage}@${l.round}`);
+    expect(seen).toEqual(stages);
+    expect(seen.filter((p) => !p.startsWith('waiting'))).toEqual(range(1, rounds).flatMap((r) => [`fit@${r}`, `aggregate@${r}`, `evaluate@${r}`]));
+    expect(monitor.of('coordinator').map((l) => l.state)).toEqual(['running', 'done']);
 
-    // the tasks and models of the run, and nothing invalid
-    expect(monitor.of('task').filter((l) => !l.cleared).map((l) => [l.round, l.selected])).toEqual(range(1, rounds).map((r) => [r, nodeIds]));
+    // the models of the run, and nothing invalid
     expect(monitor.of('model').map((l) => l.version)).toEqual(range(1, rounds + 1));
     expect(monitor.of('run')).toEqual([{ event: 'run', job, runId: coordinator.runId, previousRunId: null }]);
     expect(monitor.of('invalid')).toEqual([]);

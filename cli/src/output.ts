@@ -1,24 +1,41 @@
 import prettyBytes from 'pretty-bytes';
-import type { RoundRecord } from '@fedmq/coordinator';
+import type { RoundRecord } from '@fedmq/protocol';
 
 const COLS = ['round', 'nodes', 'train loss', 'test acc', 'bytes down', 'bytes up', 'seconds'] as const;
 const WIDTHS = [5, 7, 10, 8, 10, 10, 7];
+/** With federated evaluation: the weighted accuracy on the nodes' held-out data and its 10th–90th percentile spread. */
+const FED_COLS = ['fed acc', 'p10–p90'] as const;
+const FED_WIDTHS = [7, 11];
 
-/** Header of the round table. */
-export function roundHeader(): string {
-  return COLS.map((c, i) => c.padStart(WIDTHS[i])).join('  ');
+/** What the round table shows besides the fixed columns. */
+export interface RoundTableOptions {
+  /** Federated evaluation columns. */
+  federated?: boolean;
 }
 
-/** One line of the round table: round, selected/reported, mean train loss, test accuracy, bytes, seconds. */
-export function roundLine(r: RoundRecord): string {
+/** Header of the round table. */
+export function roundHeader(o: RoundTableOptions = {}): string {
+  const cols: readonly string[] = o.federated ? [...COLS.slice(0, 4), ...FED_COLS, ...COLS.slice(4)] : COLS;
+  const widths = o.federated ? [...WIDTHS.slice(0, 4), ...FED_WIDTHS, ...WIDTHS.slice(4)] : WIDTHS;
+  return cols.map((c, i) => c.padStart(widths[i])).join('  ');
+}
+
+/** One line of the round table: round, reported/selected (`!` when the round failed and is retried), mean train loss, test accuracy, bytes, seconds. */
+export function roundLine(r: RoundRecord, o: RoundTableOptions = {}): string {
   const cells = [
     String(r.round),
-    `${r.reported}/${r.selected}`,
+    `${r.reported}/${r.selected}${r.accepted ? '' : '!'}`,
     r.trainLoss === null ? '-' : r.trainLoss.toFixed(4),
     r.testAccuracy === null ? '-' : r.testAccuracy.toFixed(4),
     prettyBytes(r.bytesDown),
     prettyBytes(r.bytesUp),
     (r.durationMs / 1000).toFixed(1),
   ];
-  return cells.map((c, i) => c.padStart(WIDTHS[i])).join('  ');
+  let widths = WIDTHS;
+  if (o.federated) {
+    const f = r.federatedEval;
+    cells.splice(4, 0, f ? f.accuracy.toFixed(4) : '-', f ? `${f.accuracySpread.p10.toFixed(2)}–${f.accuracySpread.p90.toFixed(2)}` : '-');
+    widths = [...WIDTHS.slice(0, 4), ...FED_WIDTHS, ...WIDTHS.slice(4)];
+  }
+  return cells.map((c, i) => c.padStart(widths[i])).join('  ');
 }

@@ -9,7 +9,7 @@ import { startBroker, type RunningBroker } from '@fedmq/broker';
 import { Coordinator } from '@fedmq/coordinator';
 import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
 import { initBackend, loadMnist, subset } from '@fedmq/ml';
-import { topics } from '@fedmq/protocol';
+import { topicFilter } from '@fedmq/protocol';
 
 const bin = fileURLToPath(new URL('../bin/fedmq.js', import.meta.url));
 const JOB = 'resume';
@@ -58,7 +58,7 @@ describe('fedmq coordinator --resume', () => {
     console.log(`killing the coordinator at update ${k} of ${updates} (FEDMQ_KILL_AT=${k} to replay)`);
     const watch = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
     cleanup.push(() => watch.endAsync());
-    await watch.subscribeAsync(topics.allNodeUpdates(JOB), { qos: 1 });
+    await watch.subscribeAsync(topicFilter('nodeUpdate', JOB), { qos: 1 });
     const b = coordinator([...job, '--out', killed]);
     let seen = 0;
     watch.on('message', () => { if (++seen === k) b.child.kill('SIGKILL'); });

@@ -20,10 +20,12 @@ export interface CoordinatorMetrics {
  * | `fedmq_updates_accepted_total` | counter | updates folded into the aggregate |
  * | `fedmq_updates_rejected_total{reason}` | counter | updates rejected, by FEDMQ error code |
  * | `fedmq_updates_missing_total{reason}` | counter | selected nodes that did not report: `timeout`, `offline` |
- * | `fedmq_bytes_in_total` | counter | bytes of accepted updates (Σ `bytesUp` of the rounds) |
- * | `fedmq_bytes_out_total` | counter | bytes delivered to nodes: model + task × nodes online (Σ `bytesDown`) |
+ * | `fedmq_bytes_in_total` | counter | bytes of accepted updates and evaluation results (Σ `bytesUp` of the rounds) |
+ * | `fedmq_bytes_out_total` | counter | payload bytes the answering nodes received, as they measured them (Σ `bytesDown`) |
  * | `fedmq_round_duration_seconds` | histogram | round wall time |
- * | `fedmq_test_accuracy` | gauge | test accuracy of the latest global model |
+ * | `fedmq_test_accuracy` | gauge | test accuracy of the latest global model (central test set) |
+ * | `fedmq_federated_accuracy` | gauge | federated evaluation: numExamples-weighted accuracy of the latest global model on the nodes' held-out data |
+ * | `fedmq_federated_worst_decile_accuracy` | gauge | mean accuracy of the worst 10 % of the evaluating nodes |
  *
  * plus prom-client's default process metrics.
  */
@@ -43,13 +45,15 @@ export function coordinatorMetrics(coordinator: Coordinator): CoordinatorMetrics
   const rejected = new Counter({ name: 'fedmq_updates_rejected_total', help: 'Updates rejected, by error code', labelNames: ['reason'], registers: [registry] });
   const missing = new Counter({ name: 'fedmq_updates_missing_total', help: 'Selected nodes that did not report, by reason', labelNames: ['reason'], registers: [registry] });
   const bytesIn = new Counter({ name: 'fedmq_bytes_in_total', help: 'Bytes of accepted updates', registers: [registry] });
-  const bytesOut = new Counter({ name: 'fedmq_bytes_out_total', help: 'Bytes delivered to nodes: (model + task) x nodes online', registers: [registry] });
+  const bytesOut = new Counter({ name: 'fedmq_bytes_out_total', help: 'Payload bytes the answering nodes received (their measured bytesDown)', registers: [registry] });
   const duration = new Histogram({
     name: 'fedmq_round_duration_seconds', help: 'Round wall time', registers: [registry], buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
   });
   const accuracy = new Gauge({ name: 'fedmq_test_accuracy', help: 'Test accuracy of the latest global model', registers: [registry] });
+  const fedAccuracy = new Gauge({ name: 'fedmq_federated_accuracy', help: "Federated evaluation: weighted accuracy on the nodes' held-out data", registers: [registry] });
+  const fedWorst = new Gauge({ name: 'fedmq_federated_worst_decile_accuracy', help: 'Federated evaluation: mean accuracy of the worst 10 % of nodes', registers: [registry] });
 
-  coordinator.on('phase', (p) => current.set(p.round));
+  coordinator.on('stage', (p) => current.set(p.round));
   coordinator.on('accepted', () => accepted.inc());
   coordinator.on('rejected', (r) => rejected.inc({ reason: r.error.code }));
   coordinator.on('round', (r) => {
@@ -59,6 +63,10 @@ export function coordinatorMetrics(coordinator: Coordinator): CoordinatorMetrics
     duration.observe(r.durationMs / 1000);
     for (const reason of ['timeout', 'offline']) if (r.failures[reason]) missing.inc({ reason }, r.failures[reason]);
     if (r.testAccuracy !== null) accuracy.set(r.testAccuracy);
+    if (r.federatedEval) {
+      fedAccuracy.set(r.federatedEval.accuracy);
+      fedWorst.set(r.federatedEval.worstDecileAccuracy);
+    }
   });
   return { registry, text: () => registry.metrics() };
 }

@@ -1,8 +1,8 @@
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeUpdate, getCodec, topics, type NamedTensor } from '@fedmq/protocol';
+import { decodeUpdate, getCodec, topicFilter, type NamedTensor } from '@fedmq/protocol';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
-import { Coordinator, FedAvg } from '@fedmq/coordinator';
+import { Coordinator, createStrategy } from '@fedmq/coordinator';
 import { initBackend, loadMnist, subset } from '@fedmq/ml';
 import { startSimulation } from './simulation.ts';
 import { alieZ, type AlieRound } from './alie.ts';
@@ -27,8 +27,8 @@ describe('ALIE end to end over a real Aedes broker', () => {
     const train = subset(loadMnist('train'), range(0, 1200));
     const test = subset(loadMnist('test'), range(0, 500));
     const c = new Coordinator({
-      brokerUrl: broker.url, job, model: 'mnist-2nn', rounds: 2, minNodes: 4, deadlineMs: 60_000, testData: test, seed: 42,
-      strategy: new FedAvg({ fractionFit: 1, minFitNodes: 4, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
+      brokerUrl: broker.url, job, model: 'mnist-2nn', rounds: 2, minAvailableNodes: 4, deadlineMs: 60_000, testData: test, seed: 42,
+      strategy: createStrategy({ strategy: 'fedavg', fraction: 1, minFitNodes: 4, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
     });
     // every update on the wire, decoded
     const sent = new Map<string, NamedTensor[]>();
@@ -37,7 +37,7 @@ describe('ALIE end to end over a real Aedes broker', () => {
       const u = decodeUpdate(payload);
       sent.set(`${u.round}/${u.nodeId}`, u.tensors.map((t) => getCodec(u.codec).decode(t)));
     });
-    await watcher.subscribeAsync(topics.allNodeUpdates(job), { qos: 1 });
+    await watcher.subscribeAsync(topicFilter('nodeUpdate', job), { qos: 1 });
     const crafted: AlieRound[] = [];
     const done = c.run();
     const s = await startSimulation({

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes, type NamedTensor } from '@fedmq/protocol';
-import { AlieColluder, AlieCoordinator, alieDelta, alieZ, inverseNormalCdf, type AlieRound } from './alie.ts';
+import { AlieColluder, AlieCollusion, alieDelta, alieZ, inverseNormalCdf, type AlieRound } from './alie.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 
 const t = (...v: number[]): NamedTensor[] => [{ name: 'w', shape: [v.length], data: Float32Array.from(v) }];
@@ -69,22 +69,23 @@ describe('ALIE delta: μ − z·σ per coordinate', () => {
   });
 });
 
-describe('AlieCoordinator', () => {
+describe('AlieCollusion', () => {
   afterEach(() => vi.useRealTimers());
   const malicious = new Set(['a', 'b', 'c']);
-  const selected = ['a', 'b', 'h1', 'h2', 'h3'];
   const sub = (nodeId: string, delta: NamedTensor[], round = 1, deadline = Date.now() + 10_000) =>
-    ({ nodeId, runId: 'run', round, selected, deadline, timeoutMs: 10_000, delta });
+    ({ nodeId, runId: 'run', round, cohort: 5, deadline, timeoutMs: 10_000, delta });
 
-  it('answers every selected colluder with μ − zσ once all have posted, then forgets the round', () => {
+  it('answers every colluder that announced a fit task with μ − zσ once all have posted, then forgets the round', () => {
     const crafted: AlieRound[] = [];
-    const c = new AlieCoordinator({ malicious, onCrafted: (r) => crafted.push(r) });
+    const c = new AlieCollusion({ malicious, onCrafted: (r) => crafted.push(r) });
     const got: Record<string, number[]> = {};
+    // a and b received fit tasks of round 1 (c is malicious but was not given one); h1 is honest
+    for (const nodeId of ['a', 'b', 'h1']) c.announce({ nodeId, runId: 'run', round: 1 });
     c.submit(sub('a', t(1, 2)), (d) => (got.a = Array.from(d[0].data)));
     expect(got).toEqual({});
     expect(c.pendingRounds).toBe(1);
     c.submit(sub('b', t(3, 2)), (d) => (got.b = Array.from(d[0].data)));
-    // n = 5, f = 2 (c is malicious but not selected): z = Φ⁻¹(0.8); coordinate 0: μ 2, σ √2
+    // n = 5 (the cohort), f = 2: z = Φ⁻¹(0.8); coordinate 0: μ 2, σ √2
     const z = inverseNormalCdf(0.8);
     expect(got.a).toEqual(got.b);
     expect(got.a[0]).toBeCloseTo(2 - z * Math.SQRT2, 6);
@@ -96,7 +97,8 @@ describe('AlieCoordinator', () => {
   });
 
   it('takes z from the options', () => {
-    const c = new AlieCoordinator({ malicious, z: 2 });
+    const c = new AlieCollusion({ malicious, z: 2 });
+    for (const nodeId of ['a', 'b']) c.announce({ nodeId, runId: 'run', round: 1 });
     let out: number[] = [];
     c.submit(sub('a', t(0)), () => undefined);
     c.submit(sub('b', t(4)), (d) => (out = Array.from(d[0].data)));
@@ -105,7 +107,8 @@ describe('AlieCoordinator', () => {
 
   it('answers those that posted when a colluder drops out, at deadline − 10 % of the round', () => {
     vi.useFakeTimers();
-    const c = new AlieCoordinator({ malicious });
+    const c = new AlieCollusion({ malicious });
+    for (const nodeId of ['a', 'b']) c.announce({ nodeId, runId: 'run', round: 1 });
     let out: number[] | undefined;
     c.submit(sub('a', t(1.5)), (d) => (out = Array.from(d[0].data)));
     vi.advanceTimersByTime(8_999);
@@ -122,7 +125,10 @@ describe('AlieCoordinator', () => {
 
   it('keeps rounds (and runs) apart and drops open rounds on close', () => {
     vi.useFakeTimers();
-    const c = new AlieCoordinator({ malicious });
+    const c = new AlieCollusion({ malicious });
+    for (const round of [1, 2]) for (const nodeId of ['a', 'b']) c.announce({ nodeId, runId: 'run', round });
+    c.announce({ nodeId: 'a', runId: 'other', round: 1 });
+    c.announce({ nodeId: 'b', runId: 'other', round: 1 });
     const replies: string[] = [];
     c.submit(sub('a', t(1), 1), () => replies.push('a1'));
     c.submit(sub('a', t(1), 2), () => replies.push('a2'));
@@ -143,10 +149,10 @@ describe('AlieColluder (worker side)', () => {
     const w = new AlieColluder((m, transfer) => posted.push({ m, transfer }));
     const big = new Float32Array(8).fill(2);
     const view = [{ name: 'w', shape: [2], data: big.subarray(2, 4) }]; // a view: copied before transfer
-    const p = w.transform('a', view, 3, { runId: 'run', selected: ['a', 'b'], deadline: 1, timeoutMs: 2 });
+    const p = w.transform('a', view, 3, { runId: 'run', cohort: 2, deadline: 1, timeoutMs: 2 });
     expect(posted).toHaveLength(1);
     const m = posted[0].m as Extract<FromWorker, { type: 'alie' }>;
-    expect(m).toMatchObject({ type: 'alie', nodeId: 'a', runId: 'run', round: 3, selected: ['a', 'b'], deadline: 1, timeoutMs: 2 });
+    expect(m).toMatchObject({ type: 'alie', nodeId: 'a', runId: 'run', round: 3, cohort: 2, deadline: 1, timeoutMs: 2 });
     expect(posted[0].transfer).toEqual([m.tensors[0].data.buffer]);
     expect(m.tensors[0].data.buffer).not.toBe(big.buffer);
     const answer: ToWorker = { type: 'alie', nodeId: 'a', runId: 'run', round: 3, tensors: t(9, 9) };
@@ -157,7 +163,7 @@ describe('AlieColluder (worker side)', () => {
 
   it('fails pending transforms on close', async () => {
     const w = new AlieColluder(() => undefined);
-    const p = w.transform('a', t(1), 1, { runId: 'run', selected: ['a'], deadline: 1, timeoutMs: 1 });
+    const p = w.transform('a', t(1), 1, { runId: 'run', cohort: 1, deadline: 1, timeoutMs: 1 });
     w.close();
     await expect(p).rejects.toMatchObject({ code: ErrorCodes.TRAINING_FAILED });
   });

@@ -8,8 +8,9 @@
  * round.
  *
  * In the simulator the colluders live in different worker threads: each posts its honest delta to
- * the main thread ({@link AlieColluder}, worker side), where an {@link AlieCoordinator} waits for
- * every malicious node selected in the round, computes the crafted delta ({@link alieDelta}) and
+ * the main thread ({@link AlieColluder}, worker side), where an {@link AlieCollusion} waits for
+ * every malicious node that received a fit task in the round (each announces itself when its task
+ * arrives: a v2 node does not learn who else was selected), computes the crafted delta ({@link alieDelta}) and
  * sends it back to each of them.
  *
  * Single colluder: with one malicious node in a round σ = 0, so ALIE sends that node's honest
@@ -109,15 +110,15 @@ export interface AlieSubmission {
   /** The run and round of the task (rounds restart at 1 in a new run of the job). */
   runId: string;
   round: number;
-  /** The round task's selected node ids (n = their number). */
-  selected: readonly string[];
-  /** The round task's deadline (epoch ms) and duration (ms). */
+  /** n: nodes sent a fit task in the round (the task's `cohort`); the colluders announced count when absent. */
+  cohort?: number;
+  /** The fit task's deadline (epoch ms) and duration (ms). */
   deadline: number;
   timeoutMs: number;
   delta: NamedTensor[];
 }
 
-/** What an {@link AlieCoordinator} crafted for one round (its `onCrafted` hook). */
+/** What an {@link AlieCollusion} crafted for one round (its `onCrafted` hook). */
 export interface AlieRound {
   runId: string;
   round: number;
@@ -131,15 +132,15 @@ export interface AlieRound {
   crafted: NamedTensor[];
 }
 
-/** Options of {@link AlieCoordinator}. */
-export interface AlieCoordinatorOptions {
+/** Options of {@link AlieCollusion}. */
+export interface AlieCollusionOptions {
   /** Ids of the malicious nodes (all rounds). */
   malicious: ReadonlySet<string>;
   /** Overrides z (default {@link alieZ}(n, f) per round). */
   z?: number;
   /**
-   * Share of the round's timeoutMs kept for encoding and publishing: the coordinator answers once
-   * every selected malicious node has posted, or at `deadline − reserveFraction·timeoutMs` with
+   * Share of the round's timeoutMs kept for encoding and publishing: the collusion answers once
+   * every malicious node that announced a fit task has posted, or at `deadline − reserveFraction·timeoutMs` with
    * those that have (a colluder may drop out or fail). Default 0.1.
    */
   reserveFraction?: number;
@@ -149,27 +150,28 @@ export interface AlieCoordinatorOptions {
 
 interface PendingRound {
   n: number;
-  f: number;
   expected: Set<string>;
   posted: Map<string, { delta: NamedTensor[]; reply: (delta: NamedTensor[]) => void }>;
   timer?: ReturnType<typeof setTimeout>;
 }
 
 /**
- * The simulator's ALIE collusion point (main thread). {@link submit} collects the honest deltas of
- * a round's malicious nodes; when all of the round's selected malicious nodes have posted, or the
- * wait ends (see {@link AlieCoordinatorOptions.reserveFraction}), it computes the crafted delta
+ * The simulator's ALIE collusion point (main thread). {@link announce} learns which malicious
+ * nodes received a fit task in a round, {@link submit} collects their honest deltas; when all of
+ * them have posted, or the wait ends (see {@link AlieCollusionOptions.reserveFraction}), it computes the crafted delta
  * from those that posted and replies to each. A round's state is dropped once answered, so memory
  * is O(f × model) for the open rounds only; a colluder posting after its round was answered gets
  * its honest delta back at once (as a lone colluder would).
  */
-export class AlieCoordinator {
-  private readonly opts: AlieCoordinatorOptions;
+export class AlieCollusion {
+  private readonly opts: AlieCollusionOptions;
+  /** Colluders that announced a fit task, per round key. */
+  private readonly announced = new Map<string, Set<string>>();
   private readonly open = new Map<string, PendingRound>();
   /** Keys of answered rounds, oldest first, bounded. */
   private readonly answered = new Set<string>();
 
-  constructor(opts: AlieCoordinatorOptions) {
+  constructor(opts: AlieCollusionOptions) {
     if (opts.z !== undefined && !Number.isFinite(opts.z)) throw new FedmqError(ErrorCodes.BAD_CONFIG, `ALIE's z must be finite, got ${opts.z}`);
     this.opts = opts;
   }
@@ -177,6 +179,17 @@ export class AlieCoordinator {
   /** Rounds waiting for colluders. */
   get pendingRounds(): number {
     return this.open.size;
+  }
+
+  /** A malicious node received a fit task of `runId`/`round`: the round waits for its delta too. */
+  announce(a: { nodeId: string; runId: string; round: number }): void {
+    const key = `${a.runId}/${a.round}`;
+    if (this.answered.has(key) || !this.opts.malicious.has(a.nodeId)) return;
+    const set = this.announced.get(key) ?? new Set<string>();
+    set.add(a.nodeId);
+    this.announced.set(key, set);
+    this.open.get(key)?.expected.add(a.nodeId);
+    if (this.announced.size > 64) this.announced.delete(this.announced.keys().next().value!);
   }
 
   /**
@@ -192,9 +205,9 @@ export class AlieCoordinator {
     }
     let r = this.open.get(key);
     if (!r) {
-      const expected = new Set(s.selected.filter((id) => this.opts.malicious.has(id)));
+      const expected = new Set(this.announced.get(key) ?? []);
       expected.add(s.nodeId);
-      r = { n: Math.max(s.selected.length, expected.size), f: expected.size, expected, posted: new Map() };
+      r = { n: s.cohort ?? expected.size, expected, posted: new Map() };
       this.open.set(key, r);
     }
     const earlier = r.posted.get(s.nodeId);
@@ -215,12 +228,15 @@ export class AlieCoordinator {
     const r = this.open.get(key);
     if (!r) return;
     this.open.delete(key);
+    this.announced.delete(key);
     clearTimeout(r.timer);
     this.answered.add(key);
     if (this.answered.size > 64) this.answered.delete(this.answered.values().next().value!);
     const nodeIds = [...r.posted.keys()];
     const honest = nodeIds.map((id) => r.posted.get(id)!.delta);
-    const z = this.opts.z ?? alieZ(r.n, r.f);
+    const f = r.expected.size;
+    const n = Math.max(r.n, f);
+    const z = this.opts.z ?? alieZ(n, f);
     let crafted: NamedTensor[];
     try {
       crafted = alieDelta(honest, z);
@@ -228,7 +244,7 @@ export class AlieCoordinator {
       for (const p of r.posted.values()) p.reply(p.delta);
       return;
     }
-    this.opts.onCrafted?.({ runId, round, n: r.n, f: r.f, z, nodeIds, honest, crafted });
+    this.opts.onCrafted?.({ runId, round, n, f, z, nodeIds, honest, crafted });
     for (const p of r.posted.values()) p.reply(crafted);
   }
 
@@ -236,13 +252,14 @@ export class AlieCoordinator {
   close(): void {
     for (const r of this.open.values()) clearTimeout(r.timer);
     this.open.clear();
+    this.announced.clear();
   }
 }
 
-/** Context a colluder needs from the round task (as `EdgeNode`'s `transformDelta` receives it). */
+/** Context a colluder needs from its fit task (as `EdgeNode`'s `transformDelta` receives it). */
 export interface AlieTaskContext {
   runId: string;
-  selected: readonly string[];
+  cohort?: number;
   deadline: number;
   timeoutMs: number;
 }
@@ -258,6 +275,11 @@ export class AlieColluder {
   /** `post` sends a message to the main thread with a transfer list. */
   constructor(private readonly post: (m: FromWorker, transfer: ArrayBuffer[]) => void) {}
 
+  /** Tells the main thread that `nodeId` received a fit task of `runId`/`round` (before it trains). */
+  announce(nodeId: string, runId: string, round: number): void {
+    this.post({ type: 'alie-task', nodeId, runId, round }, []);
+  }
+
   /** Sends `delta` to be combined with the other colluders' and resolves with what to send. */
   transform(nodeId: string, delta: NamedTensor[], round: number, ctx: AlieTaskContext): Promise<NamedTensor[]> {
     const key = `${nodeId}/${ctx.runId}/${round}`;
@@ -270,7 +292,7 @@ export class AlieColluder {
       this.waiting.get(key)?.reject(new FedmqError(ErrorCodes.TRAINING_FAILED, `ALIE: ${key} posted twice`));
       this.waiting.set(key, { resolve, reject });
       this.post(
-        { type: 'alie', nodeId, runId: ctx.runId, round, selected: [...ctx.selected], deadline: ctx.deadline, timeoutMs: ctx.timeoutMs, tensors },
+        { type: 'alie', nodeId, runId: ctx.runId, round, cohort: ctx.cohort, deadline: ctx.deadline, timeoutMs: ctx.timeoutMs, tensors },
         tensors.map((t) => t.data.buffer as ArrayBuffer),
       );
     });

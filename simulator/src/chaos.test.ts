@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isFedmqError } from '@fedmq/protocol';
-import type { RoundRecord } from '@fedmq/coordinator';
+import type { RoundRecord } from '@fedmq/protocol';
 import { DEFAULT_CHAOS, chaosFor, parseChaos, withChaos } from './chaos.ts';
 import { DEFAULT_JOB, runLocalJob } from './job.ts';
 
@@ -40,11 +40,11 @@ describe('chaos decisions', () => {
     const node = { dropConnection: () => void cuts++ };
     const delta = [{ name: 'w', shape: [1], data: new Float32Array([1]) }];
     const dropRound = Array.from({ length: 200 }, (_, r) => r + 1).find((r) => chaosFor({ dropout: 0.5 }, 1, 'a', r).dropout)!;
-    const err = await withChaos({ dropout: 0.5 }, 1, 'a', node)(delta, dropRound, undefined).catch((e: unknown) => e);
+    const err = await withChaos({ dropout: 0.5 }, 1, 'a', node)(delta, dropRound, { trainMs: 0 }).catch((e: unknown) => e);
     expect(isFedmqError(err, 'FEDMQ_TRAINING_FAILED')).toBe(true);
     expect(cuts).toBe(1);
     const killRound = Array.from({ length: 200 }, (_, r) => r + 1).find((r) => chaosFor({ uploadKill: 0.5 }, 1, 'a', r).uploadKill)!;
-    const out = await withChaos({ uploadKill: 0.5 }, 1, 'a', node, (d) => d.map((t) => ({ ...t, data: t.data.map((x) => -x) })))(delta, killRound, undefined);
+    const out = await withChaos({ uploadKill: 0.5 }, 1, 'a', node, (d) => d.map((t) => ({ ...t, data: t.data.map((x) => -x) })))(delta, killRound, { trainMs: 0 });
     expect(out[0].data[0]).toBe(-1);
     expect(cuts).toBe(1); // not yet: the cut comes once the node has published
     await new Promise<void>((resolve) => setImmediate(() => setTimeout(resolve, 0)));

@@ -1,8 +1,8 @@
 import { pino, type Logger } from 'pino';
 import { createPersistence, startBroker, type BrokerPersistence, type RunningBroker } from '@fedmq/broker';
-import { Coordinator, DEFAULT_METRICS_PORT, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type RoundRecord, type StrategyParams } from '@fedmq/coordinator';
+import { Coordinator, DEFAULT_METRICS_PORT, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type AsyncOptions } from '@fedmq/coordinator';
 import { initBackend, type PartitionSpec } from '@fedmq/ml';
-import type { CodecParams, FitConfig, NamedTensor, UpdateCodecName } from '@fedmq/protocol';
+import type { CodecName, CodecParams, FitConfig, NamedTensor, NodeStatus, RoundRecord } from '@fedmq/protocol';
 import { loadSimDataset } from './datasets.ts';
 import { startSimulation, type Simulation } from './simulation.ts';
 import type { AttackName } from './attacks.ts';
@@ -31,7 +31,9 @@ export interface LocalJobOptions {
   rounds: number;
   fraction: number;
   /** Nodes that must be online before a round; default all of them. */
-  minNodes?: number;
+  minAvailableNodes?: number;
+  /** Nodes sampled at least per round (default 1; the fraction decides above it). */
+  minFitNodes?: number;
   deadlineMs: number;
   fit: FitConfig;
   /** Fraction of malicious nodes and their attack (simulation of hostile nodes). */
@@ -40,13 +42,26 @@ export interface LocalJobOptions {
   /** Faults to inject (chaos.ts): node dropouts, stragglers, links cut during uploads, a broker restart mid-round. */
   chaos?: ChaosOptions;
   /** Coordinator: accepted updates a round needs (default 1), as a fraction of the selected nodes (default 0). */
-  minFitNodes?: number;
+  minAcceptedUpdates?: number;
   minCompletionRate?: number;
-  /** Aggregation strategy by name (default fedavg) and its parameters. */
+  /** Over-selection and failed rounds in a row before the run aborts (coordinator options). */
+  overSelection?: number;
+  maxRoundRetries?: number;
+  /** Strategy preset by name (default fedavg), its parts overridden, and the parameters of its parts (flat, camelCase keys). */
   strategy?: string;
-  strategyParams?: StrategyParams;
+  aggregator?: string;
+  serverOptimizer?: string;
+  strategyParams?: Record<string, unknown>;
+  /** `sync` rounds (default) or `async` FedBuff with its options. */
+  mode?: 'sync' | 'async';
+  async?: AsyncOptions;
+  /** Federated evaluation: fraction of nodes evaluating after each round, and the held-out fraction of their data. */
+  evaluateFraction?: number;
+  valFraction?: number;
+  /** Evaluate on the dataset's central test set after each round (default true). */
+  centralEval?: boolean;
   /** Uplink codec (default float32) and its parameters. */
-  codec?: UpdateCodecName;
+  codec?: CodecName;
   codecParams?: CodecParams;
   /** Chunk the model and updates to at most this many bytes per MQTT message (docs/chunking.md). */
   maxPayloadBytes?: number;
@@ -82,7 +97,11 @@ export interface LocalJobOptions {
  * coordinator (this thread) and `nodes` simulated edge nodes (worker threads).
  * Everything it starts is closed before it resolves or rejects.
  */
-export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundRecord[]; brokerUrl: string; runId: string; weights: NamedTensor[] }> {
+export async function runLocalJob(o: LocalJobOptions): Promise<{
+  history: RoundRecord[]; brokerUrl: string; runId: string; weights: NamedTensor[];
+  /** The coordinator's description of the run (coordinator/status `config`) and the nodes' last statuses, for the report. */
+  config: Record<string, unknown>; nodes: NodeStatus[];
+}> {
   const logger = o.logger ?? pino({ level: 'silent' });
   const data = loadSimDataset(o.dataset);
   await initBackend();
@@ -95,12 +114,16 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
     const persistence = o.chaos?.brokerRestartRound ? createPersistence('memory').persistence : undefined;
     broker = await listen(o.port, o.httpPort, logger, persistence);
     o.onBroker?.(broker.url, broker.httpUrl);
-    const minNodes = o.minNodes ?? (o.nodes || data.groupCount || 1);
+    const minAvailableNodes = o.minAvailableNodes ?? (o.nodes || data.groupCount || 1);
+    const strategy = createStrategy(
+      { strategy: o.strategy, aggregator: o.aggregator, serverOptimizer: o.serverOptimizer, fraction: o.fraction, minFitNodes: o.minFitNodes ?? 1, fitConfig: o.fit, params: o.strategyParams },
+      { logger },
+    );
     coordinator = new Coordinator({
-      brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minNodes, deadlineMs: o.deadlineMs,
-      strategy: createStrategy(o.strategy ?? 'fedavg', { fractionFit: o.fraction, minFitNodes: minNodes, fitConfig: o.fit }, o.strategyParams, logger),
-      minFitNodes: o.minFitNodes, minCompletionRate: o.minCompletionRate,
-      outDir: o.outDir, testData: data.test,
+      brokerUrl: broker.url, job: o.job, model: data.model, rounds: o.rounds, minAvailableNodes, deadlineMs: o.deadlineMs, strategy,
+      minAcceptedUpdates: o.minAcceptedUpdates, minCompletionRate: o.minCompletionRate, overSelection: o.overSelection, maxRoundRetries: o.maxRoundRetries,
+      mode: o.mode, async: o.async, evaluateFraction: o.evaluateFraction, valFraction: o.valFraction,
+      outDir: o.outDir, testData: o.centralEval === false ? undefined : data.test,
       seed: o.seed, logger, codec: o.codec, codecParams: o.codecParams, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     });
     if (o.onRound) coordinator.on('round', o.onRound);
@@ -132,7 +155,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{ history: RoundR
     o.onSimulation?.(sim);
     o.onNodes?.({ nodes: sim.plan.length, workers: sim.workers, backend: sim.backend });
     const history = await done;
-    return { history, brokerUrl: broker.url, runId: coordinator.runId, weights: coordinator.globalWeights() };
+    return { history, brokerUrl: broker.url, runId: coordinator.runId, weights: coordinator.globalWeights(), config: coordinator.describe(), nodes: coordinator.nodes() };
   } finally {
     await sim?.stop();
     await coordinator?.close();

@@ -1,7 +1,8 @@
 import parsePrometheus, { type MetricFamily } from 'parse-prometheus-text-format';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
-import { Coordinator, FedAvg, coordinatorMetrics, serveMetrics, type RoundRecord } from '@fedmq/coordinator';
+import { Coordinator, coordinatorMetrics, createStrategy, serveMetrics } from '@fedmq/coordinator';
+import type { RoundRecord } from '@fedmq/protocol';
 import { initBackend, loadMnist, subset } from '@fedmq/ml';
 import { startSimulation, type Simulation } from './simulation.ts';
 
@@ -29,8 +30,9 @@ describe('coordinator /metrics during a run', () => {
     await initBackend('wasm');
     broker = await startBroker({ port: 0, host: '127.0.0.1' });
     coordinator = new Coordinator({
-      brokerUrl: broker.url, job: 'prom', model: 'mnist-2nn', rounds: 3, minNodes: 3, deadlineMs: 60_000, testData: subset(loadMnist('test'), range(500)),
-      strategy: new FedAvg({ fractionFit: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
+      brokerUrl: broker.url, job: 'prom', model: 'mnist-2nn', rounds: 3, minAvailableNodes: 3, deadlineMs: 60_000, testData: subset(loadMnist('test'), range(500)),
+      strategy: createStrategy({ strategy: 'fedavg', fraction: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
+      evaluateFraction: 1,
     });
     server = await serveMetrics(coordinatorMetrics(coordinator), 0, '127.0.0.1');
     const scrape = async () => parsePrometheus(await (await fetch(server!.url)).text());
@@ -53,6 +55,7 @@ describe('coordinator /metrics during a run', () => {
     expect(value(end, 'fedmq_bytes_out_total')).toBe(sum('bytesDown'));
     expect(value(end, 'fedmq_round_duration_seconds')).toBe(history.length);
     expect(value(end, 'fedmq_test_accuracy')).toBeCloseTo(history[2].testAccuracy!, 10);
+    expect(value(end, 'fedmq_federated_accuracy')).toBeCloseTo(history[2].federatedEval!.accuracy, 10);
     expect(end.find((f) => f.name === 'fedmq_updates_rejected_total')!.metrics).toEqual([]);
     expect(end.find((f) => f.name === 'process_cpu_seconds_total')).toBeDefined();
   });

@@ -40,7 +40,9 @@ export type FromWorker =
   | { type: 'stopped' }
   | { type: 'fatal'; message: string }
   /** ALIE: a colluder's honest delta for its round (buffers transferred), see alie.ts. */
-  | { type: 'alie'; nodeId: string; runId: string; round: number; selected: string[]; deadline: number; timeoutMs: number; tensors: NamedTensor[] };
+  | { type: 'alie'; nodeId: string; runId: string; round: number; cohort?: number; deadline: number; timeoutMs: number; tensors: NamedTensor[] }
+  /** ALIE: a colluder received a fit task (it will post its delta for this round). */
+  | { type: 'alie-task'; nodeId: string; runId: string; round: number };
 
 export type ToWorker =
   | { type: 'stop' }

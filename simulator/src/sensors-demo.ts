@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { RoundRecord } from '@fedmq/coordinator';
+import type { RoundRecord } from '@fedmq/protocol';
 import { aggregateF1, createModel, detectMote, loadTelosb, type DetectionMetrics, type MoteDetection } from '@fedmq/ml';
 import type { FitConfig } from '@fedmq/protocol';
 import { runLocalJob } from './job.ts';

@@ -6,7 +6,7 @@ import { balance, planNodes, type NodePlan } from './plan.ts';
 import { pickMalicious, type AttackName, type AttackParams } from './attacks.ts';
 import type { FromWorker, SimulatedNodeMqtt, WorkerInit } from './protocol.ts';
 import type { ChaosOptions } from './chaos.ts';
-import { AlieCoordinator, type AlieRound } from './alie.ts';
+import { AlieCollusion, type AlieRound } from './alie.ts';
 
 /** Options of {@link startSimulation}. */
 export interface SimulationOptions {
@@ -76,7 +76,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
 
   const emitter = new EventEmitter<SimulationEvents>();
   const alie = opts.attack === 'alie' && malicious.size > 0
-    ? new AlieCoordinator({ malicious, z: opts.attackParams?.z, onCrafted: (r) => emitter.emit('alie', r) }) : undefined;
+    ? new AlieCollusion({ malicious, z: opts.attackParams?.z, onCrafted: (r) => emitter.emit('alie', r) }) : undefined;
   const workers: Worker[] = [];
   let backend = 'unknown';
   const started = groups.map((nodes) => {
@@ -97,6 +97,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
           resolve();
         } else if (m.type === 'updated') emitter.emit('updated', m);
         else if (m.type === 'problem') emitter.emit('problem', m);
+        else if (m.type === 'alie-task') alie?.announce(m);
         else if (m.type === 'alie') {
           const { nodeId, runId, round } = m;
           alie?.submit({ ...m, delta: m.tensors }, (tensors) => w.postMessage({ type: 'alie', nodeId, runId, round, tensors }));

@@ -2,17 +2,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { initBackend, type Dataset } from '@fedmq/ml';
 import { EdgeNode, createTrainer, deviceInfo, type EdgeNodeOptions } from '@fedmq/edge-node';
-import { seededRng } from '@fedmq/protocol';
+import { fnv1a32, seededRng } from '@fedmq/protocol';
 import { attackDelta, flipLabels } from './attacks.ts';
 import { withChaos } from './chaos.ts';
 import { AlieColluder } from './alie.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.ts';
 
-function hashId(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
 
 const init = workerData as WorkerInit;
 const post = (m: FromWorker) => parentPort!.postMessage(m);
@@ -41,13 +36,14 @@ async function main(): Promise<void> {
       data.y[i] = y[indices[i]];
     }
     const bad = init.attack && init.malicious?.includes(nodeId) ? init.attack : undefined;
-    const rng = seededRng((init.seed ^ hashId(nodeId)) >>> 0);
+    const rng = seededRng((init.seed ^ fnv1a32(nodeId)) >>> 0);
     const attack: EdgeNodeOptions['transformDelta'] = bad?.name === 'alie' ? (delta, round, ctx) => alie.transform(nodeId, delta, round, ctx)
       : bad && bad.name !== 'label-flip' ? (delta) => attackDelta(bad.name, delta, rng, bad.params) : undefined;
     const target = { dropConnection: () => node.dropConnection() };
+    const onFitTask: EdgeNodeOptions['onFitTask'] = bad?.name === 'alie' ? (ctx) => alie.announce(nodeId, ctx.runId, ctx.round) : undefined;
     const node: EdgeNode = new EdgeNode({
       brokerUrl: init.brokerUrl, job: init.job, nodeId, data: bad?.name === 'label-flip' ? flipLabels(data) : data, device, trainer, logger: log, mqtt: init.mqtt?.[nodeId],
-      transformDelta: init.chaos ? withChaos(init.chaos, init.seed, nodeId, target, attack) : attack,
+      transformDelta: init.chaos ? withChaos(init.chaos, init.seed, nodeId, target, attack) : attack, onFitTask,
     });
     node.on('updated', (u) => post({ type: 'updated', nodeId, ...u }));
     node.on('problem', (e) => post({ type: 'problem', nodeId, code: e.code, message: e.message }));

@@ -1,0 +1,90 @@
+/**
+ * Synchronous FedAvg against asynchronous FedBuff (Nguyen et al. 2022) on the default MNIST job
+ * (mnist-2nn, 10 nodes, Dirichlet 0.5, seed 42, E=1, B=32, lr 0.2, over real MQTT) with slow
+ * devices: 30 % of the nodes (chosen by the seed) are 5× slower — each waits 4× its measured
+ * training time before uploading, without holding its worker's trainer, as a slow device would not
+ * slow the others. Wall time is measured from the first fit stage to the round (server step)
+ * whose global model first reaches 0.95 on the 10k test set.
+ *
+ *   npm run bench:async [-- --slow 0.3 --slow-factor 5 --buffer-size 5 --concurrency 10 --staleness polynomial:0.5 --max-staleness 10 --server-lr 1]
+ *
+ * Prints a table and writes bench/results/async.json: [{mode, wallSecondsTo095, roundsOrStepsTo095, finalTestAccuracy, ...}].
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import type { RoundRecord } from '@fedmq/protocol';
+import { initBackend } from '@fedmq/ml';
+import { DEFAULT_JOB, runLocalJob, type LocalJobOptions } from '@fedmq/simulator';
+import { arg } from './lib.ts';
+
+const slow = Number(arg('slow', '0.3'));
+const slowFactor = Number(arg('slow-factor', '5'));
+const bufferSize = Number(arg('buffer-size', '5'));
+const concurrency = Number(arg('concurrency', '10'));
+const stalenessArg = arg('staleness', 'polynomial:0.5');
+const staleness = stalenessArg === 'constant' ? { kind: 'constant' as const } : { kind: 'polynomial' as const, exponent: Number(stalenessArg.split(':')[1]) };
+const maxStaleness = Number(arg('max-staleness', '10'));
+const serverLr = arg('server-lr', '');
+const syncRounds = Number(arg('rounds', String(DEFAULT_JOB.rounds)));
+const asyncSteps = Number(arg('steps', String(Math.ceil((DEFAULT_JOB.rounds * DEFAULT_JOB.nodes) / bufferSize))));
+const target = 0.95;
+
+interface Row {
+  mode: 'sync' | 'async';
+  wallSecondsTo095: number | null;
+  roundsOrStepsTo095: number | null;
+  finalTestAccuracy: number | null;
+  rounds: number;
+  wallSeconds: number;
+  updates: number;
+  settings: string;
+}
+
+async function run(mode: 'sync' | 'async'): Promise<Row> {
+  let t0: number | undefined;
+  const reached: { round: number; at: number }[] = [];
+  const o: LocalJobOptions = {
+    job: `bench-${mode}`, dataset: DEFAULT_JOB.dataset, nodes: DEFAULT_JOB.nodes, partition: { kind: 'dirichlet', alpha: 0.5 }, seed: DEFAULT_JOB.seed,
+    rounds: mode === 'sync' ? syncRounds : asyncSteps, fraction: DEFAULT_JOB.fraction, deadlineMs: DEFAULT_JOB.deadlineMs, fit: DEFAULT_JOB.fit,
+    port: 0, httpPort: false, metricsPort: false, chaos: { slow, slowFactor },
+    mode, async: mode === 'async' ? { bufferSize, concurrency, staleness, maxStaleness } : undefined,
+    strategyParams: serverLr ? { serverLr: Number(serverLr) } : undefined,
+    onCoordinator: (c) => {
+      c.on('stage', (s) => {
+        if (s.stage === 'fit' && t0 === undefined) t0 = performance.now();
+      });
+      c.on('round', (r: RoundRecord) => reached.push({ round: r.round, at: performance.now() }));
+    },
+  };
+  const { history } = await runLocalJob(o);
+  const end = performance.now();
+  const first = history.find((r) => (r.testAccuracy ?? 0) >= target);
+  const at = first ? reached.find((x) => x.round === first.round)?.at : undefined;
+  return {
+    mode,
+    wallSecondsTo095: at !== undefined && t0 !== undefined ? (at - t0) / 1000 : null,
+    roundsOrStepsTo095: first?.round ?? null,
+    finalTestAccuracy: history.at(-1)?.testAccuracy ?? null,
+    rounds: history.length,
+    wallSeconds: t0 === undefined ? 0 : (end - t0) / 1000,
+    updates: history.reduce((n, r) => n + r.reported, 0),
+    settings: mode === 'sync' ? `FedAvg, ${syncRounds} rounds, all 10 nodes per round` : `FedBuff K=${bufferSize}, C=${concurrency}, staleness ${stalenessArg}, max ${maxStaleness}, ${asyncSteps} steps${serverLr ? `, server lr ${serverLr}` : ''}`,
+  };
+}
+
+await initBackend();
+const rows: Row[] = [];
+for (const mode of ['sync', 'async'] as const) {
+  rows.push(await run(mode));
+  process.stderr.write(`${mode}: ${JSON.stringify(rows.at(-1))}\n`);
+}
+const [s, a] = rows;
+console.log(`sync FedAvg vs async FedBuff, default MNIST job, ${slow * 100} % of nodes ${slowFactor}× slower, node ${process.version}`);
+console.log('| mode | settings | wall s to 0.95 | rounds / steps to 0.95 | final test accuracy | rounds / steps | updates |');
+console.log('|---|---|---:|---:|---:|---:|---:|');
+for (const r of rows) {
+  console.log(`| ${r.mode} | ${r.settings} | ${r.wallSecondsTo095?.toFixed(1) ?? '-'} | ${r.roundsOrStepsTo095 ?? '-'} | ${r.finalTestAccuracy?.toFixed(4) ?? '-'} | ${r.rounds} | ${r.updates} |`);
+}
+if (s.wallSecondsTo095 && a.wallSecondsTo095) console.log(`async / sync wall time to 0.95: ${(a.wallSecondsTo095 / s.wallSecondsTo095).toFixed(2)}× (goal ≤ 0.6×)`);
+mkdirSync('bench/results', { recursive: true });
+writeFileSync('bench/results/async.json', `${JSON.stringify(rows, null, 2)}\n`);
+console.log('wrote bench/results/async.json');

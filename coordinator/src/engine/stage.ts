@@ -1,0 +1,64 @@
+import type { EvaluateResult, StageName, UpdateMessage } from '@fedmq/protocol';
+import type { FitFailure } from '../strategy.ts';
+import type { RoundMachine } from './machine.ts';
+
+/** An open task: sent to one node, not yet closed (its stage is open, or in async mode, in flight). */
+export interface OpenTask {
+  taskId: number;
+  nodeId: string;
+  stage: 'fit' | 'evaluate';
+  round: number;
+  /** Global model version the task names. */
+  version: number;
+  /** When it was sent, ms (machine clock). */
+  sentAt: number;
+  deadline: number;
+  answered: boolean;
+  /** The published task payload, for republishing after a reconnect. */
+  payload: Buffer;
+}
+
+/** A decoded, checked answer handed to a stage. */
+export type Answer =
+  | { kind: 'update'; task: OpenTask; update: UpdateMessage; wireBytes: number }
+  | { kind: 'evaluation'; task: OpenTask; result: EvaluateResult; wireBytes: number };
+
+/**
+ * One stage of a round (docs/architecture.md, "Stages"): its cohort and deadline are set in
+ * `enter`, its message schema is the answer kind it takes, its completion rule is `isComplete`.
+ * Today's synchronous round is waiting → select → fit → aggregate → evaluate ({@link SYNC_ROUND});
+ * secure aggregation will insert advertise-keys, share-keys, masked-input and unmask stages.
+ */
+export interface Stage<R> {
+  readonly name: StageName;
+  /** Starts the stage: send tasks, set a deadline with `m.deadline(...)`, or do the work at once. */
+  enter(m: RoundMachine, r: R): void;
+  /** The answer kind the stage accepts (others get FEDMQ_STALE_UPDATE). */
+  readonly accepts?: Answer['kind'];
+  /** Takes one checked answer to one of this stage's tasks; throws a FedmqError to reject it. */
+  onAnswer?(m: RoundMachine, r: R, answer: Answer): void;
+  /** A node of the stage's cohort went offline (or came back: `back`). */
+  onPresence?(m: RoundMachine, r: R, nodeId: string, back: boolean): void;
+  /** The central evaluation finished. */
+  onEvaluated?(m: RoundMachine, r: R, result: { version: number; loss: number; accuracy: number }): void;
+  /** Whether the stage is done (checked after every event). */
+  isComplete(m: RoundMachine, r: R): boolean;
+  /** Closes the stage (complete, deadline, or stop): bookkeeping of the missing. */
+  exit(m: RoundMachine, r: R): void;
+}
+
+/** `x`, or null when it is not finite (NaN losses of empty rounds). */
+export function finiteOrNull(x: number): number | null {
+  return Number.isFinite(x) ? x : null;
+}
+
+/** Quantile by nearest rank of ascending `sorted` values (q in [0, 1]). */
+export function nearestRank(sorted: readonly number[], q: number): number {
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i];
+}
+
+/** The fit failures handed to an aggregator: missing nodes (`timeout`) and nodes gone offline. */
+export function failureList(missing: readonly string[], dropped: Iterable<string>): FitFailure[] {
+  return [...missing.map((nodeId) => ({ nodeId, reason: 'timeout' })), ...[...dropped].map((nodeId) => ({ nodeId, reason: 'offline' }))];
+}
