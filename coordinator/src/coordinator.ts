@@ -97,7 +97,7 @@ export interface CoordinatorEvents {
   round: [RoundRecord];
   /** An answer was rejected (with its code); the run goes on. */
   rejected: [{ error: FedmqError; nodeId?: string; round: number }];
-  accepted: [{ nodeId: string; round: number; bytes: number }];
+  accepted: [{ nodeId: string; round: number; bytes: number; taskId: number }];
 }
 
 /** File name of the checkpoint in its folder. */
@@ -316,7 +316,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         this.emit('round', n.record);
         break;
       case 'accepted':
-        this.emit('accepted', { nodeId: n.nodeId, round: n.round, bytes: n.bytes });
+        this.emit('accepted', { nodeId: n.nodeId, round: n.round, bytes: n.bytes, taskId: n.taskId });
         break;
       case 'rejected':
         this.log.warn({ code: n.error.code, nodeId: n.nodeId, round: n.round, ...n.error.details }, n.error.message);

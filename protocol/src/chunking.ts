@@ -128,7 +128,7 @@ export function splitPayload(payload: Uint8Array, maxPayloadBytes: number = DEFA
  *   field or has one of the wrong type, `transfer`/`sha256` are not lowercase hex of 32/64
  *   characters, (total, count, index) is not valid under the split rule ({@link chunkSpan}),
  *   or `data` is not binary of exactly the length the split rule gives its index;
- *   FEDMQ_UNSUPPORTED_VERSION when `v` is present and not 1.
+ *   FEDMQ_UNSUPPORTED_VERSION when `v` is present and not 2.
  */
 export function decodeChunk(payload: Uint8Array): Chunk {
   let value: unknown;

@@ -274,7 +274,7 @@ export const EvaluateResultSchema = z.object({
 });
 export type EvaluateResult = z.infer<typeof EvaluateResultSchema>;
 
-/** Federated evaluation of one round: the nodes' held-out results, aggregated (docs/protocol.md §3.8). */
+/** Federated evaluation of one round: the nodes' held-out results, aggregated (docs/protocol.md §3.10). */
 export const FederatedEvalSchema = z.object({
   /** Σ n_k·loss_k / Σ n_k of the global model over the reporting nodes. */
   loss: finite,

@@ -69,6 +69,22 @@ describe('round engine: asynchronous buffered aggregation (FedBuff)', () => {
     expect(open(h)).toHaveLength(3); // its slot went to another node
   });
 
+  it('a redelivered accepted update is a duplicate until the step is applied; a malformed one leaves its task open', () => {
+    const h = started({ bufferSize: 3 });
+    const [t1, t2] = h.fitTasks();
+    h.answer(t1, 10, 1);
+    h.answer(t1, 10, 1); // QoS 1 redelivery
+    h.answer(t2, 10, Number.NaN); // refused for its content: the task stays open
+    h.answer(t2, 10, 1); // the corrected answer is taken
+    expect(h.rejections()).toEqual([ErrorCodes.DUPLICATE_UPDATE, ErrorCodes.NON_FINITE]);
+    expect(open(h)).toHaveLength(3);
+    const t3 = h.fitTasks().find((t) => ![t1.taskId, t2.taskId].includes(t.taskId))!;
+    h.answer(t3, 10, 1); // the third: step 1 is applied
+    expect(h.machine.history).toHaveLength(1);
+    h.answer(t1, 10, 1);
+    expect(h.rejections().at(-1)).toBe(ErrorCodes.STALE_UPDATE);
+  });
+
   it('gives up a task at its deadline or when its node goes offline, and hands the slot on', () => {
     const h = started();
     const [t1, t2] = h.fitTasks();

@@ -59,10 +59,10 @@ export class FedBuff {
     this.stepStartedAt = m.now();
   }
 
-  /** Fit tasks in flight. */
+  /** Fit tasks in flight (sent, not answered). Answered tasks stay open until the next server step, so a redelivered answer is a duplicate. */
   private inFlight(): number {
     let n = 0;
-    for (const t of this.m.tasks.values()) if (t.stage === 'fit') n++;
+    for (const t of this.m.tasks.values()) if (t.stage === 'fit' && !t.answered) n++;
     return n;
   }
 
@@ -83,7 +83,7 @@ export class FedBuff {
     this.maybeStep();
     if (this.lastStepTaken()) return;
     const busy = new Set<string>();
-    for (const t of m.tasks.values()) busy.add(t.nodeId);
+    for (const t of m.tasks.values()) if (!t.answered) busy.add(t.nodeId);
     let candidates = m.registry.online().filter((n) => !busy.has(n));
     while (this.inFlight() < this.opts.concurrency && candidates.length > 0) {
       const pick = candidates[Math.floor(m.rng() * candidates.length)];
@@ -100,25 +100,37 @@ export class FedBuff {
     return this.taken >= this.target;
   }
 
-  /** An accepted-so-far update (rules 1–9 checked): staleness rule, then fold. */
+  /**
+   * An update whose task checks passed (docs/protocol.md §6, rules 1–10): the run must still be
+   * taking steps (rule 11), then the staleness rule (12), then its tensors (13–17), then fold.
+   * An accepted or too-stale answer ends its task (its slot goes to another node; the task stays
+   * known until the next server step, so a redelivery is FEDMQ_DUPLICATE_UPDATE); a malformed one
+   * leaves it open until its deadline.
+   */
   onUpdate(a: Answer): void {
     if (a.kind !== 'update' || this.stopped || this.lastStepTaken()) {
       throw new FedmqError(ErrorCodes.STALE_UPDATE, `update for task ${a.task.taskId} after the last server step`, { taskId: a.task.taskId });
     }
     const m = this.m;
     const tau = m.version - a.task.version;
-    this.close(a.task.taskId);
     if (tau > this.opts.maxStaleness) {
+      this.answered(a);
       throw new FedmqError(ErrorCodes.TOO_STALE, `update of ${a.task.nodeId} trained on model v${a.task.version}, ${tau} versions behind v${m.version} (max staleness ${this.opts.maxStaleness})`, { staleness: tau, taskId: a.task.taskId });
     }
     const u = a.update;
     const delta = m.checkUpdate(u);
     this.buffer.add({ nodeId: u.nodeId, numExamples: u.numExamples, delta, loss: u.metrics.loss }, stalenessWeight(this.opts.staleness, tau));
-    a.task.answered = true;
+    this.answered(a);
     this.staleness.push(tau);
     this.bytesUp += a.wireBytes;
     this.bytesDown += u.metrics.bytesDown ?? 0;
     m.notice({ type: 'accepted', nodeId: u.nodeId, round: this.step, bytes: a.wireBytes, taskId: a.task.taskId });
+  }
+
+  /** Ends a task's wait (answered, or refused as too stale): its timer and its slot. */
+  private answered(a: Answer): void {
+    a.task.answered = true;
+    this.m.effect({ type: 'cancelTimer', id: `task:${a.task.taskId}` });
   }
 
   /** A task's deadline passed without an answer. */
@@ -178,6 +190,8 @@ export class FedBuff {
       bytesDown: this.bytesDown, bytesUp: this.bytesUp, durationMs: m.now() - this.stepStartedAt,
       phases: { trainMs: t0 - this.stepStartedAt, aggregateMs, evalMs: 0 },
     };
+    // the step's answered tasks are done with: later redeliveries are stale
+    this.m.closeTasks([...m.tasks.values()].filter((t) => t.answered).map((t) => t.taskId));
     this.taken++;
     this.step++;
     this.buffer = m.cfg.strategy.aggregator.begin(this.step, m.global);

@@ -337,7 +337,9 @@ export class RoundMachine {
     for (const t of this.tasks.values()) this.out.push({ type: 'cancelTimer', id: `task:${t.taskId}` });
     this.tasks.clear();
     this.sync = undefined;
-    this.publish(topics.coordinatorStatus(this.cfg.job), encodeJson(this.status(outcome === 'done' ? 'done' : 'failed')), true);
+    const final = encodeJson(this.status(outcome === 'done' ? 'done' : 'failed'));
+    this.publish(topics.coordinatorStatus(this.cfg.job), final, true);
+    this.publish(topics.legacyCoordinatorStatus(this.cfg.job), final, true);
     this.out.push({ type: 'finish', outcome, error });
   }
 
@@ -351,7 +353,7 @@ export class RoundMachine {
 
   /**
    * Checks an update's tensors against the global model and the job's codec (docs/protocol.md §6,
-   * rules 10–14), misaligned bytes copied into one reused scratch: views ready to fold.
+   * rules 13–17), misaligned bytes copied into one reused scratch: views ready to fold.
    * @throws FedmqError FEDMQ_WRONG_CODEC, FEDMQ_MODEL_MISMATCH, FEDMQ_BAD_TENSOR, FEDMQ_NON_FINITE.
    */
   checkUpdate(u: UpdateMessage): Addable[] {
@@ -502,7 +504,7 @@ export class RoundMachine {
     }
   }
 
-  /** The common checks of an answer (docs/protocol.md §6, rules 5–9). */
+  /** The common checks of an answer (docs/protocol.md §6, rules 5–10). */
   private openTask(nodeId: string, msg: { job: string; nodeId: string; runId: string; taskId: number; round: number; modelVersion: number }, stage: OpenTask['stage']): OpenTask {
     if (msg.job !== this.cfg.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `answer for job ${msg.job}`);
     if (msg.nodeId !== nodeId) throw new FedmqError(ErrorCodes.SCHEMA, `answer of ${msg.nodeId} on the topic of ${nodeId}`);

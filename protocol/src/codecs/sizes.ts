@@ -1,6 +1,6 @@
 /**
  * Prints the size of one encoded mnist-2nn update (199,210 parameters) per codec, packed as a
- * full Update message (docs/protocol.md §3.5) with `packMessage`, and encode / accumulate times.
+ * full Update message (docs/protocol.md §3.8) with `packMessage`, and encode / accumulate times.
  *
  *   npx tsx protocol/src/codecs/sizes.ts            # k = 0.01, blockSize 256
  *   npx tsx protocol/src/codecs/sizes.ts 0.05 64    # other k, blockSize
@@ -24,8 +24,8 @@ const SHAPES: [string, number[]][] = [
   ['fc1/bias', [200]],
   ['fc2/kernel', [200, 200]],
   ['fc2/bias', [200]],
-  ['out/kernel', [200, 10]],
-  ['out/bias', [10]],
+  ['fc3/kernel', [200, 10]],
+  ['fc3/bias', [10]],
 ];
 
 function gaussian(n: number, seed: number, scale: number): Float32Array {
@@ -45,8 +45,8 @@ function median(xs: number[]): number {
 
 function updateMessage(codec: string, tensors: unknown[]) {
   return {
-    v: 1, job: 'demo', runId: 'run-mwrcs77o', nodeId: 'pi-1', round: 2, modelVersion: 2, numExamples: 600,
-    codec, kind: 'delta', metrics: { loss: 0.1234, trainMs: 812.5 }, tensors, ts: 1795322716321,
+    v: 2, job: 'demo', runId: 'run-mwrcs77o', nodeId: 'pi-1', taskId: 7, round: 2, modelVersion: 2, numExamples: 600,
+    codec, kind: 'delta', metrics: { loss: 0.1234, trainMs: 812.5, bytesDown: 797_650 }, tensors, ts: 1795322716321,
   };
 }
 
