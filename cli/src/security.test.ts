@@ -168,7 +168,7 @@ describe('fedmq broker --auth with TLS and mutual TLS, end to end', () => {
         createInterface({ input: mon.stdout! }).once('line', (l) => resolve(JSON.parse(l) as { event: string }));
         mon.once('exit', (code) => reject(new Error(`fedmq monitor exited (${code})`)));
       });
-      expect(first).toMatchObject({ event: 'connected', topics: expect.arrayContaining(['fedmq/v1/demo/nodes/+/status']) });
+      expect(first).toMatchObject({ event: 'connected', topics: expect.arrayContaining(['fedmq/v2/demo/nodes/+/status', 'fedmq/v2/demo/coordinator/stage']) });
     } finally {
       const exited = once(mon, 'exit');
       mon.kill('SIGTERM');

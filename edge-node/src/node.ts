@@ -303,10 +303,13 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     }
   }
 
+  /** The task being worked on, or the last one handled (NodeStatus.taskId); undefined before any in this run. */
+  private taskInHand?: number;
+
   private status(state: NodeStatus['state']): NodeStatus {
     return {
       v: PROTOCOL_VERSION, job: this.job, nodeId: this.nodeId, state, ts: Date.now(),
-      numExamples: this.opts.data.numExamples, device: this.opts.device, lastRound: this.last,
+      numExamples: this.opts.data.numExamples, device: this.opts.device, lastRound: this.last, taskId: this.taskInHand,
     };
   }
 
@@ -431,6 +434,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     }
     this.run = { runId, codecState: {}, taskIds: new Set(), forgottenUpTo: 0 };
     this.personal = undefined;
+    this.taskInHand = undefined;
     return this.run;
   }
 
@@ -441,6 +445,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
       while (!this.stopped && this.queue.length > 0) {
         const q = this.queue.shift()!;
         const { task } = q;
+        this.taskInHand = task.taskId;
         // correlated union: handlers[task.stage] takes exactly tasks of that stage
         const handler = this.handlers[task.stage] as (q: Queued) => Promise<void>;
         try {

@@ -118,6 +118,12 @@ export const NodeStatusSchema = z.object({
   device: DeviceInfoSchema.optional(),
   /** The node's last completed fit task: its round, mean training loss and training time (ms). */
   lastRound: z.object({ round: count, loss: finite, trainMs: finite }).optional(),
+  /**
+   * The task this status is about: the one being worked on (`training`, `uploading`,
+   * `evaluating`), or when `idle` the last one handled (answered or given up). Lets the
+   * coordinator tell a node that gave a task up (idle, taskId ≥ the task's) from a stale status.
+   */
+  taskId: z.number().int().min(1).optional(),
 });
 export type NodeStatus = z.infer<typeof NodeStatusSchema>;
 

@@ -77,7 +77,7 @@ describe('AlieCollusion', () => {
 
   it('answers every colluder that announced a fit task with μ − zσ once all have posted, then forgets the round', () => {
     const crafted: AlieRound[] = [];
-    const c = new AlieCollusion({ malicious, onCrafted: (r) => crafted.push(r) });
+    const c = new AlieCollusion({ malicious, settleMs: 0, onCrafted: (r) => crafted.push(r) });
     const got: Record<string, number[]> = {};
     // a and b received fit tasks of round 1 (c is malicious but was not given one); h1 is honest
     for (const nodeId of ['a', 'b', 'h1']) c.announce({ nodeId, runId: 'run', round: 1 });
@@ -97,7 +97,7 @@ describe('AlieCollusion', () => {
   });
 
   it('takes z from the options', () => {
-    const c = new AlieCollusion({ malicious, z: 2 });
+    const c = new AlieCollusion({ malicious, z: 2, settleMs: 0 });
     for (const nodeId of ['a', 'b']) c.announce({ nodeId, runId: 'run', round: 1 });
     let out: number[] = [];
     c.submit(sub('a', t(0)), () => undefined);
@@ -107,7 +107,7 @@ describe('AlieCollusion', () => {
 
   it('answers those that posted when a colluder drops out, at deadline − 10 % of the round', () => {
     vi.useFakeTimers();
-    const c = new AlieCollusion({ malicious });
+    const c = new AlieCollusion({ malicious, settleMs: 0 });
     for (const nodeId of ['a', 'b']) c.announce({ nodeId, runId: 'run', round: 1 });
     let out: number[] | undefined;
     c.submit(sub('a', t(1.5)), (d) => (out = Array.from(d[0].data)));
@@ -123,9 +123,34 @@ describe('AlieCollusion', () => {
     expect(c.pendingRounds).toBe(0);
   });
 
+  it('waits settleMs after the first delta for colluders whose task arrives later', () => {
+    vi.useFakeTimers();
+    const crafted: AlieRound[] = [];
+    const c = new AlieCollusion({ malicious, settleMs: 1000, onCrafted: (r) => crafted.push(r) });
+    c.announce({ nodeId: 'a', runId: 'run', round: 1 });
+    const got: Record<string, number[]> = {};
+    c.submit(sub('a', t(1, 2)), (d) => (got.a = Array.from(d[0].data)));
+    vi.advanceTimersByTime(400);
+    expect(got).toEqual({}); // a alone has posted, but b may still get a task of this round
+    c.announce({ nodeId: 'b', runId: 'run', round: 1 });
+    vi.advanceTimersByTime(2000);
+    expect(got).toEqual({}); // b announced: wait for its delta
+    c.submit(sub('b', t(3, 2)), (d) => (got.b = Array.from(d[0].data)));
+    expect(got.a).toEqual(got.b);
+    expect(crafted[0]).toMatchObject({ f: 2, nodeIds: ['a', 'b'] });
+    // alone for the whole window: answered with its own delta when it ends
+    c.announce({ nodeId: 'a', runId: 'run', round: 2 });
+    let alone: number[] | undefined;
+    c.submit(sub('a', t(5), 2), (d) => (alone = Array.from(d[0].data)));
+    vi.advanceTimersByTime(999);
+    expect(alone).toBeUndefined();
+    vi.advanceTimersByTime(1);
+    expect(alone).toEqual([5]);
+  });
+
   it('keeps rounds (and runs) apart and drops open rounds on close', () => {
     vi.useFakeTimers();
-    const c = new AlieCollusion({ malicious });
+    const c = new AlieCollusion({ malicious, settleMs: 0 });
     for (const round of [1, 2]) for (const nodeId of ['a', 'b']) c.announce({ nodeId, runId: 'run', round });
     c.announce({ nodeId: 'a', runId: 'other', round: 1 });
     c.announce({ nodeId: 'b', runId: 'other', round: 1 });

@@ -144,12 +144,22 @@ export interface AlieCollusionOptions {
    * those that have (a colluder may drop out or fail). Default 0.1.
    */
   reserveFraction?: number;
+  /**
+   * How long after a round's first honest delta the collusion keeps listening for colluders that
+   * announce a fit task of that round, ms (default 1000). A v2 node learns nothing of the others'
+   * tasks, so a colluder whose task arrives a little later would otherwise be left out of the
+   * round's crafted delta. 0 answers as soon as every colluder announced so far has posted.
+   */
+  settleMs?: number;
   /** Called with every crafted round, before its state is dropped (observability, tests). */
   onCrafted?: (r: AlieRound) => void;
 }
 
 interface PendingRound {
   n: number;
+  /** When the first colluder posted, ms. */
+  firstPostAt: number;
+  settle?: ReturnType<typeof setTimeout>;
   expected: Set<string>;
   posted: Map<string, { delta: NamedTensor[]; reply: (delta: NamedTensor[]) => void }>;
   timer?: ReturnType<typeof setTimeout>;
@@ -207,15 +217,25 @@ export class AlieCollusion {
     if (!r) {
       const expected = new Set(this.announced.get(key) ?? []);
       expected.add(s.nodeId);
-      r = { n: s.cohort ?? expected.size, expected, posted: new Map() };
+      r = { n: s.cohort ?? expected.size, firstPostAt: Date.now(), expected, posted: new Map() };
       this.open.set(key, r);
     }
     const earlier = r.posted.get(s.nodeId);
     earlier?.reply(earlier.delta); // a repeat replaces the first post, which gets its own delta back
     r.posted.set(s.nodeId, { delta: s.delta, reply });
     if ([...r.expected].every((id) => r.posted.has(id))) {
-      this.answer(key, s.runId, s.round);
-      return;
+      const left = r.firstPostAt + (this.opts.settleMs ?? 1000) - Date.now();
+      if (left <= 0) {
+        this.answer(key, s.runId, s.round);
+        return;
+      }
+      // everyone announced so far has posted: answer once the settle window is over, unless a late colluder announces
+      clearTimeout(r.settle);
+      const round = r;
+      r.settle = setTimeout(() => {
+        if ([...round.expected].every((id) => round.posted.has(id))) this.answer(key, s.runId, s.round);
+      }, left);
+      r.settle.unref?.();
     }
     if (!r.timer) {
       const waitMs = Math.max(0, s.deadline - Date.now() - (this.opts.reserveFraction ?? 0.1) * s.timeoutMs);
@@ -230,6 +250,7 @@ export class AlieCollusion {
     this.open.delete(key);
     this.announced.delete(key);
     clearTimeout(r.timer);
+    clearTimeout(r.settle);
     this.answered.add(key);
     if (this.answered.size > 64) this.answered.delete(this.answered.values().next().value!);
     const nodeIds = [...r.posted.keys()];
@@ -250,7 +271,10 @@ export class AlieCollusion {
 
   /** Drops every open round without answering (the workers are being stopped). */
   close(): void {
-    for (const r of this.open.values()) clearTimeout(r.timer);
+    for (const r of this.open.values()) {
+      clearTimeout(r.timer);
+      clearTimeout(r.settle);
+    }
     this.open.clear();
     this.announced.clear();
   }

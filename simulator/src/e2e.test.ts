@@ -59,11 +59,15 @@ describe('end to end over a real Aedes broker', () => {
     expect(history[0].bytesUp).toBeGreaterThan(3 * 199_210 * 4);
     // bytes down as the nodes measured them: at least the model each fetched (twice: to train, then the new one to evaluate)
     expect(history[0].bytesDown).toBeGreaterThan(2 * 3 * 199_210 * 4);
-    // federated evaluation on the nodes' held-out 10 %: every node answered, the numbers agree with the central test set roughly
+    // federated evaluation on the nodes' held-out 10 % (training examples 0–1799, not the test
+    // set's first 1000, which differ in difficulty): every node answered, and it improves with the model
     const fe = history.map((r) => r.federatedEval!);
     expect(fe.map((f) => f.nodes)).toEqual([3, 3]);
     expect(fe[0].numExamples).toBe(180);
-    expect(Math.abs(fe[1].accuracy - r2)).toBeLessThan(0.1);
+    expect(fe[1].accuracy).toBeGreaterThan(fe[0].accuracy);
+    expect(fe[1].loss).toBeLessThan(fe[0].loss);
+    expect(fe[1].accuracySpread.min).toBeLessThanOrEqual(fe[1].accuracy);
+    expect(fe[1].accuracySpread.max).toBeGreaterThanOrEqual(fe[1].accuracy);
     expect(fe[1].localBetterFraction).not.toBeNull();
 
     const written = JSON.parse(await readFile(join(out, 'history.json'), 'utf8')) as RoundRecord[];

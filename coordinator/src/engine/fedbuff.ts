@@ -141,11 +141,14 @@ export class FedBuff {
     this.m.closeTasks([taskId]);
   }
 
-  /** A node went offline: its tasks in flight are given up (its slot goes to another node). */
-  onOffline(nodeId: string): void {
+  /**
+   * A node went offline, or gave its tasks up to `upTo` (`failed`): those tasks in flight end (the
+   * slot goes to another node).
+   */
+  onOffline(nodeId: string, reason: 'offline' | 'failed', upTo = Number.POSITIVE_INFINITY): void {
     for (const t of [...this.m.tasks.values()]) {
-      if (t.nodeId !== nodeId || t.answered) continue;
-      this.failures.offline = (this.failures.offline ?? 0) + 1;
+      if (t.nodeId !== nodeId || t.answered || t.taskId > upTo) continue;
+      this.failures[reason] = (this.failures[reason] ?? 0) + 1;
       this.close(t.taskId);
     }
   }

@@ -276,3 +276,31 @@ describe('round engine: synchronous rounds', () => {
     expect(() => new Harness(config({ mode: 'async' }))).toThrow(expect.objectContaining({ code: ErrorCodes.BAD_CONFIG }));
   });
 });
+
+describe('round engine: node statuses during a stage', () => {
+  const status = (h: Harness, nodeId: string, state: 'idle' | 'training' | 'uploading' | 'offline', taskId?: number) =>
+    h.feed({ type: 'message', topic: topics.nodeStatus(JOB, nodeId), payload: encodeJson({ v: 2, job: JOB, nodeId, state, ts: h.time, taskId }) });
+
+  it('a node idle after its task without an answer gave it up: the stage does not wait for it (failures.failed)', () => {
+    const h = started(new Harness(config({ rounds: 1 })), ['a', 'b', 'c']);
+    const [ta, tb, tc] = h.fitTasks();
+    h.answer(ta, 10, 1);
+    h.answer(tb, 10, 1);
+    status(h, tc.nodeId, 'idle', tc.taskId - 1); // a status of its previous task: not about this one
+    expect(h.machine.history).toHaveLength(0);
+    status(h, tc.nodeId, 'idle', tc.taskId);
+    expect(h.machine.history[0]).toMatchObject({ reported: 2, failures: { failed: 1 } });
+  });
+
+  it('a status of its task re-sent after the Last Will brings a node back, and its idle then gives the task up', () => {
+    const h = started(new Harness(config({ rounds: 1 })), ['a', 'b', 'c']);
+    const [ta, tb, tc] = h.fitTasks();
+    h.answer(ta, 10, 1);
+    status(h, tb.nodeId, 'offline');
+    status(h, tb.nodeId, 'uploading', tb.taskId); // QoS 1 redelivery after the reconnect: b is back
+    h.answer(tc, 10, 1);
+    expect(h.machine.history).toHaveLength(0); // b is waited for again
+    status(h, tb.nodeId, 'idle', tb.taskId);
+    expect(h.machine.history[0]).toMatchObject({ reported: 2, failures: { failed: 1 } });
+  });
+});

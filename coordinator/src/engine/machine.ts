@@ -496,11 +496,17 @@ export class RoundMachine {
     if (s.job !== this.cfg.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `status for job ${s.job} on job ${this.cfg.job}'s topic`);
     if (s.nodeId !== nodeId) throw new FedmqError(ErrorCodes.SCHEMA, `status of ${s.nodeId} on the topic of ${nodeId}`);
     this.registry.update(s);
-    // back after a lost link (its Will said offline) and still working on a task: its QoS 1 answer may yet arrive
-    const back = s.state === 'training' || s.state === 'uploading' || s.state === 'evaluating';
-    if (s.state === 'offline' || back) {
-      this.withStage((stage, r) => stage.onPresence?.(this, r, nodeId, back));
-      if (s.state === 'offline') this.fedbuff?.onOffline(nodeId);
+    // an open task of this node that the status speaks of
+    const open = [...this.tasks.values()].find((t) => t.nodeId === nodeId && !t.answered && (s.taskId === undefined || t.taskId <= s.taskId));
+    // back after a lost link (its Will said offline) and still working on the task: its QoS 1 answer may yet arrive
+    const back = (s.state === 'training' || s.state === 'uploading' || s.state === 'evaluating') && (s.taskId === undefined || s.taskId === open?.taskId);
+    // idle after the task without having answered it (answers are published before the status, in order): it gave the task up
+    const gaveUp = s.state === 'idle' && s.taskId !== undefined && open !== undefined;
+    const presence = back ? 'back' : gaveUp ? 'gave-up' : s.state === 'offline' ? 'offline' : undefined;
+    if (presence) {
+      this.withStage((stage, r) => stage.onPresence?.(this, r, nodeId, presence));
+      if (presence === 'offline') this.fedbuff?.onOffline(nodeId, 'offline');
+      if (presence === 'gave-up') this.fedbuff?.onOffline(nodeId, 'failed', s.taskId);
     }
   }
 

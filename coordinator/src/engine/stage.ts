@@ -2,6 +2,9 @@ import type { EvaluateResult, StageName, UpdateMessage } from '@fedmq/protocol';
 import type { FitFailure } from '../strategy.ts';
 import type { RoundMachine } from './machine.ts';
 
+/** What a node status says of a cohort node (see {@link Stage.onPresence}). */
+export type Presence = 'offline' | 'back' | 'gave-up';
+
 /** An open task: sent to one node, not yet closed (its stage is open, or in async mode, in flight). */
 export interface OpenTask {
   taskId: number;
@@ -37,8 +40,11 @@ export interface Stage<R> {
   readonly accepts?: Answer['kind'];
   /** Takes one checked answer to one of this stage's tasks; throws a FedmqError to reject it. */
   onAnswer?(m: RoundMachine, r: R, answer: Answer): void;
-  /** A node of the stage's cohort went offline (or came back: `back`). */
-  onPresence?(m: RoundMachine, r: R, nodeId: string, back: boolean): void;
+  /**
+   * A node of the stage's cohort went `offline`, came `back` (still working on its task after a
+   * lost link), or `gave-up` its task (idle after it without an answer: its training failed).
+   */
+  onPresence?(m: RoundMachine, r: R, nodeId: string, presence: Presence): void;
   /** The central evaluation finished. */
   onEvaluated?(m: RoundMachine, r: R, result: { version: number; loss: number; accuracy: number }): void;
   /** Whether the stage is done (checked after every event). */
@@ -58,7 +64,10 @@ export function nearestRank(sorted: readonly number[], q: number): number {
   return sorted[i];
 }
 
-/** The fit failures handed to an aggregator: missing nodes (`timeout`) and nodes gone offline. */
-export function failureList(missing: readonly string[], dropped: Iterable<string>): FitFailure[] {
-  return [...missing.map((nodeId) => ({ nodeId, reason: 'timeout' })), ...[...dropped].map((nodeId) => ({ nodeId, reason: 'offline' }))];
+/** The fit failures handed to an aggregator: missing nodes (`timeout`), nodes gone offline, nodes that gave their task up (`failed`). */
+export function failureList(missing: readonly string[], dropped: Iterable<string>, gaveUp: Iterable<string> = []): FitFailure[] {
+  return [
+    ...missing.map((nodeId) => ({ nodeId, reason: 'timeout' })), ...[...dropped].map((nodeId) => ({ nodeId, reason: 'offline' })),
+    ...[...gaveUp].map((nodeId) => ({ nodeId, reason: 'failed' })),
+  ];
 }

@@ -11,7 +11,7 @@ import { failureList, finiteOrNull, nearestRank, type Stage } from './stage.ts';
  * |---|---|---|---|---|
  * | `waiting` | — | node statuses | ≥ minAvailableNodes online | none |
  * | `select` | the online nodes | — | at once: the selector's pick (+ over-selection) | — |
- * | `fit` | the selected nodes | Updates | target accepted, or every selected node answered or went offline | deadlineMs |
+ * | `fit` | the selected nodes | Updates | target accepted, or every selected node answered, went offline or gave its task up | deadlineMs |
  * | `aggregate` | the nodes that answered | — | at once: aggregator + server optimizer, new model published | — |
  * | `evaluate` | ⌈evaluateFraction · online⌉ nodes | EvaluateResults and the central evaluation | every cohort node answered or went offline, and the central evaluation returned | deadlineMs |
  *
@@ -33,7 +33,10 @@ export interface SyncRound {
   /** Fit task id per selected node. */
   fitTasks: Map<string, number>;
   reported: Set<string>;
+  /** Selected nodes that went offline before answering. */
   dropped: Set<string>;
+  /** Selected nodes that gave their task up (idle without an answer: training failed). */
+  gaveUp: Set<string>;
   failures: Record<string, number>;
   fitFailures: FitFailure[];
   aggregate?: RoundAggregate;
@@ -104,19 +107,22 @@ const fit: Stage<SyncRound> = {
     r.bytesDown += u.metrics.bytesDown ?? 0;
     m.notice({ type: 'accepted', nodeId: u.nodeId, round: r.round, bytes: a.wireBytes, taskId: a.task.taskId });
   },
-  onPresence(_m, r, nodeId, back) {
+  onPresence(_m, r, nodeId, presence) {
+    // (the machine reports `gave-up` only for a status naming this round's task or a later one)
     if (!r.fitTasks.has(nodeId) || r.reported.has(nodeId)) return;
-    if (back) r.dropped.delete(nodeId);
-    else r.dropped.add(nodeId);
+    r.dropped.delete(nodeId);
+    if (presence === 'offline') r.dropped.add(nodeId);
+    if (presence === 'gave-up') r.gaveUp.add(nodeId);
   },
-  isComplete: (_m, r) => r.closed.has('fit') || r.reported.size >= r.target || r.reported.size + r.dropped.size >= r.selected.length,
+  isComplete: (_m, r) => r.closed.has('fit') || r.reported.size >= r.target || r.reported.size + r.dropped.size + r.gaveUp.size >= r.selected.length,
   exit(m, r) {
     // over-selected nodes still training when the target was reached are not failures
     const early = r.reported.size >= r.target && r.target < r.selected.length;
-    const missing = early ? [] : r.selected.filter((n) => !r.reported.has(n) && !r.dropped.has(n));
+    const missing = early ? [] : r.selected.filter((n) => !r.reported.has(n) && !r.dropped.has(n) && !r.gaveUp.has(n));
     if (missing.length > 0) r.failures.timeout = (r.failures.timeout ?? 0) + missing.length;
     if (r.dropped.size > 0) r.failures.offline = (r.failures.offline ?? 0) + r.dropped.size;
-    r.fitFailures = failureList(missing, r.dropped);
+    if (r.gaveUp.size > 0) r.failures.failed = (r.failures.failed ?? 0) + r.gaveUp.size;
+    r.fitFailures = failureList(missing, r.dropped, r.gaveUp);
     m.closeTasks(r.fitTasks.values());
     r.trainMs = m.now() - r.startedAt;
   },
@@ -167,9 +173,9 @@ const evaluate: Stage<SyncRound> = {
     r.bytesUp += a.wireBytes;
     r.bytesDown += a.result.bytesDown ?? 0;
   },
-  onPresence(_m, r, nodeId, back) {
+  onPresence(_m, r, nodeId, presence) {
     if (!r.evalTasks.has(nodeId) || r.evalResults.some((x) => x.nodeId === nodeId)) return;
-    if (back) r.evalDropped.delete(nodeId);
+    if (presence === 'back') r.evalDropped.delete(nodeId);
     else r.evalDropped.add(nodeId);
   },
   onEvaluated(_m, r, e) {
@@ -220,7 +226,7 @@ export const SYNC_ROUND = {
   stages: [waiting, select, fit, aggregate, evaluate] as readonly Stage<SyncRound>[],
   newRound(_m: RoundMachine, round: number): SyncRound {
     return {
-      round, closed: new Set(), startedAt: 0, selected: [], target: 0, fitTasks: new Map(), reported: new Set(), dropped: new Set(), failures: {},
+      round, closed: new Set(), startedAt: 0, selected: [], target: 0, fitTasks: new Map(), reported: new Set(), dropped: new Set(), gaveUp: new Set(), failures: {},
       fitFailures: [], bytesUp: 0, bytesDown: 0, trainMs: 0, aggregateMs: 0, accepted: false, evalStartedAt: 0, evalMs: 0, centralPending: false,
       testLoss: null, testAccuracy: null, evalCohort: [], evalTasks: new Map(), evalDropped: new Set(), evalResults: [],
     };
