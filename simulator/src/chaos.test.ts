@@ -83,7 +83,6 @@ describe('fedmq simulate --chaos (the default MNIST job, 3 rounds)', () => {
     for (const a of chaos.accepted) expect(chaos.published.has(a)).toBe(true);
     for (const r of chaos.history) expect(chaos.accepted.filter((a) => a.startsWith(`${r.round}/`))).toHaveLength(r.reported);
     // the faults happened: nodes dropped out (and were not waited for) and were not aggregated
-    console.log("CHAOS", JSON.stringify(chaos.history.map((r) => [r.round, r.selected, r.reported, r.failures])), JSON.stringify(chaos.rejected));
     const dropped = chaos.history.reduce((n, r) => n + (r.failures.offline ?? 0), 0);
     expect(dropped).toBeGreaterThan(0);
     expect(chaos.history.every((r) => (r.failures.timeout ?? 0) === 0)).toBe(true);
