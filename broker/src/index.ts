@@ -14,22 +14,32 @@ import { instrumentBroker, trafficRoleOf, type Traffic, type Transport } from '.
 import { createPersistence } from './persistence.ts';
 import { peerIdentity, tlsServerOptions, type BrokerTls } from './tls.ts';
 
+// The public API of @fedmq/broker: startBroker (below) and a curated list from its modules (docs/security.md).
+// http.ts: dashboard, /metrics and MQTT over WebSocket
 export { MQTT_WS_PATH, type StaticAsset } from './http.ts';
+// persistence.ts: memory or Redis persistence
 export { createPersistence, parseRedisUrl, type BrokerPersistence } from './persistence.ts';
+// metrics.ts: Prometheus metrics and per-role byte counters
 export {
   instrumentBroker, REJECTION_REASONS, TRAFFIC_ROLES, TRANSPORTS, trafficRoleOf, type BrokerMetrics, type RejectionReason, type TrackedSocket, type Traffic, type TrafficRole, type Transport,
 } from './metrics.ts';
+// acl.ts: the ACL generated from the topic table
 export { ROLES, RESERVED_CLIENT_ID_PREFIX, aclTable, canPublish, canSubscribe, filterWithin, readableFilters, scopeToClientId, writableFilters, type Principal, type Role } from './acl.ts';
+// auth.ts: credentials file, scrypt passwords
 export {
   Credentials, DEFAULT_SCRYPT, addCredential, generatePassword, hashPassword, loadCredentials, parseCredentials, removeCredential, verifyPassword,
   type CredentialEntry, type CredentialSummary, type CredentialsFile, type NewCredential, type ScryptParams,
 } from './auth.ts';
+// limits.ts: packet size, connection rate and client id limits
 export {
   ConnectionRateLimiter, DEFAULT_CONNECTION_RATE, DEFAULT_MAX_CLIENT_ID_LENGTH, DEFAULT_MAX_PACKET_BYTES, MAX_REMAINING_LENGTH, PacketSizeGuard,
   clientIdProblem, guardStream, isLoopback, type BrokerLimits, type ConnectionRate, type PacketViolation,
 } from './limits.ts';
+// tls.ts: TLS listener options and client certificates
 export { clientCertProblem, peerIdentity, tlsServerOptions, type BrokerTls, type PeerIdentity } from './tls.ts';
+// certs.ts: development certificates (`fedmq certs`)
 export { makeDevCerts, type DevCerts, type DevCertsOptions } from './certs.ts';
+// hooks.ts: what the security hooks know about a connection
 export type { ConnectionInfo } from './hooks.ts';
 
 /** Default port of MQTT over TLS (IANA). */

@@ -51,8 +51,11 @@ export interface FitOptions {
   proximalMu?: number;
 }
 
-/** Result of {@link FederatedModel.fit}. */
-export interface FitResult {
+/**
+ * Result of {@link FederatedModel.fit}: the local training run itself (loss, examples, time).
+ * Not to be confused with `@fedmq/coordinator`'s `FitResult`, a node's accepted update.
+ */
+export interface LocalTrainingResult {
   /**
    * Mean training loss over the examples of the LAST epoch (each example's loss measured on the
    * batch's pre-update weights, as Keras reports it). Always the data loss F: the FedProx
@@ -65,8 +68,11 @@ export interface FitResult {
   durationMs: number;
 }
 
-/** Result of {@link FederatedModel.evaluate}. */
-export interface EvaluateResult {
+/**
+ * Result of {@link FederatedModel.evaluate}: loss and accuracy of the model on a dataset (a node's
+ * held-out split or the coordinator's test set). Not the wire message `EvaluateResult` of `@fedmq/protocol`.
+ */
+export interface ModelEvaluation {
   /** Classification: mean softmax cross-entropy (nats). Reconstruction: mean squared error per value. */
   loss: number;
   /** Classification: fraction of examples whose argmax equals the label. Reconstruction: NaN. */
@@ -100,12 +106,12 @@ export interface FederatedModel {
    *   model; `ML_BAD_OPTIONS` on invalid options (including a negative or non-finite
    *   `proximalMu`).
    */
-  fit(data: Dataset, opts: FitOptions): Promise<FitResult>;
+  fit(data: Dataset, opts: FitOptions): Promise<LocalTrainingResult>;
   /**
    * Evaluates on `data` in batches of `batchSize` (default 1000) without changing weights.
    * @throws FedmqMlError `ML_BAD_DATA` if the data does not fit the model.
    */
-  evaluate(data: Dataset, batchSize?: number): Promise<EvaluateResult>;
+  evaluate(data: Dataset, batchSize?: number): Promise<ModelEvaluation>;
   /**
    * Model outputs for every example: `numExamples × outputSize` values, row-major (class
    * probabilities for classifiers, reconstructions for autoencoders).
@@ -322,7 +328,7 @@ class TfFederatedModel implements FederatedModel {
     }
   }
 
-  async fit(data: Dataset, opts: FitOptions): Promise<FitResult> {
+  async fit(data: Dataset, opts: FitOptions): Promise<LocalTrainingResult> {
     this.checkAlive();
     const t0 = performance.now();
     const { epochs, batchSize, learningRate } = opts;
@@ -491,7 +497,7 @@ class TfFederatedModel implements FederatedModel {
     }
   }
 
-  async evaluate(data: Dataset, batchSize = 1000): Promise<EvaluateResult> {
+  async evaluate(data: Dataset, batchSize = 1000): Promise<ModelEvaluation> {
     this.checkAlive();
     this.checkData(data);
     const n = data.numExamples;

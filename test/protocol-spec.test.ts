@@ -24,10 +24,10 @@ import {
   CHUNK_OVERHEAD_BYTES, CODEC_NAMES, ErrorCodes, MESSAGE_SCHEMAS, PROTOCOL_VERSION, TOPIC_KINDS, TOPIC_TABLE, backoffDelay, createRng, decodeChunk,
   encodePacked, fnv1a32, getCodec, splitPayload, weightsSha256, weightsToWire,
   type CodecParams, type GlobalModelMessage, type UpdateMessage,
-} from './index.ts';
+} from '@fedmq/protocol';
 
 const DOC = 'docs/protocol.md';
-const LINES = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8').split('\n');
+const LINES = readFileSync(new URL('../docs/protocol.md', import.meta.url), 'utf8').split('\n');
 
 // ---- markdown helpers ----------------------------------------------------------------------
 
