@@ -3,7 +3,7 @@ import { topicFilter, topics } from '@fedmq/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from './index.ts';
 
-// Regression (found by test/fuzz.test.ts): Aedes routes with `+` matching an empty topic level
+// Regression (found by test/fuzz.e2e.test.ts): Aedes routes with `+` matching an empty topic level
 // (mqemitter `matchEmptyLevels`, MQTT-4.7.1-3) but its session persistence does not, so a QoS 1
 // publish to `fedmq/v2/j/nodes//update` (found on v1's topic of the same shape) reached the
 // coordinator's persistent session (clean: false, `nodes/+/update` at QoS 1) with no queued copy,

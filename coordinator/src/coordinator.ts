@@ -122,7 +122,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private client?: MqttClient;
   private reconnector?: Reconnector;
   private reassembler?: Reassembler;
-  private readonly chunkBytes = new Map<string, number>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private queue: Promise<void> = Promise.resolve();
   private finished?: { resolve: (h: RoundRecord[]) => void; reject: (e: unknown) => void };
@@ -410,13 +409,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       // the reassembler's pending budget is shared: only nodes with an open fit task may use it
       // (chunks announcing 256 MiB transfers on made-up node ids used to starve the real updates)
       if (!this.machine.expectsUpdate(nodeId)) throw new FedmqError(ErrorCodes.NOT_SELECTED, `update chunk from ${nodeId}, which has no open fit task`);
-      this.chunkBytes.set(nodeId, (this.chunkBytes.get(nodeId) ?? 0) + payload.length);
-      const whole = this.reassembler.push(nodeId, payload);
-      if (whole) {
-        const wireBytes = this.chunkBytes.get(nodeId) ?? whole.length;
-        this.chunkBytes.delete(nodeId);
-        this.dispatch({ type: 'message', topic, payload: whole, wireBytes });
-      }
+      // the bytes of this transfer's own chunks: other transfers on the same topic (a refused
+      // fake one, say) are not counted into it
+      const done = this.reassembler.pushTransfer(nodeId, payload);
+      if (done) this.dispatch({ type: 'message', topic, payload: done.payload, wireBytes: done.wireBytes });
     } catch (err) {
       this.dispatch({ type: 'rejected', error: isFedmqError(err) ? err : new FedmqError(ErrorCodes.BAD_PAYLOAD, String((err as Error)?.message ?? err)), nodeId });
     }

@@ -510,3 +510,24 @@ describe('Reassembler property: 200 seeded scenarios of loss, duplication and re
     expect(timedOut).toBeGreaterThan(10);
   });
 });
+
+describe('Reassembler.pushTransfer', () => {
+  it('gives each completed transfer the bytes of its own chunks (duplicates included), however transfers of one sender interleave', () => {
+    const r = new Reassembler({ maxTotalBytes: 1 << 20, maxPendingBytes: 1 << 20, timeoutMs: 1000, onError: () => undefined });
+    const a = splitPayload(Buffer.alloc(5000, 1), 1024);
+    const b = splitPayload(Buffer.alloc(3000, 2), 1024);
+    const sum = (cs: Buffer[]) => cs.reduce((n, c) => n + c.length, 0);
+    expect(a.length).toBeGreaterThan(1);
+    expect(r.pushTransfer('s', a[0])).toBeUndefined();
+    expect(r.pushTransfer('s', a[0])).toBeUndefined(); // a duplicate: on the wire, counted
+    for (const c of b.slice(0, -1)) expect(r.pushTransfer('s', c)).toBeUndefined();
+    const doneB = r.pushTransfer('s', b.at(-1)!);
+    expect(doneB?.wireBytes).toBe(sum(b));
+    for (const c of a.slice(1, -1)) expect(r.pushTransfer('s', c)).toBeUndefined();
+    const doneA = r.pushTransfer('s', a.at(-1)!);
+    expect(doneA?.payload.equals(Buffer.alloc(5000, 1))).toBe(true);
+    expect(doneA?.wireBytes).toBe(sum(a) + a[0].length);
+    const [one] = splitPayload(Buffer.from('x'), 1024);
+    expect(r.pushTransfer('s', one)?.wireBytes).toBe(one.length);
+  });
+});

@@ -194,6 +194,8 @@ interface PendingTransfer {
   /** Bit i set once chunk i was written. */
   bitmap: Uint8Array;
   received: number;
+  /** Bytes of every chunk payload received for the transfer (duplicates included): what it took on the wire. */
+  wireBytes: number;
   timer: unknown;
 }
 
@@ -261,6 +263,16 @@ export class Reassembler {
    *   refused at its first chunk; its later chunks are then ignored silently).
    */
   push(sender: string, chunkPayload: Uint8Array): Buffer | undefined {
+    return this.pushTransfer(sender, chunkPayload)?.payload;
+  }
+
+  /**
+   * {@link push}, and with the whole payload the bytes its transfer took on the wire: the sum of
+   * the sizes of every chunk payload received for it (duplicates included), so a receiver counts
+   * exactly one transfer's chunks even when other transfers of the same sender interleave.
+   * @throws as {@link push}.
+   */
+  pushTransfer(sender: string, chunkPayload: Uint8Array): { payload: Buffer; wireBytes: number } | undefined {
     const c = decodeChunk(chunkPayload);
     const key = c.transfer + sender; // transfer ids have a fixed length: unambiguous
     if (this.finished.has(key)) return undefined;
@@ -280,7 +292,7 @@ export class Reassembler {
           this.fail(chunkError(ChunkErrorCodes.CHUNK_HASH, `chunked transfer of ${c.total} bytes does not match its sha256`, { ...info, total: c.total }), info);
           return undefined;
         }
-        return whole;
+        return { payload: whole, wireBytes: chunkPayload.byteLength };
       }
       if (this.transfers.size >= this.maxPendingTransfers || this.heldBytes + c.total > this.maxPendingBytes) {
         this.remember(key);
@@ -293,7 +305,7 @@ export class Reassembler {
           maxPendingBytes: this.maxPendingBytes,
         });
       }
-      t = { sender, transfer: c.transfer, count: c.count, total: c.total, sha256: c.sha256, buf: Buffer.allocUnsafeSlow(c.total), bitmap: new Uint8Array(Math.ceil(c.count / 8)), received: 0, timer: undefined };
+      t = { sender, transfer: c.transfer, count: c.count, total: c.total, sha256: c.sha256, buf: Buffer.allocUnsafeSlow(c.total), bitmap: new Uint8Array(Math.ceil(c.count / 8)), received: 0, wireBytes: 0, timer: undefined };
       this.transfers.set(key, t);
       this.heldBytes += c.total;
     } else if (c.count !== t.count || c.total !== t.total || c.sha256 !== t.sha256) {
@@ -312,6 +324,7 @@ export class Reassembler {
       return undefined;
     }
 
+    t.wireBytes += chunkPayload.byteLength;
     const byte = c.index >> 3;
     const bit = 1 << (c.index & 7);
     if ((t.bitmap[byte] & bit) !== 0) return undefined; // duplicate: counted once
@@ -328,7 +341,7 @@ export class Reassembler {
       this.fail(chunkError(ChunkErrorCodes.CHUNK_HASH, `chunked transfer of ${t.total} bytes in ${t.count} chunks does not match its sha256`, { ...info, total: t.total, count: t.count }), info);
       return undefined;
     }
-    return t.buf;
+    return { payload: t.buf, wireBytes: t.wireBytes };
   }
 
   /** Drops every incomplete transfer (no `onError`) and clears its timer. Call on shutdown; the reassembler stays usable. */

@@ -39,9 +39,7 @@ export class ChunkFuzzer {
   /** The next case: an update-topic payload of the payload fuzzer, chunked one way or another. */
   next(): ChunkCase {
     const r = this.r;
-    let f: Fuzzed;
-    do f = this.payloads.next(1);
-    while (f.leaf !== 'update');
+    const f: Fuzzed = this.payloads.next({ update: 1 });
     const inner = f.payload.length > 64 * 1024 ? f.payload.subarray(0, r.range(1, 64 * 1024)) : f.payload; // transfers stay small
     const max = CHUNK_OVERHEAD_BYTES + r.range(16, 2048);
     const split = () => splitPayload(inner, max, transferId(r));
@@ -93,7 +91,7 @@ export class ChunkFuzzer {
         const i = r.int(c.length);
         const x = unpackMessage(c[i]) as Chunk;
         const [field, value] = r.pick<[string, unknown]>([
-          ['v', r.pick([0, 2, '1', null])], ['transfer', r.pick(['', 'XYZ', 'a'.repeat(31), 42])], ['index', r.pick([-1, x.count, 2 ** 53, 0.5, '0'])],
+          ['v', r.pick([0, 1, 3, '2', null])], ['transfer', r.pick(['', 'XYZ', 'a'.repeat(31), 42])], ['index', r.pick([-1, x.count, 2 ** 53, 0.5, '0'])],
           ['count', r.pick([0, -1, 2 ** 40, null])], ['total', r.pick([-1, 2 ** 53, 0.5, x.total + 1])], ['sha256', r.pick(['', 'A'.repeat(64), 7])],
           ['data', r.pick(['text', new Uint8Array(0), new Uint8Array(x.data.length + 1), [1, 2]])], ['extra', 1],
         ]);
@@ -107,7 +105,7 @@ export class ChunkFuzzer {
         // sizes from 256 MiB down to 256 KiB, so that together they can fill any budget to the last MiB
         const total = r.weighted([[256, 3], [64, 2], [16, 2], [4, 2], [1, 2], [0.25, 2]] as const) * 2 ** 20;
         const count = Math.ceil(total / 1024);
-        payloads = [packMessage({ v: 1, transfer: transferId(r), index: 0, count, total, sha256: r.str(64, '0123456789abcdef'), data: new Uint8Array(1024) })];
+        payloads = [packMessage({ v: 2, transfer: transferId(r), index: 0, count, total, sha256: r.str(64, '0123456789abcdef'), data: new Uint8Array(1024) })];
         if (this.realNodeIds.includes(f.nodeId)) {
           const nodeId = `ghost-big-${r.str(6)}`;
           return { kind: `chunk/${kind}`, topic: topicOf(this.job, nodeId, 'update'), nodeId, payloads };

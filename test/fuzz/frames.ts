@@ -12,6 +12,7 @@
  * coordinator's subscriptions (the payload fuzzers cover those topics with counted payloads).
  */
 import { connect, type Socket } from 'node:net';
+import { LEGACY_TOPIC_ROOT, TOPIC_ROOT } from '@fedmq/protocol';
 import { mutateBytes, type Rand } from './rand.ts';
 
 // ---------------------------------------------------------------- encoder
@@ -259,12 +260,17 @@ export const FRAME_GENERATORS: Record<string, Gen> = {
     return withConnect([f], r);
   },
   /**
-   * QoS 1/2 PUBLISH to the job's node topics with an empty node id level (`nodes//update`): the
-   * broker must refuse them (it used to drop the coordinator's persistent session, see
-   * broker/src/empty-level.test.ts). Also a Last Will on such a topic, left by a dropped connection.
+   * QoS 1/2 PUBLISH to the job's topics (v2, and v1's node status) with an empty level
+   * (`nodes//update`, `nodes//evaluation`, a leading or trailing `/` …): the broker must refuse them
+   * (it used to drop the coordinator's persistent session, see broker/src/empty-level.test.ts).
+   * Also a Last Will on such a topic, left by a dropped connection.
    */
   'empty-level': (r, t) => {
-    const topic = r.pick([`fedmq/v1/${t.job}/nodes//update`, `fedmq/v1/${t.job}/nodes//status`, `/fedmq/v1/${t.job}/nodes/x/update`, `fedmq/v1/${t.job}/nodes/x/update/`]);
+    const topic = r.pick([
+      `${TOPIC_ROOT}/${t.job}/nodes//update`, `${TOPIC_ROOT}/${t.job}/nodes//evaluation`, `${TOPIC_ROOT}/${t.job}/nodes//status`, `${TOPIC_ROOT}/${t.job}/nodes//task`,
+      `${LEGACY_TOPIC_ROOT}/${t.job}/nodes//status`, `/${TOPIC_ROOT}/${t.job}/nodes/x/update`, `${TOPIC_ROOT}/${t.job}/nodes/x/update/`,
+      `${TOPIC_ROOT}/${t.job}/models//chunks/0`, `${TOPIC_ROOT}/${t.job}//coordinator/status`,
+    ]);
     if (r.chance(0.3)) return noConnect([connectFrame({ clientId: rawClientId(r), will: { topic, payload: r.bytes(16) } }), r.bytes(3)]);
     return withConnect([publishFrame({ topic, payload: r.bytes(r.size(64)), qos: r.range(1, 2), packetId: r.range(1, 65535) })], r);
   },
