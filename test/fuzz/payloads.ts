@@ -206,23 +206,27 @@ export function statusCouldBeAccepted(payload: Buffer, topicNodeId: string, t: P
   }
 }
 
-/** True when the coordinator ignores `payload` on a v1 node status topic of a valid id: empty, or a valid v2 NodeStatus (of any node or job). */
-export function legacyStatusIgnored(payload: Buffer): boolean {
+/**
+ * True when the coordinator ignores `payload` on the v1 status topic of `topicNodeId` in `job`:
+ * empty, or a valid v2 NodeStatus of that node and job (a v2 node that saw a v1 coordinator).
+ * A v2 status of another node or job there is refused (FEDMQ_SCHEMA, FEDMQ_WRONG_JOB), as on the v2 topic.
+ */
+export function legacyStatusIgnored(payload: Buffer, topicNodeId: string, job: string): boolean {
   if (payload.length === 0) return true;
   try {
-    decodeJson(NodeStatusSchema, payload, 'status');
-    return true;
+    const s = decodeJson(NodeStatusSchema, payload, 'status');
+    return s.nodeId === topicNodeId && s.job === job;
   } catch {
     return false;
   }
 }
 
 /** What the coordinator does with `payload` on `leaf` of `nodeId` once the guards let it out ({@link Expectation}). */
-export function expectationOf(leaf: Leaf, nodeId: string, payload: Buffer): Expectation {
+export function expectationOf(leaf: Leaf, nodeId: string, payload: Buffer, job: string): Expectation {
   if (!ID_PATTERN.test(nodeId)) return 'bad-topic';
   if (leaf === 'update' || leaf === 'evaluation') return 'answer';
   if (leaf === 'status') return payload.length === 0 ? 'ignored' : 'status';
-  return legacyStatusIgnored(payload) ? 'ignored' : 'status';
+  return legacyStatusIgnored(payload, nodeId, job) ? 'ignored' : 'status';
 }
 
 // ---------------------------------------------------------------- random values
@@ -355,7 +359,7 @@ export class PayloadFuzzer {
     // a later packet of the same client overtakes it while the retained copy is stored (its
     // per-client dedupe keeps the highest packet counter seen); see the fuzz test's header
     const qos = retain || this.r.chance(0.05) ? 1 : 0;
-    return { kind, leaf, nodeId, topic: topicOf(this.t.job, nodeId, leaf), payload, qos, retain, expect: expectationOf(leaf, nodeId, payload) };
+    return { kind, leaf, nodeId, topic: topicOf(this.t.job, nodeId, leaf), payload, qos, retain, expect: expectationOf(leaf, nodeId, payload, this.t.job) };
   }
 
   private couldBeAccepted(leaf: Leaf, payload: Buffer, nodeId: string): boolean {

@@ -465,11 +465,14 @@ export class RoundMachine {
           nodeId = t.nodeId;
           this.onStatus(t.nodeId, payload);
           return;
-        case 'legacyNodeStatus':
+        case 'legacyNodeStatus': {
           if (payload.byteLength === 0) return;
           nodeId = t.nodeId;
-          decodeJson(NodeStatusSchema, payload, `node ${t.nodeId}'s protocol v1 status`); // a v1 node: FEDMQ_UNSUPPORTED_VERSION
-          return; // a v2 node announcing itself on the v1 topic too: nothing to do
+          const s = decodeJson(NodeStatusSchema, payload, `node ${t.nodeId}'s protocol v1 status`); // a v1 node: FEDMQ_UNSUPPORTED_VERSION
+          if (s.job !== this.cfg.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `status for job ${s.job} on job ${this.cfg.job}'s v1 topic`);
+          if (s.nodeId !== t.nodeId) throw new FedmqError(ErrorCodes.SCHEMA, `status of ${s.nodeId} on the v1 topic of ${t.nodeId}`);
+          return; // a v2 node announcing itself on the v1 topic too (it saw a v1 coordinator): nothing to do
+        }
         case 'nodeUpdate':
           nodeId = t.nodeId;
           this.onUpdate(t.nodeId, payload, wireBytes);
