@@ -170,8 +170,8 @@ function addRoundOptions(cmd: Command): Command {
   return cmd
     .option('--max-payload-bytes <n>', 'send the model and updates in chunks of at most this many bytes (e.g. 131072 for AWS IoT Core)', int('max-payload-bytes', 1024))
     .addOption(new Option('--mode <mode>', 'sync rounds, or async buffered aggregation (FedBuff)').choices(['sync', 'async']).default('sync'))
-    .option('--buffer-size <k>', 'async: accepted updates per server step (K)', int('buffer-size', 1), 5)
-    .option('--concurrency <c>', 'async: nodes training at once (C)', int('concurrency', 1), 10)
+    .option('--buffer-size <k>', 'async: accepted updates per server step (K)', int('buffer-size', 1), 3)
+    .option('--concurrency <c>', 'async: fit tasks in flight at once (C)', int('concurrency', 1), 6)
     .option('--staleness <fn>', 'async: staleness weight, polynomial:A = (1 + τ)^-A, or constant', parseStaleness, { kind: 'polynomial', exponent: 0.5 })
     .option('--max-staleness <s>', 'async: updates more than S versions behind are rejected (FEDMQ_TOO_STALE)', int('max-staleness'), 10)
     .option('--evaluate-fraction <f>', 'federated evaluation: fraction of online nodes that evaluate each new model on their held-out data', num('evaluate-fraction', (n) => n >= 0 && n <= 1, 'in [0, 1]'), 0)
