@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AdaptiveOptimizer } from './adaptive.ts';
+import { AdaptiveOptimizer, adaptiveFlags } from './adaptive.ts';
 import { numberParam, type OptimizerDescriptor } from './descriptor.ts';
 
 /**
@@ -63,11 +63,6 @@ export const adamDescriptor: OptimizerDescriptor<typeof params> = {
   paper: 'Reddi et al. 2021, arXiv:2003.00295',
   stateful: true,
   params,
-  flags: [
-    { flag: '--server-lr <eta>', key: 'serverLr', help: 'server learning rate η' },
-    { flag: '--beta1 <b>', key: 'beta1', help: 'adam/yogi/adagrad: first-moment decay β1, in [0, 1)' },
-    { flag: '--beta2 <b>', key: 'beta2', help: 'adam/yogi: second-moment decay β2, in [0, 1)' },
-    { flag: '--tau <t>', key: 'tau', help: 'adam/yogi/adagrad: adaptivity τ > 0 (v starts at τ²)' },
-  ],
+  flags: adaptiveFlags({ beta2: true }),
   create: (p) => new AdamOptimizer(p),
 };

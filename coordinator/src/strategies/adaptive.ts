@@ -1,5 +1,6 @@
 import type { NamedTensor } from '@fedmq/protocol';
 import type { ServerOptimizer, StepTensor, StrategyState } from '../strategy.ts';
+import type { ParamFlag } from './descriptor.ts';
 import { checkStateMatchesModel, checkStateName, checkStep, tensorsFromState, tensorsToState, type StateTensor } from './state.ts';
 
 /** Hyperparameters of an {@link AdaptiveOptimizer}, all resolved (no defaults at this level). */
@@ -153,4 +154,14 @@ export abstract class AdaptiveOptimizer implements ServerOptimizer {
     this.v = v?.arrays ?? null;
     this.steps = steps;
   }
+}
+
+/** The CLI flags of the adaptive optimizers (adam, yogi, adagrad), shared: one flag per meaning; adagrad has no β2. */
+export function adaptiveFlags(o: { beta2: boolean }): ParamFlag[] {
+  return [
+    { flag: '--server-lr <eta>', key: 'serverLr', help: 'server learning rate η' },
+    { flag: '--beta1 <b>', key: 'beta1', help: 'adam/yogi/adagrad: first-moment decay β1, in [0, 1)' },
+    ...(o.beta2 ? [{ flag: '--beta2 <b>', key: 'beta2', help: 'adam/yogi: second-moment decay β2, in [0, 1)' }] : []),
+    { flag: '--tau <t>', key: 'tau', help: 'adam/yogi/adagrad: adaptivity τ > 0 (v starts at τ²)' },
+  ];
 }
