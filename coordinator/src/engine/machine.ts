@@ -91,7 +91,13 @@ export class RoundMachine {
       }
       for (let i = 0; i < cp.rngDraws; i++) this.rng();
       for (let i = 0; i < cp.evalRngDraws; i++) this.evalRng();
-      if (cp.strategyState) cfg.strategy.setState(cp.strategyState);
+      if (cp.strategyState) {
+        try {
+          cfg.strategy.setState(cp.strategyState);
+        } catch (err) {
+          throw new FedmqError(ErrorCodes.CHECKPOINT, `checkpoint's strategy state does not fit ${cfg.strategy.name}: ${(err as Error).message}`, {}, { cause: err });
+        }
+      }
       this.history.push(...cp.history);
       this.lastRound = cp.round;
       this.version = cp.modelVersion - 1; // start republishes the checkpoint's model as the next version
