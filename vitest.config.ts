@@ -5,7 +5,8 @@ import { defineConfig } from 'vitest/config';
  * - `unit` (`npm run test:unit`): everything that is neither of the others — pure functions, the
  *   round engine on a fake clock, real brokers on port 0 with scripted or small tfjs nodes;
  * - `e2e` (`*.e2e.test.ts`): real training runs over MQTT (simulations, chaos, a killed and resumed
- *   coordinator, fuzzing during a run, the Python node of docs/protocol.md);
+ *   coordinator, fuzzing during a run, the Python node of docs/protocol.md) and the `fedmq`
+ *   command run as a process (help, auth, certs, a TLS deployment);
  * - `browser` (`*.browser.test.ts`): the web dashboard in Debian's headless Chromium.
  */
 const E2E = ['*/src/**/*.e2e.test.ts', 'test/**/*.e2e.test.ts'];
