@@ -7,24 +7,14 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { NamedTensor } from '@fedmq/protocol';
+import { seededRng, type NamedTensor } from '@fedmq/protocol';
 import { describe, expect, it } from 'vitest';
 import { addable } from '../aggregate.ts';
 import type { Strategy, StrategyState } from '../strategy.ts';
 import { STRATEGY_NAMES, createStrategy } from './index.ts';
 
-// ---- the input generator, the same as the script that produced the fixture ----
-/** mulberry32: uniform [0, 1) from a 32-bit seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// ---- the input generator, the same as the script that produced the fixture: mulberry32 (@fedmq/protocol's seededRng) ----
+const mulberry32 = seededRng;
 const SHAPES: [string, number[]][] = [['dense/kernel', [10, 20]], ['dense/bias', [20]], ['out/kernel', [20, 3]]];
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 function refGlobal(): NamedTensor[] {
