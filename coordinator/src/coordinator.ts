@@ -92,8 +92,12 @@ export interface CoordinatorOptions {
 
 /** Events a {@link Coordinator} emits. */
 export interface CoordinatorEvents {
-  /** The round engine entered a stage. */
-  stage: [{ stage: StageName; round: number }];
+  /**
+   * The round engine entered a stage: its cohort (fit: the nodes selected; async fit: the
+   * concurrency C), its deadline (ms since the epoch on the injected clock; none for a stage that
+   * waits for no node) and the nodes online then — what `coordinator/stage` carries.
+   */
+  stage: [{ stage: StageName; round: number; cohort: number; deadline?: number; online: number }];
   round: [RoundRecord];
   /** An answer was rejected (with its code); the run goes on. */
   rejected: [{ error: FedmqError; nodeId?: string; round: number }];
@@ -308,7 +312,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     switch (n.type) {
       case 'stage':
         this.log.debug({ round: n.round, stage: n.stage }, 'stage');
-        this.emit('stage', { stage: n.stage, round: n.round });
+        this.emit('stage', { stage: n.stage, round: n.round, cohort: n.cohort, deadline: n.deadline, online: n.online });
         break;
       case 'round':
         this.log.info({ round: n.record.round, accepted: n.record.accepted, reported: n.record.reported, selected: n.record.selected }, 'round closed');

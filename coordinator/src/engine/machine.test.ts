@@ -44,6 +44,14 @@ describe('round engine: synchronous rounds', () => {
     expect(model.retain).toBe(true);
   });
 
+  it("the stage notice carries what coordinator/stage says: the fit cohort, its deadline, the nodes online", () => {
+    const h = started(new Harness(config({ strategy: fedavg(0.5), minAvailableNodes: 4 })), ['a', 'b', 'c', 'd']);
+    const published = publishes(h.effects).filter((p) => parseTopic(p.topic).kind === 'stage').map((p) => decodeJson(StageStatusSchema, p.payload, 's'));
+    const fit = published.find((s) => s.stage === 'fit')!;
+    expect(fit).toMatchObject({ round: 1, cohort: 2, online: 4, deadline: h.time + 10_000 });
+    expect(h.notices('stage')).toContainEqual({ type: 'stage', round: 1, stage: 'fit', cohort: fit.cohort, deadline: fit.deadline, online: fit.online });
+  });
+
   it('averages by numExamples, publishes the next version, clears the old one, and records the round', () => {
     const h = started(new Harness(config({ rounds: 1 })), ['a', 'b']);
     const [ta, tb] = h.fitTasks();

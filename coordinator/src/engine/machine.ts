@@ -185,7 +185,7 @@ export class RoundMachine {
       v: PROTOCOL_VERSION, job: this.cfg.job, runId: this.cfg.runId, round, stage, cohort, online: this.registry.online().length, deadline, ts: this.now(),
     };
     this.publish(topics.stage(this.cfg.job), encodeJson(msg), true);
-    this.notice({ type: 'stage', round, stage });
+    this.notice({ type: 'stage', round, stage, cohort, deadline, online: msg.online });
   }
 
   /** Schedules the stage deadline timer of the current sync stage. */

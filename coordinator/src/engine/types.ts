@@ -42,7 +42,8 @@ export type Effect =
 
 /** Notices for the adapter's listeners (the coordinator's events). */
 export type EngineNotice =
-  | { type: 'stage'; round: number; stage: StageName }
+  /** Also what `coordinator/stage` says: the stage's cohort, its deadline (ms, the injected clock; none for stages that wait for no node) and the nodes online. */
+  | { type: 'stage'; round: number; stage: StageName; cohort: number; deadline?: number; online: number }
   | { type: 'round'; record: RoundRecord }
   | { type: 'accepted'; nodeId: string; round: number; bytes: number; taskId: number }
   | { type: 'rejected'; error: FedmqError; nodeId?: string; round: number };
