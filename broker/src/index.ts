@@ -12,6 +12,7 @@ import { MQTT_WS_PATH, startHttp, type BrokerHttp, type StaticAsset, type WebSoc
 import { ConnectionRateLimiter, DEFAULT_CONNECTION_RATE, DEFAULT_MAX_CLIENT_ID_LENGTH, DEFAULT_MAX_PACKET_BYTES, guardStream, type BrokerLimits } from './limits.ts';
 import { instrumentBroker, trafficRoleOf, type Traffic, type Transport } from './metrics.ts';
 import { createPersistence } from './persistence.ts';
+import { assertClusterOptions, startCluster, type PubsubLimitOutcome } from './cluster.ts';
 import { peerIdentity, tlsServerOptions, type BrokerTls } from './tls.ts';
 
 // The public API of @fedmq/broker: startBroker (below) and a curated list from its modules (docs/security.md).
@@ -19,6 +20,8 @@ import { peerIdentity, tlsServerOptions, type BrokerTls } from './tls.ts';
 export { MQTT_WS_PATH, type StaticAsset } from './http.ts';
 // persistence.ts: memory or Redis persistence
 export { createPersistence, parseRedisUrl, type BrokerPersistence } from './persistence.ts';
+// cluster.ts: several brokers on one Redis
+export { CLUSTER_HEARTBEAT_MS, REDIS_DEFAULT_PUBSUB_LIMIT, clusterPubsubLimit, parsePubsubLimit, pubsubLimitLine, type PubsubLimit, type PubsubLimitOutcome } from './cluster.ts';
 // metrics.ts: Prometheus metrics and per-role byte counters
 export {
   instrumentBroker, REJECTION_REASONS, TRAFFIC_ROLES, TRANSPORTS, trafficRoleOf, type BrokerMetrics, type RejectionReason, type TrackedSocket, type Traffic, type TrafficRole, type Transport,
@@ -39,6 +42,8 @@ export {
 export { clientCertProblem, peerIdentity, tlsServerOptions, type BrokerTls, type PeerIdentity } from './tls.ts';
 // certs.ts: development certificates (`fedmq certs`)
 export { makeDevCerts, type DevCerts, type DevCertsOptions } from './certs.ts';
+// thread.ts: the broker on a worker thread of its own (the embedded broker of `fedmq simulate`)
+export { startBrokerThread, type BrokerThread, type BrokerThreadOptions } from './thread.ts';
 // hooks.ts: what the security hooks know about a connection
 export type { ConnectionInfo } from './hooks.ts';
 
@@ -64,6 +69,13 @@ export interface BrokerOptions {
    * `aedes.persistence` is given.
    */
   persistence?: string;
+  /**
+   * Join a cluster of brokers on one Redis (`redis://host:port[/db]`, see `startCluster` in
+   * cluster.ts and docs/scale.md): messages are relayed to the other brokers, retained messages,
+   * sessions and wills are kept in that Redis. Implies `persistence` on the same URL; another
+   * `persistence` is refused (FEDMQ_BAD_CONFIG).
+   */
+  cluster?: string;
   /**
    * HTTP port for the web dashboard (`/`), Prometheus metrics (`/metrics`) and MQTT over
    * WebSocket (`/mqtt`); 0 picks a free one. HTTPS and `wss` when `tls` is given. Default: no HTTP server.
@@ -121,6 +133,8 @@ export interface RunningBroker {
   httpPort?: number;
   /** `ws://HOST:PORT/mqtt` (`wss://` with `tls`): MQTT over WebSocket (only with `httpPort`). */
   wsUrl?: string;
+  /** With `cluster`: its Redis URL (password removed) and what was done about Redis's pubsub output buffer limit. */
+  cluster?: { url: string; pubsubLimit: PubsubLimitOutcome };
   /** Disconnects every client (TCP, TLS and WebSocket), stops the HTTP server and stops listening. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -168,8 +182,11 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
     log.warn({ file: credentials.file, mode: credentials.fileMode.toString(8) }, 'credentials file is readable by group or others: chmod 600 it');
   }
 
-  const store = opts.persistence && !opts.aedes?.persistence ? createPersistence(opts.persistence) : undefined;
-  const aedes = await Aedes.createBroker({ ...opts.aedes, ...(store ? { persistence: store.persistence } : {}) }).catch(async (err: unknown) => {
+  // the default too is fedmq's memory store (retained messages indexed by topic level), not Aedes' own
+  if (opts.cluster) assertClusterOptions(opts.cluster, opts);
+  const cluster = opts.cluster ? await startCluster(opts.cluster, { logger: log, maxPacketBytes, concurrency: opts.aedes?.concurrency }) : undefined;
+  const store = cluster ?? (opts.aedes?.persistence ? undefined : createPersistence(opts.persistence ?? 'memory'));
+  const aedes = await Aedes.createBroker({ ...cluster?.aedes, ...opts.aedes, ...(store ? { persistence: store.persistence } : {}) }).catch(async (err: unknown) => {
     await store?.close().catch(() => undefined);
     throw err;
   });
@@ -277,10 +294,11 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
   const urlHost = urlHostOf(host);
   const tlsUrl = tlsPort === undefined ? undefined : `mqtts://${urlHost}:${tlsPort}`;
   const url = port === undefined ? tlsUrl! : `mqtt://${urlHost}:${port}`;
-  log.info({ url, tlsUrl, auth: credentials ? `${credentials.size} users` : 'off (open broker)', maxPacketBytes, connectionRate: rate }, 'broker listening');
+  log.info({ url, tlsUrl, cluster: cluster?.url, brokerId: aedes.id, auth: credentials ? `${credentials.size} users` : 'off (open broker)', maxPacketBytes, connectionRate: rate }, 'broker listening');
   const running: RunningBroker = { url, port: port ?? tlsPort!, aedes, metrics: metrics.registry, traffic: metrics.traffic, close };
   if (tlsUrl) Object.assign(running, { tlsUrl, tlsPort });
   if (credentials) running.credentials = credentials;
+  if (cluster) running.cluster = { url: cluster.url, pubsubLimit: cluster.pubsubLimit };
   if (http) {
     const httpHost = urlHostOf(opts.httpHost ?? host);
     running.httpPort = http.port;

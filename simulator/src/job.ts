@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import { createPersistence, startBroker, type BrokerPersistence, type RunningBroker } from '@fedmq/broker';
+import { startBrokerThread, type BrokerThread } from '@fedmq/broker';
 import { Coordinator, DEFAULT_METRICS_PORT, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type AsyncOptions } from '@fedmq/coordinator';
 import { initBackend, type PartitionSpec } from '@fedmq/ml';
 import type { CodecName, CodecParams, FitConfig, NamedTensor, NodeStatus, RoundRecord } from '@fedmq/protocol';
@@ -79,6 +79,8 @@ export interface LocalJobOptions {
   metricsPort?: number | false;
   /** Called once the broker listens, with its MQTT URL and its dashboard URL (when served). */
   onBroker?: (url: string, dashboardUrl?: string) => void;
+  /** Called with the broker (on its own thread) once it listens: its socket byte counts by role, for benchmarks. */
+  onBrokerThread?: (b: BrokerThread) => void;
   /** Called once `/metrics` is served, with its URL. */
   onMetrics?: (url: string) => void;
   /** Called when the nodes are up. */
@@ -93,8 +95,9 @@ export interface LocalJobOptions {
 }
 
 /**
- * Runs a whole federated job on this machine over real MQTT: an embedded Aedes broker, a
- * coordinator (this thread) and `nodes` simulated edge nodes (worker threads).
+ * Runs a whole federated job on this machine over real MQTT: an embedded Aedes broker (a worker
+ * thread of its own, so routing never waits for the coordinator), a coordinator (this thread)
+ * and `nodes` simulated edge nodes (worker threads).
  * Everything it starts is closed before it resolves or rejects.
  */
 export async function runLocalJob(o: LocalJobOptions): Promise<{
@@ -105,15 +108,14 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
   const logger = o.logger ?? pino({ level: 'silent' });
   const data = loadSimDataset(o.dataset);
   await initBackend();
-  let broker: RunningBroker | undefined;
+  let broker: BrokerThread | undefined;
   let sim: Simulation | undefined;
   let coordinator: Coordinator | undefined;
   let metrics: Awaited<ReturnType<typeof serveMetricsOrFallback>> | undefined;
   try {
-    // a broker restart (chaos) keeps retained messages and sessions, as a Redis-backed broker would
-    const persistence = o.chaos?.brokerRestartRound ? createPersistence('memory').persistence : undefined;
-    broker = await listen(o.port, o.httpPort, logger, persistence);
+    broker = await listen(o.port, o.httpPort, logger.level);
     o.onBroker?.(broker.url, broker.httpUrl);
+    o.onBrokerThread?.(broker);
     const minAvailableNodes = o.minAvailableNodes ?? (o.nodes || data.groupCount || 1);
     const strategy = createStrategy(
       { strategy: o.strategy, aggregator: o.aggregator, serverOptimizer: o.serverOptimizer, fraction: o.fraction, minFitNodes: o.minFitNodes ?? 1, fitConfig: o.fit, params: o.strategyParams },
@@ -134,10 +136,9 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
       const restart = async ({ round }: { round: number }) => {
         if (round !== restartAt || restarted) return;
         restarted = true;
-        const { port, httpPort } = broker!;
         logger.warn({ round }, 'chaos: restarting the broker');
-        await broker!.close();
-        broker = await startBroker({ port, httpPort, logger, aedes: { persistence } });
+        // the restart keeps retained messages and sessions, as a Redis-backed broker would
+        await broker!.restart();
         o.onBrokerRestart?.(round);
       };
       coordinator.on('accepted', (a) => void restart(a).catch((err: unknown) => logger.error({ err }, 'chaos: broker restart failed')));
@@ -164,13 +165,13 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
   }
 }
 
-/** Starts the broker on the default ports, moving each default port that is taken to a free one. */
-async function listen(port: number | undefined, httpPort: number | false | undefined, logger: Logger, persistence?: BrokerPersistence): Promise<RunningBroker> {
+/** Starts the broker thread on the default ports, moving each default port that is taken to a free one. */
+async function listen(port: number | undefined, httpPort: number | false | undefined, logLevel: string): Promise<BrokerThread> {
   let mqttPort = port ?? 1883;
   let dashboardPort = httpPort === false ? undefined : (httpPort ?? 8080);
   for (;;) {
     try {
-      return await startBroker({ port: mqttPort, httpPort: dashboardPort, logger, aedes: persistence ? { persistence } : undefined });
+      return await startBrokerThread({ port: mqttPort, httpPort: dashboardPort, logLevel });
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { port?: number };
       if (e.code !== 'EADDRINUSE') throw err;
