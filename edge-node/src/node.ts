@@ -87,6 +87,8 @@ export interface EdgeNodeEvents {
   model: [{ version: number; round: number }];
   /** The node (re)subscribed and published its status after a (re)connect. */
   announced: [];
+  /** The MQTT client reported an error (e.g. `connack timeout`, `read ECONNRESET`); the node reconnects on its own. */
+  connectionError: [{ message: string }];
   /** The coordinator reported the run done (or failed); once per run and state. */
   jobEnded: [{ state: 'done' | 'failed'; round: number; runId: string }];
 }
@@ -235,7 +237,10 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
       });
     }
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
-    this.client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt error'));
+    this.client.on('error', (err) => {
+      this.log.warn({ err: err.message }, 'mqtt error');
+      this.emit('connectionError', { message: err.message });
+    });
     this.client.on('connect', () => {
       this.log.info({ broker: this.opts.brokerUrl }, 'connected');
       this.legacyAnswered = false;

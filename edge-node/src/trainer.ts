@@ -190,7 +190,8 @@ export function createTrainer(): LocalTrainer {
 
   /** Runs `job` after every job queued before it (one tfjs model per architecture is shared). */
   function enqueue<T>(job: () => Promise<T>): Promise<T> {
-    const run = queue.then(job);
+    // a turn of the event loop before each job: a thread training many nodes back to back still serves their sockets
+    const run = queue.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(job);
     queue = run.catch(() => undefined);
     return run;
   }

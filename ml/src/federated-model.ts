@@ -187,6 +187,8 @@ function denseChain(model: tf.LayersModel, task: ModelInfo['task']): DenseSpec[]
 }
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/** Longest stretch of training between two turns of the event loop, ms: the thread's MQTT sockets are served at least this often. */
+const YIELD_EVERY_MS = 10;
 
 /**
  * FedProx for tfjs `model.fit`: wraps an optimizer and, before delegating each step, adds
@@ -381,6 +383,7 @@ class TfFederatedModel implements FederatedModel {
     const anchors = proxMu > 0 ? vars.map((v) => tf.clone(v)) : null;
     const proxMuT = anchors ? tf.scalar(proxMu) : null;
     let lossSum: tf.Tensor | null = null;
+    let lastYield = performance.now();
     try {
       for (let epoch = 0; epoch < epochs; epoch++) {
         const lastEpoch = epoch === epochs - 1;
@@ -437,7 +440,7 @@ class TfFederatedModel implements FederatedModel {
               batchLoss.dispose();
             }
           }
-          if (b % 16 === 15) await yieldToEventLoop();
+          if (performance.now() - lastYield >= YIELD_EVERY_MS) lastYield = await yieldToEventLoop().then(() => performance.now());
         }
       }
       const total = lossSum ? (await (lossSum as tf.Tensor).data())[0] : NaN;
