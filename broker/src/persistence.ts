@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { AedesOptions } from 'aedes';
 import { ErrorCodes, FedmqError } from '@fedmq/protocol';
+import { indexedMemoryPersistence } from './retained.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -11,7 +12,10 @@ export type BrokerPersistence = NonNullable<AedesOptions['persistence']>;
  * Where the broker keeps retained messages, persistent sessions (subscriptions, QoS 1 messages
  * queued for offline clients) and wills:
  * - `memory` (default): in the process; lost when the broker process exits. One instance may be
- *   handed to successive brokers of the same process (a restart keeps everything).
+ *   handed to successive brokers of the same process (a restart keeps everything). It is
+ *   aedes-persistence's in-memory store with retained messages indexed by topic level
+ *   (retained.ts): a subscription's retained lookup costs O(levels + matches), not a scan of
+ *   every retained message (docs/scale.md, "Retained messages and connect cost").
  * - `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS) or `unix:/path/to/redis.sock`:
  *   in Redis through aedes-persistence-redis (two connections), so retained messages and sessions
  *   survive a broker restart or crash. Start one with Debian's redis-server (docs/security.md,
@@ -21,10 +25,7 @@ export type BrokerPersistence = NonNullable<AedesOptions['persistence']>;
  * @throws FedmqError FEDMQ_BAD_CONFIG on an unknown scheme or malformed URL.
  */
 export function createPersistence(spec: string): { persistence: BrokerPersistence; close(): Promise<void> } {
-  if (spec === 'memory') {
-    const memory = require('aedes-persistence') as () => BrokerPersistence;
-    return { persistence: memory(), close: async () => undefined };
-  }
+  if (spec === 'memory') return { persistence: indexedMemoryPersistence(), close: async () => undefined };
   const redisOptions = parseRedisUrl(spec);
   const redis = require('aedes-persistence-redis') as (opts: Record<string, unknown>) => BrokerPersistence & { destroy(): Promise<void> };
   // aedes-persistence-redis keeps the mqemitter-free single-broker layout: no clustering here
