@@ -3,7 +3,7 @@
 // simulation.ts: many edge nodes in worker threads over real MQTT
 export { startSimulation, type Simulation, type SimulationEvents, type SimulationOptions } from './simulation.ts';
 // plan.ts: which node gets which partition, device and behaviour
-export { planNodes, balance, type NodePlan } from './plan.ts';
+export { planNodes, balance, parseShard, shardOf, type NodePlan, type Shard } from './plan.ts';
 // datasets.ts: the datasets a simulation can run on, and the sensor motes pooled per node
 export { loadSimDataset, poolMotes, DATASETS, type SimDataset } from './datasets.ts';
 // job.ts: the local job `npm start` runs (broker + coordinator + simulated nodes)

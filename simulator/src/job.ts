@@ -83,6 +83,8 @@ export interface LocalJobOptions {
   onBrokerThread?: (b: BrokerThread) => void;
   /** Called once `/metrics` is served, with its URL. */
   onMetrics?: (url: string) => void;
+  /** Called each time one more simulated node has connected (`connected` of `total`). */
+  onNodeConnected?: (connected: number, total: number) => void;
   /** Called when the nodes are up. */
   onNodes?: (info: { nodes: number; workers: number; backend: string }) => void;
   onRound?: (r: RoundRecord) => void;
@@ -152,6 +154,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
     sim = await startSimulation({
       brokerUrl: broker.url, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, groupPrefix: data.groupPrefix,
       partition: o.partition, seed: o.seed, workers: o.workers, logLevel: logger.level, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos,
+      onConnected: o.onNodeConnected,
     });
     o.onSimulation?.(sim);
     o.onNodes?.({ nodes: sim.plan.length, workers: sim.workers, backend: sim.backend });

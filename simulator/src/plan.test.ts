@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadMnist } from '@fedmq/ml';
-import { balance, planNodes } from './plan.ts';
+import { balance, parseShard, planNodes, shardOf } from './plan.ts';
 import { loadSimDataset } from './datasets.ts';
 
 describe('simulation plan', () => {
@@ -16,6 +16,26 @@ describe('simulation plan', () => {
     expect(all).toHaveLength(60_000);
     expect(new Set(all).size).toBe(60_000);
     expect(a.map((n) => n.nodeId)).toEqual(Array.from({ length: 10 }, (_, i) => `node-00${i}`));
+  });
+
+  it('cuts a fleet into disjoint shards that together are the unsharded plan (same ids, same examples)', () => {
+    const fleet = planNodes(train, 100, { kind: 'dirichlet', alpha: 0.5 }, 42);
+    for (const count of [1, 3, 7]) {
+      const shards = Array.from({ length: count }, (_, index) => shardOf(fleet, { index, count }));
+      expect(shards.flat()).toEqual(fleet);
+      expect(new Set(shards.flat().map((n) => n.nodeId)).size).toBe(100);
+      expect(Math.max(...shards.map((s) => s.length)) - Math.min(...shards.map((s) => s.length))).toBeLessThanOrEqual(1);
+    }
+    // the same seed planned again in another process gives shard 2 of 3 the same nodes and data
+    const again = shardOf(planNodes(train, 100, { kind: 'dirichlet', alpha: 0.5 }, 42), { index: 1, count: 3 });
+    expect(again.map((n) => [n.nodeId, Array.from(n.indices)])).toEqual(shardOf(fleet, { index: 1, count: 3 }).map((n) => [n.nodeId, Array.from(n.indices)]));
+  });
+
+  it('parses --shard I/N (1-based) and refuses bad shards with FEDMQ_BAD_CONFIG', () => {
+    expect(parseShard('2/3')).toEqual({ index: 1, count: 3 });
+    expect(parseShard('1/1')).toEqual({ index: 0, count: 1 });
+    for (const bad of ['0/3', '4/3', '3', 'a/b', '1/0', '-1/2', '1.5/3']) expect(() => parseShard(bad)).toThrow(expect.objectContaining({ code: 'FEDMQ_BAD_CONFIG' }));
+    expect(() => shardOf([1, 2], { index: 0, count: 3 })).toThrow(expect.objectContaining({ code: 'FEDMQ_BAD_CONFIG' }));
   });
 
   it('balances nodes over workers by numExamples (largest first)', () => {

@@ -43,3 +43,36 @@ export function balance(nodes: readonly NodePlan[], workers: number): NodePlan[]
   }
   return bins.map((b) => b.nodes.sort((x, y) => x.nodeId.localeCompare(y.nodeId)));
 }
+
+/** Shard `index` (0-based) of `count` of a fleet: `fedmq simulate --shard I/N` runs shard I − 1 of N. */
+export interface Shard {
+  index: number;
+  count: number;
+}
+
+/**
+ * The nodes of one shard of a planned fleet: the contiguous block ⌊index·N/count⌋ …
+ * ⌊(index+1)·N/count⌋ − 1 of the N nodes (in plan order). The shards of a fleet are disjoint and
+ * together are the whole fleet, so N processes on N machines run the unsharded run's nodes
+ * with the unsharded run's data.
+ * @throws FedmqError FEDMQ_BAD_CONFIG when count < 1, index ∉ [0, count), or a shard would be empty (count > N).
+ */
+export function shardOf<T>(fleet: readonly T[], { index, count }: Shard): T[] {
+  if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count) {
+    throw new FedmqError(ErrorCodes.BAD_CONFIG, `shard must be I/N with 1 ≤ I ≤ N, got ${index + 1}/${count}`);
+  }
+  if (count > fleet.length) throw new FedmqError(ErrorCodes.BAD_CONFIG, `${count} shards of ${fleet.length} nodes: a shard would have no node`);
+  return fleet.slice(Math.floor((index * fleet.length) / count), Math.floor(((index + 1) * fleet.length) / count));
+}
+
+/**
+ * Parses `--shard I/N` (1-based I, as a user counts machines) into a {@link Shard}.
+ * @throws FedmqError FEDMQ_BAD_CONFIG unless `I/N` with integers 1 ≤ I ≤ N.
+ */
+export function parseShard(spec: string): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(spec.trim());
+  const i = m ? Number(m[1]) : NaN;
+  const n = m ? Number(m[2]) : NaN;
+  if (!m || i < 1 || n < 1 || i > n) throw new FedmqError(ErrorCodes.BAD_CONFIG, `shard must be I/N with 1 ≤ I ≤ N (e.g. 2/3), got ${JSON.stringify(spec)}`);
+  return { index: i - 1, count: n };
+}

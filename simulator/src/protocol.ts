@@ -6,10 +6,13 @@ import type { ChaosOptions } from './chaos.ts';
 export interface WorkerInit {
   brokerUrl: string;
   job: string;
-  nodes: { nodeId: string; indices: Int32Array }[];
-  /** Shared training set: features (Float32) and labels (Int32). */
+  /** This worker's nodes; node k's examples are `count` rows from row `offset` of `x` and `y`. */
+  nodes: { nodeId: string; offset: number; count: number }[];
+  /** This worker's nodes' examples, node after node: features (Float32, row-major) and labels (Int32). Nodes hold views, not copies. */
   x: SharedArrayBuffer;
   y: SharedArrayBuffer;
+  /** Nodes connecting at once (the worker starts the next one as one connects). */
+  connectConcurrency: number;
   featureShape: number[];
   numClasses: number;
   logLevel: string;
@@ -35,6 +38,10 @@ export interface SimulatedNodeMqtt {
 
 export type FromWorker =
   | { type: 'ready'; backend: string; nodes: number }
+  /** A node connected and announced itself for the first time. */
+  | { type: 'connected'; nodeId: string }
+  /** A node's MQTT client reported an error (`connack timeout`, `read ECONNRESET` …); it reconnects on its own. */
+  | { type: 'connectionError'; nodeId: string; message: string }
   | { type: 'updated'; nodeId: string; round: number; loss: number; trainMs: number; bytes: number }
   | { type: 'problem'; nodeId: string; code: string; message: string }
   | { type: 'stopped' }

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Dataset, PartitionSpec } from '@fedmq/ml';
-import { balance, planNodes, type NodePlan } from './plan.ts';
+import { balance, planNodes, shardOf, type NodePlan, type Shard } from './plan.ts';
 import { pickMalicious, type AttackName, type AttackParams } from './attacks.ts';
 import type { FromWorker, SimulatedNodeMqtt, WorkerInit } from './protocol.ts';
 import type { ChaosOptions } from './chaos.ts';
@@ -36,6 +36,17 @@ export interface SimulationOptions {
   chaos?: ChaosOptions;
   /** MQTT credentials and TLS for the nodes (docs/security.md): the same for all, or per node id (e.g. username = node id). */
   mqtt?: SimulatedNodeMqtt | ((nodeId: string) => SimulatedNodeMqtt);
+  /**
+   * Run only shard `index` (0-based) of `count` of the fleet: the fleet of `nodes` nodes is
+   * planned whole (same ids, same partition for the same seed), and this process runs the
+   * contiguous block of nodes ⌊index·N/count⌋ … ⌊(index+1)·N/count⌋ − 1 ({@link shardOf}).
+   * Shards are disjoint; together they are the unsharded fleet. Default: the whole fleet.
+   */
+  shard?: Shard;
+  /** Nodes connecting at once per worker thread (default 16): connects are paced so that each CONNACK arrives within the connect timeout. */
+  connectConcurrency?: number;
+  /** Called each time one more node has connected and announced itself (`connected` of `total` this process runs). */
+  onConnected?: (connected: number, total: number) => void;
 }
 
 /** Events of a running {@link Simulation}. */
@@ -44,11 +55,16 @@ export interface SimulationEvents {
   problem: [{ nodeId: string; code: string; message: string }];
   /** ALIE: the colluders of a round were answered with this crafted delta (alie.ts). */
   alie: [AlieRound];
+  /** A node's MQTT client reported an error (`connack timeout`, `read ECONNRESET` …); it reconnects on its own. */
+  connectionError: [{ nodeId: string; message: string }];
 }
 
 /** A running simulation: N edge nodes in worker threads, each on its own MQTT connection. */
 export interface Simulation extends EventEmitter<SimulationEvents> {
+  /** The nodes this process runs (with a shard: that shard's nodes only). */
   readonly plan: NodePlan[];
+  /** MQTT client errors so far, by message (`connack timeout` …), connects included. */
+  readonly connectionErrors: ReadonlyMap<string, number>;
   /** tfjs backend the workers use. */
   readonly backend: string;
   readonly workers: number;
@@ -66,13 +82,14 @@ export interface Simulation extends EventEmitter<SimulationEvents> {
  * @throws FedmqError FEDMQ_BAD_CONFIG on a bad partition; an Error when a worker fails to start.
  */
 export async function startSimulation(opts: SimulationOptions): Promise<Simulation> {
-  const plan = planNodes(opts.train, opts.nodes, opts.partition, opts.seed, opts.groups, opts.groupPrefix);
+  const fleet = planNodes(opts.train, opts.nodes, opts.partition, opts.seed, opts.groups, opts.groupPrefix);
+  const plan = opts.shard ? shardOf(fleet, opts.shard) : fleet;
   const groups = balance(plan, opts.workers ?? availableParallelism());
-  const malicious = opts.byzantine && opts.attack ? pickMalicious(plan.map((n) => n.nodeId), opts.byzantine, opts.seed) : new Set<string>();
-  const x = new SharedArrayBuffer(opts.train.x.byteLength);
-  new Float32Array(x).set(opts.train.x);
-  const y = new SharedArrayBuffer(opts.train.y.byteLength);
-  new Int32Array(y).set(opts.train.y);
+  // chosen on the whole fleet, so a shard's malicious nodes are the unsharded run's
+  const malicious = opts.byzantine && opts.attack ? pickMalicious(fleet.map((n) => n.nodeId), opts.byzantine, opts.seed) : new Set<string>();
+  const width = opts.train.featureShape.reduce((a, b) => a * b, 1);
+  const connectionErrors = new Map<string, number>();
+  let connected = 0;
 
   const emitter = new EventEmitter<SimulationEvents>();
   const alie = opts.attack === 'alie' && malicious.size > 0
@@ -80,8 +97,25 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
   const workers: Worker[] = [];
   let backend = 'unknown';
   const started = groups.map((nodes) => {
+    // this worker's nodes' examples, node after node, in one shared buffer the nodes hold views of
+    const rows = nodes.reduce((a, n) => a + n.indices.length, 0);
+    const x = new SharedArrayBuffer(rows * width * 4);
+    const y = new SharedArrayBuffer(rows * 4);
+    const xs = new Float32Array(x);
+    const ys = new Int32Array(y);
+    let offset = 0;
+    const placed = nodes.map(({ nodeId, indices }) => {
+      for (let i = 0; i < indices.length; i++) {
+        const row = indices[i];
+        xs.set(opts.train.x.subarray(row * width, (row + 1) * width), (offset + i) * width);
+        ys[offset + i] = opts.train.y[row];
+      }
+      offset += indices.length;
+      return { nodeId, offset: offset - indices.length, count: indices.length };
+    });
     const init: WorkerInit = {
-      brokerUrl: opts.brokerUrl, job: opts.job, nodes, x, y, featureShape: opts.train.featureShape, numClasses: opts.train.numClasses,
+      brokerUrl: opts.brokerUrl, job: opts.job, nodes: placed, x, y, featureShape: opts.train.featureShape, numClasses: opts.train.numClasses,
+      connectConcurrency: opts.connectConcurrency ?? 16,
       logLevel: opts.logLevel ?? 'warn', backend: opts.backend, seed: opts.seed,
       malicious: nodes.filter((n) => malicious.has(n.nodeId)).map((n) => n.nodeId),
       attack: opts.attack ? { name: opts.attack, params: opts.attackParams } : undefined,
@@ -95,6 +129,10 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
         if (m.type === 'ready') {
           backend = m.backend;
           resolve();
+        } else if (m.type === 'connected') opts.onConnected?.(++connected, plan.length);
+        else if (m.type === 'connectionError') {
+          connectionErrors.set(m.message, (connectionErrors.get(m.message) ?? 0) + 1);
+          emitter.emit('connectionError', m);
         } else if (m.type === 'updated') emitter.emit('updated', m);
         else if (m.type === 'problem') emitter.emit('problem', m);
         else if (m.type === 'alie-task') alie?.announce(m);
@@ -134,5 +172,5 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
     await Promise.all(workers.map((w) => w.terminate()));
     throw err;
   }
-  return Object.assign(emitter, { plan, backend, workers: workers.length, malicious, stop });
+  return Object.assign(emitter, { plan, connectionErrors, backend, workers: workers.length, malicious, stop });
 }

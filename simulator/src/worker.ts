@@ -23,18 +23,15 @@ async function main(): Promise<void> {
   // ALIE colluders post their honest deltas to the main thread, which answers with the crafted one
   const alie = new AlieColluder((m, transfer) => parentPort!.postMessage(m, transfer));
   parentPort!.on('message', (m: ToWorker) => alie.receive(m));
-  const nodes = init.nodes.map(({ nodeId, indices }) => {
+  const nodes = init.nodes.map(({ nodeId, offset, count }) => {
+    // a view of this worker's shared buffer: N idle nodes hold no copies of their data
     const data: Dataset = {
-      x: new Float32Array(indices.length * width),
-      y: new Int32Array(indices.length),
+      x: x.subarray(offset * width, (offset + count) * width),
+      y: y.subarray(offset, offset + count),
       featureShape: init.featureShape,
       numClasses: init.numClasses,
-      numExamples: indices.length,
+      numExamples: count,
     };
-    for (let i = 0; i < indices.length; i++) {
-      data.x.set(x.subarray(indices[i] * width, (indices[i] + 1) * width), i * width);
-      data.y[i] = y[indices[i]];
-    }
     const bad = init.attack && init.malicious?.includes(nodeId) ? init.attack : undefined;
     const rng = seededRng((init.seed ^ fnv1a32(nodeId)) >>> 0);
     const attack: EdgeNodeOptions['transformDelta'] = bad?.name === 'alie' ? (delta, round, ctx) => alie.transform(nodeId, delta, round, ctx)
@@ -47,9 +44,19 @@ async function main(): Promise<void> {
     });
     node.on('updated', (u) => post({ type: 'updated', nodeId, ...u }));
     node.on('problem', (e) => post({ type: 'problem', nodeId, code: e.code, message: e.message }));
+    node.on('connectionError', (e) => post({ type: 'connectionError', nodeId, message: e.message }));
     return node;
   });
-  await Promise.all(nodes.map((n) => n.start()));
+  // paced: a few connects in flight at a time, so each CONNACK arrives well within the connect timeout
+  let next = 0;
+  const connectNext = async (): Promise<void> => {
+    while (next < nodes.length) {
+      const node = nodes[next++];
+      await node.start();
+      post({ type: 'connected', nodeId: node.nodeId });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(init.connectConcurrency, nodes.length) }, connectNext));
   post({ type: 'ready', backend, nodes: nodes.length });
   parentPort!.on('message', async (m: ToWorker) => {
     if (m.type === 'stop') {
