@@ -14,6 +14,7 @@ import { CODEC_NAMES, isFedmqError, type CodecName, type DownlinkDtype, type Fit
 import { ATTACKS, DATASETS, parseChaos, type AttackName, type ChaosOptions, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes, runLocalJob, runSensorsDemo, startSimulation } from '@fedmq/simulator';
 import { writeFile } from 'node:fs/promises';
 import { roundHeader, roundLine } from './output.ts';
+import { simulateProgress } from './progress.ts';
 import { writeReport } from './report.ts';
 import { registerMonitorCommand } from './monitor.ts';
 import { brokerSecurityOptions, clientMqttOptions, registerAuthCommand, registerCertsCommand, simulatedNodeMqtt, withBrokerSecurityOptions, withClientSecurityOptions, type BrokerSecurityFlags, type ClientSecurityFlags } from './security.ts';
@@ -318,6 +319,8 @@ interface SimulateFlags extends RoundFlags, ClientSecurityFlags {
   httpPort?: number;
   metricsPort?: number;
   out?: string;
+  /** False with --no-progress. */
+  progress: boolean;
 }
 
 /**
@@ -344,7 +347,8 @@ withClientSecurityOptions(withRoundOptions(
     .option('--port <port>', 'embedded broker port (default 1883, or a free one if taken)', int('port'))
     .option('--http-port <port>', 'embedded broker\'s dashboard port (default 8080, or a free one if taken)', int('http-port'))
     .option('--metrics-port <port>', `coordinator's Prometheus /metrics port (embedded mode; default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
-    .option('--out <dir>', 'run folder (embedded mode); default runs/<run-id>'),
+    .option('--out <dir>', 'run folder (embedded mode); default runs/<run-id>')
+    .option('--no-progress', 'no live progress bar (drawn only when stdout is a terminal)'),
 ), 'MQTT username with --broker (default: each node\'s own id)').action(async (o: SimulateFlags, cmd: Command) => {
   const partition = parsePartition(o.partition);
   if (partition.kind === 'natural' && cmd.getOptionValueSource('nodes') === 'default') o.nodes = 0; // one node per natural group
@@ -356,12 +360,20 @@ withClientSecurityOptions(withRoundOptions(
     const log = logger('info');
     await initBackend();
     const data = loadSimDataset(o.dataset);
+    const progress = simulateProgress({ stream: process.stdout, enabled: o.progress, nodes: o.nodes, rounds: 0, mode: 'sync', nodesOnly: true });
     const sim = await startSimulation({
       brokerUrl: o.broker, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, groupPrefix: data.groupPrefix, partition, seed: o.seed,
       workers: o.workers, logLevel: log.level, byzantine: o.byzantine, attack: o.attack, mqtt: simulatedNodeMqtt(o), chaos: o.chaos,
+    }).catch((err: unknown) => {
+      progress.stop();
+      throw err;
     });
-    onSignal(() => sim.stop());
-    process.stdout.write(`${sim.plan.length} nodes of job ${o.job} on ${o.broker} in ${sim.workers} worker threads (tfjs ${sim.backend}); Ctrl-C to stop\n`);
+    progress.onSimulation(sim);
+    onSignal(() => {
+      progress.stop();
+      return sim.stop();
+    });
+    progress.write(`${sim.plan.length} nodes of job ${o.job} on ${o.broker} in ${sim.workers} worker threads (tfjs ${sim.backend}); Ctrl-C to stop\n`);
     return;
   }
   const log = logger('warn');
@@ -372,6 +384,7 @@ withClientSecurityOptions(withRoundOptions(
   const mode = o.mode === 'async' ? `async FedBuff (K=${o.bufferSize}, C=${o.concurrency}) server steps` : 'rounds';
   process.stdout.write(`fedmq: ${o.nodes} nodes, ${o.dataset}, partition ${o.partition}, seed ${o.seed}, ${o.rounds} ${mode} of ${o.strategy === 'fedavg' ? 'FedAvg' : o.strategy} (E=${o.epochs}, B=${o.batchSize}, lr=${o.lr}, fraction ${o.fraction}${codec})\n`);
   const federated = o.evaluateFraction > 0;
+  const progress = simulateProgress({ stream: process.stdout, enabled: o.progress, nodes: o.nodes, rounds: o.rounds, mode: o.mode, bufferSize: o.bufferSize });
   const result = await runLocalJob({
     job: o.job, dataset: o.dataset, nodes: o.nodes, partition, seed: o.seed, rounds: o.rounds, fraction: o.fraction, deadlineMs: o.deadlineMs,
     minAvailableNodes: o.minNodes, minFitNodes: o.minFitNodes, minAcceptedUpdates: o.minAcceptedUpdates, minCompletionRate: o.minCompletionRate,
@@ -381,11 +394,12 @@ withClientSecurityOptions(withRoundOptions(
     metricsPort: o.metricsPort, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos, strategy: o.strategy, aggregator: o.aggregator,
     serverOptimizer: o.serverOptimizer, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize },
     maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
-    onBroker: (url, dashboard) => process.stdout.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
-    onMetrics: (url) => process.stdout.write(`Prometheus metrics: ${url}\n`),
-    onNodes: (n) => process.stdout.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader({ federated })}\n`),
-    onRound: (r) => process.stdout.write(`${roundLine(r, { federated })}\n`),
-  });
+    onBroker: (url, dashboard) => progress.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
+    onMetrics: (url) => progress.write(`Prometheus metrics: ${url}\n`),
+    onNodes: (n) => progress.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader({ federated })}\n`),
+    onRound: (r) => progress.write(`${roundLine(r, { federated })}\n`),
+    onCoordinator: progress.onCoordinator, onSimulation: progress.onSimulation,
+  }).finally(progress.stop);
   await writeReport(out, { job: o.job, runId: result.runId, config: result.config, history: result.history, nodes: result.nodes });
   const last = result.history.at(-1);
   const acc = last?.testAccuracy ?? last?.federatedEval?.accuracy;
