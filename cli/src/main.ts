@@ -364,6 +364,7 @@ withClientSecurityOptions(withRoundOptions(
     const sim = await startSimulation({
       brokerUrl: o.broker, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, groupPrefix: data.groupPrefix, partition, seed: o.seed,
       workers: o.workers, logLevel: log.level, byzantine: o.byzantine, attack: o.attack, mqtt: simulatedNodeMqtt(o), chaos: o.chaos,
+      onConnected: progress.connected,
     }).catch((err: unknown) => {
       progress.stop();
       throw err;

@@ -188,6 +188,11 @@ describe('simulateProgress on a terminal', () => {
     const p = simulateProgress({ stream: out.stream, enabled: true, nodes: 4, rounds: 0, mode: 'sync', nodesOnly: true, clock: () => T0, fps: 10 });
     vi.advanceTimersByTime(100);
     expect(plain(out.text())).toContain('starting 4 nodes…');
+    // startSimulation's onConnected: one more node connected, of those this process runs
+    p.connected(1, 4);
+    p.connected(2, 4);
+    vi.advanceTimersByTime(100);
+    expect(plain(out.text())).toContain('nodes connected 2/4');
     const sim = Object.assign(new EventEmitter<SimulationEvents>(), { plan: ['a', 'b', 'c', 'd'].map((nodeId) => ({ nodeId, indices: new Int32Array(0) })) });
     p.onSimulation(sim);
     vi.advanceTimersByTime(100);

@@ -141,8 +141,8 @@ export interface SimulateProgress {
   onCoordinator(c: ProgressCoordinator): void;
   /** Learns the number of nodes from the simulation; with `nodesOnly`, follows its `updated` events (runLocalJob's `onSimulation`). */
   onSimulation(s: ProgressSimulation): void;
-  /** Nodes connected so far, for a source that reports them one by one (see the report of issue 11, item 7: the simulation has none yet). */
-  connected(count: number): void;
+  /** Nodes connected so far out of `total` this process runs (startSimulation's `onConnected`); with `nodesOnly`, the count shown while they connect. */
+  connected(count: number, total?: number): void;
   /** Writes what is pending, clears the bar and stops redrawing. Safe to call twice. */
   stop(): void;
 }
@@ -233,8 +233,11 @@ export function simulateProgress(o: SimulateProgressOptions): SimulateProgress {
         if (u.round === state.round) state.reported++;
       });
     },
-    connected(count) {
+    connected(count, total) {
+      // embedded, the coordinator's count of online nodes is shown: it decides when rounds start
+      if (!o.nodesOnly) return;
       state.connected = count;
+      if (total !== undefined) state.total = total;
       if (state.phase === 'starting') state.phase = 'connecting';
     },
     stop() {
