@@ -74,7 +74,7 @@ function driveSyncRound(p: ReturnType<typeof simulateProgress>, online: { n: num
   p.onCoordinator(c);
   c.emit('stage', { stage: 'waiting', round: 1, cohort: 0, online: online.n });
   c.emit('stage', { stage: 'fit', round: 1, cohort: 5, deadline, online: online.n });
-  for (const nodeId of ['a', 'b', 'c']) c.emit('accepted', { nodeId, round: 1, bytes: 100, taskId: 1 });
+  for (const nodeId of ['a', 'b', 'c']) c.emit('accepted', { nodeId, round: 1, bytes: 100, taskId: 1, trainMs: 5 });
   return c;
 }
 
@@ -125,7 +125,7 @@ describe('simulateProgress on a terminal', () => {
     expect(plain(out.text())).toContain('nodes connected 7/10');
 
     c.emit('stage', { stage: 'fit', round: 1, cohort: 5, deadline: T0 + 90_000, online: 7 });
-    for (const nodeId of ['a', 'b', 'c']) c.emit('accepted', { nodeId, round: 1, bytes: 100, taskId: 1 });
+    for (const nodeId of ['a', 'b', 'c']) c.emit('accepted', { nodeId, round: 1, bytes: 100, taskId: 1, trainMs: 5 });
     vi.advanceTimersByTime(100);
     expect(plain(out.text())).toContain('round 1 · 0/15 done · fit · reported 3/5 · 7/10 online · deadline in 1m30s');
 
@@ -165,19 +165,19 @@ describe('simulateProgress on a terminal', () => {
     const c = fakeCoordinator({ n: 6 });
     p.onCoordinator(c);
     c.emit('stage', { stage: 'fit', round: 1, cohort: 6, online: 6 });
-    c.emit('accepted', { nodeId: 'a', round: 1, bytes: 1, taskId: 1 });
-    c.emit('accepted', { nodeId: 'b', round: 1, bytes: 1, taskId: 2 });
+    c.emit('accepted', { nodeId: 'a', round: 1, bytes: 1, taskId: 1, trainMs: 5 });
+    c.emit('accepted', { nodeId: 'b', round: 1, bytes: 1, taskId: 2, trainMs: 5 });
     vi.advanceTimersByTime(100);
     expect(plain(out.text())).toContain('server steps 0/4 · buffer 2/3 · 6/6 online');
     // the step: its central evaluation and the next step's fit at once; the step's record once evaluated
-    c.emit('accepted', { nodeId: 'c', round: 1, bytes: 1, taskId: 3 });
+    c.emit('accepted', { nodeId: 'c', round: 1, bytes: 1, taskId: 3, trainMs: 5 });
     c.emit('stage', { stage: 'evaluate', round: 1, cohort: 0, online: 6 });
     c.emit('stage', { stage: 'fit', round: 2, cohort: 6, online: 6 });
-    c.emit('accepted', { nodeId: 'd', round: 2, bytes: 1, taskId: 4 });
+    c.emit('accepted', { nodeId: 'd', round: 2, bytes: 1, taskId: 4, trainMs: 5 });
     vi.advanceTimersByTime(100);
     expect(plain(out.text()).endsWith('server steps 0/4 · buffer 1/3 · 6/6 online')).toBe(true);
     c.emit('round', record(1));
-    c.emit('accepted', { nodeId: 'e', round: 2, bytes: 1, taskId: 5 });
+    c.emit('accepted', { nodeId: 'e', round: 2, bytes: 1, taskId: 5, trainMs: 5 });
     vi.advanceTimersByTime(100);
     expect(plain(out.text()).endsWith('server steps 1/4 · buffer 2/3 · 6/6 online')).toBe(true);
     p.stop();

@@ -101,7 +101,8 @@ export interface CoordinatorEvents {
   round: [RoundRecord];
   /** An answer was rejected (with its code); the run goes on. */
   rejected: [{ error: FedmqError; nodeId?: string; round: number }];
-  accepted: [{ nodeId: string; round: number; bytes: number; taskId: number }];
+  /** An update was accepted into `round` (`bytes` on the wire; `trainMs` the node's own training time). */
+  accepted: [{ nodeId: string; round: number; bytes: number; taskId: number; trainMs: number }];
 }
 
 /** File name of the checkpoint in its folder. */
@@ -319,7 +320,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         this.emit('round', n.record);
         break;
       case 'accepted':
-        this.emit('accepted', { nodeId: n.nodeId, round: n.round, bytes: n.bytes, taskId: n.taskId });
+        this.emit('accepted', { nodeId: n.nodeId, round: n.round, bytes: n.bytes, taskId: n.taskId, trainMs: n.trainMs });
         break;
       case 'rejected':
         this.log.warn({ code: n.error.code, nodeId: n.nodeId, round: n.round, ...n.error.details }, n.error.message);

@@ -124,7 +124,7 @@ export class FedBuff {
     this.staleness.push(tau);
     this.bytesUp += a.wireBytes;
     this.bytesDown += u.metrics.bytesDown ?? 0;
-    m.notice({ type: 'accepted', nodeId: u.nodeId, round: this.step, bytes: a.wireBytes, taskId: a.task.taskId });
+    m.notice({ type: 'accepted', nodeId: u.nodeId, round: this.step, bytes: a.wireBytes, taskId: a.task.taskId, trainMs: u.metrics.trainMs });
   }
 
   /** Ends a task's wait (answered, or refused as too stale): its timer and its slot. */

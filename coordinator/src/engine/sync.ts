@@ -105,7 +105,7 @@ const fit: Stage<SyncRound> = {
     r.dropped.delete(u.nodeId);
     r.bytesUp += a.wireBytes;
     r.bytesDown += u.metrics.bytesDown ?? 0;
-    m.notice({ type: 'accepted', nodeId: u.nodeId, round: r.round, bytes: a.wireBytes, taskId: a.task.taskId });
+    m.notice({ type: 'accepted', nodeId: u.nodeId, round: r.round, bytes: a.wireBytes, taskId: a.task.taskId, trainMs: u.metrics.trainMs });
   },
   onPresence(_m, r, nodeId, presence) {
     // (the machine reports `gave-up` only for a status naming this round's task or a later one)

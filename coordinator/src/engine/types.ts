@@ -45,7 +45,7 @@ export type EngineNotice =
   /** Also what `coordinator/stage` says: the stage's cohort, its deadline (ms, the injected clock; none for stages that wait for no node) and the nodes online. */
   | { type: 'stage'; round: number; stage: StageName; cohort: number; deadline?: number; online: number }
   | { type: 'round'; record: RoundRecord }
-  | { type: 'accepted'; nodeId: string; round: number; bytes: number; taskId: number }
+  | { type: 'accepted'; nodeId: string; round: number; bytes: number; taskId: number; /** The node's local training wall time, ms (its update's `metrics.trainMs`). */ trainMs: number }
   | { type: 'rejected'; error: FedmqError; nodeId?: string; round: number };
 
 /** FedBuff's staleness weight s(τ) (Nguyen et al. 2022, §3): `polynomial:A` = (1 + τ)^−A, `constant` = 1. */
