@@ -139,10 +139,14 @@ export interface RunningBroker {
   close(): Promise<void>;
 }
 
+/** Pending connections the kernel queues per listener (capped by net.core.somaxconn). */
+const LISTEN_BACKLOG = 4096;
+
 function listen(server: Server, port: number, host: string): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    // a deep accept queue: a fleet reconnecting at once (a broker restart) overflows Node's default of 511
+    server.listen(port, host, LISTEN_BACKLOG, () => {
       server.off('error', reject);
       const address = server.address();
       resolve(typeof address === 'object' && address ? address.port : port);
@@ -222,7 +226,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
     socket.on('error', (err) => log.debug({ err }, 'socket error'));
   };
   const plainPort = opts.port === undefined ? (opts.tls ? null : 1883) : opts.port;
-  const server: Server | undefined = plainPort === null ? undefined : createServer((socket) => {
+  const server: Server | undefined = plainPort === null ? undefined : createServer({ noDelay: true }, (socket) => {
     track(socket);
     if (!admit(socket.remoteAddress, 'tcp')) return void socket.destroy();
     const traffic = metrics.trackSocket(socket, 'tcp');

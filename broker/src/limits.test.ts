@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { connect as netConnect, createServer, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from './index.ts';
@@ -67,6 +68,19 @@ describe('PacketSizeGuard', () => {
 });
 
 describe('guardStream', () => {
+  it('passes a corked packet to the socket as one write (no Nagle stall between its pieces)', async () => {
+    const writes: Buffer[] = [];
+    const inner = new Duplex({ read() {}, write(chunk: Buffer, _e, cb) { writes.push(chunk); cb(); } });
+    const outer = guardStream(inner, 1024, () => undefined);
+    outer.cork();
+    for (const piece of [Buffer.from([0x30, 0x05]), Buffer.from([0x00, 0x01, 0x74]), Buffer.from('hi')]) outer.write(piece);
+    process.nextTick(() => outer.uncork());
+    await new Promise<void>((resolve) => outer.write(Buffer.alloc(0), () => resolve()));
+    expect(writes[0]).toEqual(Buffer.from([0x30, 0x05, 0x00, 0x01, 0x74, 0x68, 0x69]));
+    expect(Buffer.concat(writes)).toEqual(Buffer.from([0x30, 0x05, 0x00, 0x01, 0x74, 0x68, 0x69]));
+    outer.destroy();
+  });
+
   /** A connected pair: the server side wrapped by guardStream, and the raw client side. */
   async function pair(): Promise<{ outer: ReturnType<typeof guardStream>; inner: Socket; client: Socket; close(): Promise<void> }> {
     const server = createServer();
