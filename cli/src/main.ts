@@ -11,7 +11,7 @@ import {
 import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
 import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeCsv, writeIdx, type BackendName, type Dataset } from '@fedmq/ml';
 import { CODEC_NAMES, isFedmqError, type CodecName, type DownlinkDtype, type FitConfig } from '@fedmq/protocol';
-import { ATTACKS, DATASETS, parseChaos, type AttackName, type ChaosOptions, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, planNodes, runLocalJob, runSensorsDemo, startSimulation } from '@fedmq/simulator';
+import { ATTACKS, DATASETS, parseChaos, type AttackName, type ChaosOptions, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, parseShard, planNodes, runLocalJob, type Shard, runSensorsDemo, startSimulation } from '@fedmq/simulator';
 import { writeFile } from 'node:fs/promises';
 import { roundHeader, roundLine } from './output.ts';
 import { simulateProgress } from './progress.ts';
@@ -45,6 +45,15 @@ const positive = (name: string) => num(name, (n) => n > 0, 'positive');
 function parseChaosFlag(v: string): ChaosOptions {
   try {
     return parseChaos(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+/** `--shard I/N` as a shard, or commander's error. */
+function shardFlag(v: string): Shard {
+  try {
+    return parseShard(v);
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
@@ -187,13 +196,16 @@ withBrokerSecurityOptions(program
   .option('--host <host>', 'interface to listen on', '0.0.0.0')
   .option('--http-port <port>', 'also serve the web dashboard, /metrics and MQTT over WebSocket (/mqtt) on this HTTP port', int('http-port'))
   .option('--http-host <host>', 'interface of the HTTP port (default: --host)')
-  .option('--persistence <where>', 'retained messages and sessions: memory, or redis://host:port[/db] / unix:/path/redis.sock to keep them across restarts', 'memory'))
-  .action(async (o: { port: number; host: string; httpPort?: number; httpHost?: string; persistence: string } & BrokerSecurityFlags, cmd: Command) => {
+  .option('--persistence <where>', 'retained messages and sessions: memory, or redis://host:port[/db] / unix:/path/redis.sock to keep them across restarts', 'memory')
+  .option('--cluster <redis-url>', 'join a cluster of brokers on this Redis (redis://host:port[/db]): clients may connect to any of them; implies --persistence on the same URL (docs/scale.md)'))
+  .action(async (o: { port: number; host: string; httpPort?: number; httpHost?: string; persistence: string; cluster?: string } & BrokerSecurityFlags, cmd: Command) => {
     const log = logger('info');
     const security = brokerSecurityOptions(o, cmd.getOptionValueSource('port') !== 'default');
-    const broker = await startBroker({ port: o.port, host: o.host, httpPort: o.httpPort, httpHost: o.httpHost, logger: log, persistence: o.persistence, ...security });
+    // --cluster implies the Redis persistence on its URL; an explicit other --persistence is refused by startBroker
+    const persistence = o.cluster && cmd.getOptionValueSource('persistence') === 'default' ? undefined : o.persistence;
+    const broker = await startBroker({ port: o.port, host: o.host, httpPort: o.httpPort, httpHost: o.httpHost, logger: log, persistence, cluster: o.cluster, ...security });
     const shown = (url: string) => url.replace('localhost', o.host === '0.0.0.0' ? '0.0.0.0' : o.host);
-    process.stdout.write(`fedmq broker listening on ${[broker.port === broker.tlsPort ? undefined : broker.url, broker.tlsUrl].filter(Boolean).map((u) => shown(u!)).join(' and ')}${broker.credentials ? ` (auth: ${broker.credentials.size} users)` : ''}\n`);
+    process.stdout.write(`fedmq broker listening on ${[broker.port === broker.tlsPort ? undefined : broker.url, broker.tlsUrl].filter(Boolean).map((u) => shown(u!)).join(' and ')}${broker.credentials ? ` (auth: ${broker.credentials.size} users)` : ''}${broker.cluster ? ` (cluster: ${broker.cluster.url}, broker id ${broker.aedes.id})` : ''}\n`);
     if (broker.httpUrl) process.stdout.write(`dashboard: ${broker.httpUrl}  (Prometheus: ${broker.httpUrl}metrics, MQTT over WebSocket: ${broker.wsUrl})\n`);
     onSignal(() => broker.close());
   });
@@ -312,6 +324,7 @@ interface SimulateFlags extends RoundFlags, ClientSecurityFlags {
   dataset: string;
   partition: string;
   workers?: number;
+  shard?: Shard;
   byzantine?: number;
   attack?: AttackName;
   chaos?: ChaosOptions;
@@ -341,6 +354,7 @@ withClientSecurityOptions(withRoundOptions(
     .addOption(new Option('--dataset <name>', 'dataset').choices([...DATASETS]).default(DEFAULT_JOB.dataset))
     .option('--partition <spec>', 'iid | dirichlet:ALPHA | natural', DEFAULT_JOB.partition)
     .option('--workers <n>', 'worker threads (default: one per core)', int('workers', 1))
+    .option('--shard <I/N>', 'with --broker: run shard I of N of the fleet (--nodes is the fleet\'s total; disjoint node ids and data, docs/scale.md)', shardFlag)
     .option('--byzantine <fraction>', 'fraction of nodes that are malicious, in [0, 1) (with --attack)', num('byzantine', (n) => n >= 0 && n < 1, 'in [0, 1)'))
     .addOption(new Option('--attack <name>', 'what the malicious nodes do').choices([...ATTACKS]))
     .option('--chaos <spec>', 'inject faults: default, or dropout=P,stragglers=P,straggler-ms=MS,upload-kill=P,broker-restart=ROUND (embedded broker only)', parseChaosFlag)
@@ -352,6 +366,7 @@ withClientSecurityOptions(withRoundOptions(
 ), 'MQTT username with --broker (default: each node\'s own id)').action(async (o: SimulateFlags, cmd: Command) => {
   const partition = parsePartition(o.partition);
   if (partition.kind === 'natural' && cmd.getOptionValueSource('nodes') === 'default') o.nodes = 0; // one node per natural group
+  if (o.shard && !o.broker) throw new InvalidArgumentError('--shard: shards join a fleet on a shared broker; give --broker URL (docs/scale.md)');
   if (o.broker) {
     const given = embeddedOnly().filter((k) => cmd.getOptionValueSource(k) === 'cli');
     if (given.length > 0) {
@@ -363,7 +378,7 @@ withClientSecurityOptions(withRoundOptions(
     const progress = simulateProgress({ stream: process.stdout, enabled: o.progress, nodes: o.nodes, rounds: 0, mode: 'sync', nodesOnly: true });
     const sim = await startSimulation({
       brokerUrl: o.broker, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, groupPrefix: data.groupPrefix, partition, seed: o.seed,
-      workers: o.workers, logLevel: log.level, byzantine: o.byzantine, attack: o.attack, mqtt: simulatedNodeMqtt(o), chaos: o.chaos,
+      workers: o.workers, logLevel: log.level, byzantine: o.byzantine, attack: o.attack, mqtt: simulatedNodeMqtt(o), chaos: o.chaos, shard: o.shard,
       onConnected: progress.connected,
     }).catch((err: unknown) => {
       progress.stop();
@@ -374,7 +389,8 @@ withClientSecurityOptions(withRoundOptions(
       progress.stop();
       return sim.stop();
     });
-    progress.write(`${sim.plan.length} nodes of job ${o.job} on ${o.broker} in ${sim.workers} worker threads (tfjs ${sim.backend}); Ctrl-C to stop\n`);
+    const shard = o.shard ? ` (shard ${o.shard.index + 1}/${o.shard.count}: ${sim.plan[0].nodeId} … ${sim.plan.at(-1)!.nodeId})` : '';
+    progress.write(`${sim.plan.length} nodes${shard} of job ${o.job} on ${o.broker} in ${sim.workers} worker threads (tfjs ${sim.backend}); Ctrl-C to stop\n`);
     return;
   }
   const log = logger('warn');
