@@ -271,6 +271,23 @@ describe('two brokers on one Redis', () => {
     expect(again.every((m) => seen.has(m))).toBe(true);
   });
 
+  it('a persistent session subscribing 4 filters in one SUBSCRIBE gets its SUBACK and hears them all from the other broker', async () => {
+    const a = await start();
+    const b = await start();
+    const coord = await connect(a, { clientId: 'fedmq:j:coordinator', clean: false });
+    const filters = ['status', 'update', 'evaluation'].map((k) => `fedmq/v2/j/nodes/+/${k}`).concat('fedmq/v1/j/nodes/+/status');
+    const granted = await coord.subscribeAsync(Object.fromEntries(filters.map((f) => [f, { qos: 1 as const }])));
+    expect(granted.map((g) => g.qos)).toEqual([1, 1, 1, 1]);
+    const got: string[] = [];
+    let all!: () => void;
+    const done = new Promise<void>((resolve) => (all = resolve));
+    coord.on('message', (t) => got.push(t) === 4 && all());
+    const node = await connect(b);
+    for (const f of filters) await node.publishAsync(f.replace('+', 'n1'), 'x', { qos: 1 });
+    await done;
+    expect(got.sort()).toEqual(filters.map((f) => f.replace('+', 'n1')).sort());
+  });
+
   it('a Last Will of a client on B reaches a subscriber on A; a stale will of a client that moved to a live broker is not published', async () => {
     const heartbeat = { aedes: { heartbeatInterval: 200 } };
     const a = await start(heartbeat);

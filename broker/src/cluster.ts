@@ -107,7 +107,8 @@ interface RelayInternals {
  * answers, then raises Redis's pubsub output buffer limit to {@link clusterPubsubLimit} (CONFIG
  * SET; only ever raised) — when Redis refuses CONFIG, logs a warning with the redis.conf line to
  * add, and goes on. Wills of brokers that are gone are published only for clients that did not
- * reconnect to a live broker of the cluster ({@link skipWillsOfReconnected}).
+ * reconnect to a live broker of the cluster ({@link skipWillsOfReconnected}), and a SUBSCRIBE with
+ * several filters from a persistent session stores them once ({@link oneAddSubscriptionsPerSubscribe}).
  *
  * @throws FedmqError FEDMQ_BAD_CONFIG on a malformed URL, or when Redis does not answer within
  *   `connectTimeoutMs` (everything opened is closed first).
@@ -182,6 +183,7 @@ export async function startCluster(spec: string, opts: ClusterOptions): Promise<
 
   const store = createPersistence(spec);
   skipWillsOfReconnected(store.persistence, relay.pubConn);
+  oneAddSubscriptionsPerSubscribe(store.persistence);
   let closing: Promise<void> | undefined;
   return {
     aedes: { mq: mq as unknown as BrokerMq, persistence: store.persistence, heartbeatInterval: CLUSTER_HEARTBEAT_MS },
@@ -224,6 +226,32 @@ export function skipWillsOfReconnected(persistence: BrokerPersistence, redis: Pi
       else yield will;
     }
   })());
+}
+
+/**
+ * Aedes 1.2 stores the subscriptions of a persistent session's SUBSCRIBE once per topic filter of
+ * the packet, in parallel, each time with the packet's whole list (`storeSubscriptions` in
+ * lib/handlers/subscribe.js). aedes-persistence-redis then broadcasts each call on `$SYS/sub/add`
+ * and waits for its own broadcast to come back through the broker's mq, keyed by client id and
+ * the list's first filter: with mqemitter-redis the broadcasts come back later than the next
+ * call, which replaces the waiter, so all but one call wait forever and the SUBACK is never sent
+ * (fedmq's coordinator subscribes 4 filters at once and hung). Here the calls for one packet's list
+ * share the first call's work: one store, one broadcast, one wait. `cluster.test.ts` covers it.
+ */
+export function oneAddSubscriptionsPerSubscribe(persistence: BrokerPersistence): void {
+  type Add = (client: unknown, subs: object, cb?: (...args: unknown[]) => void) => Promise<unknown> | void;
+  const p = persistence as unknown as { addSubscriptions: Add };
+  const add = p.addSubscriptions.bind(p);
+  const pending = new WeakMap<object, Promise<unknown>>();
+  p.addSubscriptions = (client, subs, cb) => {
+    if (cb) return add(client, subs, cb);
+    let first = pending.get(subs);
+    if (!first) {
+      first = add(client, subs) as Promise<unknown>;
+      pending.set(subs, first);
+    }
+    return first;
+  };
 }
 
 /** Reads Redis's pubsub limit and raises it to at least `wanted` (never lowers it). */
