@@ -1,8 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadCsv, loadDataset, loadIdx, loadMnist, subset } from './data.ts';
+import { featureRange, gatherFeatures, isByteDataset, loadCsv, loadDataset, loadIdx, loadMnist, subset, type ByteDataset } from './data.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'fedmq-ml-data-'));
 
@@ -28,6 +28,23 @@ describe('loadIdx', () => {
     expect(ds.x[1]).toBe(1);
     expect(ds.x[2]).toBeCloseTo(0.2, 6);
     expect(ds.x.length).toBe(12);
+  });
+
+  it('keepBytes keeps the pixel bytes (xDivisor 255), read back as exactly the float32 values', () => {
+    const bytes = loadIdx(images, labels, { keepBytes: true }) as ByteDataset;
+    const floats = loadIdx(images, labels);
+    expect(isByteDataset(bytes) && !isByteDataset(floats)).toBe(true);
+    expect(bytes.x).toBeInstanceOf(Uint8Array);
+    expect(Array.from(bytes.x)).toEqual([0, 255, 51, 102, 1, 2, 3, 4, 255, 255, 0, 0]);
+    expect(bytes.xDivisor).toBe(255);
+    expect({ ...bytes, x: undefined, xDivisor: undefined }).toEqual({ ...floats, x: undefined });
+    expect(featureRange(bytes, 0, 3)).toEqual(floats.x);
+    const out = new Float32Array(8);
+    gatherFeatures(bytes, [2, 0], 0, 2, out);
+    expect(out).toEqual(Float32Array.from([...floats.x.subarray(8, 12), ...floats.x.subarray(0, 4)]));
+    const part = subset(bytes, [1]);
+    expect(isByteDataset(part) && Array.from(part.x)).toEqual([1, 2, 3, 4]);
+    expect(loadDataset(dir, { keepBytes: true }).x).toBeInstanceOf(Uint8Array);
   });
 
   it('loadDataset finds the pair in a directory', () => {
@@ -78,6 +95,44 @@ describe('loadCsv', () => {
     writeFileSync(notNum, 'x,label\n1,0\nabc,1\n');
     expect(() => loadCsv(notNum)).toThrow(expect.objectContaining({ code: 'ML_BAD_DATA' }));
     expect(() => loadCsv(notNum, { labelColumn: 'y' })).toThrow(expect.objectContaining({ code: 'ML_BAD_DATA' }));
+  });
+});
+
+describe('loadCsv on a file of many read chunks (64 KiB each)', () => {
+  // 60,000 rows, CRLF line ends, labels with two-byte UTF-8 characters that straddle chunk boundaries
+  const rows = 60_000;
+  const p = join(dir, 'big.csv');
+  const labelOf = (i: number) => ['zéro', 'ünf', 'ça-va-très-bien-merci'][i % 3];
+  const lines = ['a,label,b'];
+  for (let i = 0; i < rows; i++) lines.push(`${i},${labelOf(i)},${i / 8}`);
+  // leading zeros on the first value shift the text until a chunk (the 16th) ends inside a 2-byte character
+  let content = '';
+  for (let pad = 0; pad < 64; pad++) {
+    content = `${[lines[0], `${'0'.repeat(pad)}${lines[1]}`, ...lines.slice(2)].join('\r\n')}\r\n`;
+    if ((Buffer.from(content)[2 ** 20] & 0xc0) === 0x80) break;
+  }
+  writeFileSync(p, content);
+
+  it('reads every row with its values and labels', () => {
+    expect((Buffer.from(content)[2 ** 20] & 0xc0) === 0x80).toBe(true);
+    expect(statSync(p).size).toBeGreaterThan(2 ** 20);
+    const ds = loadCsv(p);
+    expect(ds.numExamples).toBe(rows);
+    expect(ds.featureShape).toEqual([2]);
+    expect(ds.numClasses).toBe(3);
+    // labels sorted as strings (UTF-16 code units): 'zéro' < 'ça-…' < 'ünf'
+    const code = { zéro: 0, 'ça-va-très-bien-merci': 1, ünf: 2 } as Record<string, number>;
+    for (const i of [0, 1, 2, 17_476, 34_953, rows - 1]) {
+      expect([ds.x[2 * i], ds.x[2 * i + 1], ds.y[i]]).toEqual([i, Math.fround(i / 8), code[labelOf(i)]]);
+    }
+  });
+
+  it('names the line of a bad value far past the first chunk', () => {
+    const bad = join(dir, 'big-bad.csv');
+    const copy = [...lines];
+    copy[50_001] = '50000,zéro,oops';
+    writeFileSync(bad, `${copy.join('\n')}\n`);
+    expect(() => loadCsv(bad)).toThrow(expect.objectContaining({ code: 'ML_BAD_DATA', message: expect.stringContaining('big-bad.csv:50002:') }));
   });
 });
 

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NamedTensor } from '@fedmq/protocol';
-import { createModel, initBackend, listModels, loadLayersModelFromDir, loadMnist, registerModel, subset, type Dataset, type FitOptions } from './index.ts';
+import { createModel, initBackend, listModels, loadIdx, loadLayersModelFromDir, loadMnist, mnistDataDir, permutation, createRng, registerModel, subset, type ByteDataset, type Dataset, type FitOptions } from './index.ts';
+import { gatherFeatures } from './data.ts';
 
 let small: Dataset;
 let probe: Dataset;
@@ -15,6 +16,13 @@ beforeAll(async () => {
   small = subset(train, Array.from({ length: 1000 }, (_, i) => i));
   probe = subset(train, Array.from({ length: 200 }, (_, i) => 1000 + i));
 });
+
+let mnistTrainBytes: ByteDataset | undefined;
+/** The MNIST training examples at `indices`, as pixel bytes (the IDX file's own). */
+function mnistBytes(indices: number[]): ByteDataset {
+  mnistTrainBytes ??= loadIdx(join(mnistDataDir(), 'train-images-idx3-ubyte'), join(mnistDataDir(), 'train-labels-idx1-ubyte'), { keepBytes: true }) as ByteDataset;
+  return subset(mnistTrainBytes, indices);
+}
 
 function maxAbsDiff(a: NamedTensor[], b: NamedTensor[]): number {
   let m = 0;
@@ -119,6 +127,40 @@ describe('FederatedModel training', () => {
       expect(maxAbsDiff(fast.getWeights(), createModel('mnist-2nn', 4).getWeights())).toBeGreaterThan(1e-3);
       fast.dispose();
       ref.dispose();
+    }
+  });
+
+  it('a mini-batch gathered by gatherFeatures is, bit for bit, what tf.gather and tf.oneHot make of the whole dataset (float32 and bytes)', () => {
+    const bytes = mnistBytes([...Array(200).keys()].map((i) => 1000 + i));
+    const order = permutation(200, createRng(11));
+    const k = 10;
+    for (const ds of [probe, bytes]) {
+      const xBuf = new Float32Array(32 * 784);
+      for (const [start, end] of [[0, 32], [160, 192], [192, 200]]) {
+        gatherFeatures(ds, order, start, end, xBuf);
+        const want = tf.tidy(() => tf.gather(tf.tensor2d(probe.x, [200, 784]), tf.tensor1d(order.subarray(start, end), 'int32')).dataSync());
+        expect(Buffer.from(xBuf.buffer, 0, (end - start) * 784 * 4).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(true);
+      }
+    }
+    // the one-hot rows the dense path builds (1 at the label, else 0) are tf.oneHot's
+    const oneHot = tf.tidy(() => tf.oneHot(tf.tensor1d(probe.y, 'int32'), k).toFloat().dataSync());
+    expect(oneHot.every((v, i) => v === (probe.y[Math.floor(i / k)] === i % k ? 1 : 0))).toBe(true);
+  });
+
+  it('trains, evaluates and predicts on pixel bytes (ByteDataset) exactly as on their float32 values (both engines)', async () => {
+    const bytes = mnistBytes([...Array(200).keys()].map((i) => 1000 + i));
+    for (const engine of ['auto', 'layers'] as const) {
+      const a = createModel('mnist-2nn', 4);
+      const b = createModel('mnist-2nn', 4);
+      const opts: FitOptions = { epochs: 2, batchSize: 48, learningRate: 0.05, seed: 7, engine };
+      const ra = await a.fit(probe, opts);
+      const rb = await b.fit(bytes, opts);
+      expect(rb.loss).toBe(ra.loss);
+      expect(maxAbsDiff(a.getWeights(), b.getWeights())).toBe(0);
+      expect(await b.evaluate(bytes, 64)).toEqual(await a.evaluate(probe, 64));
+      expect(Array.from(await b.predict(bytes, 64))).toEqual(Array.from(await a.predict(probe, 64)));
+      a.dispose();
+      b.dispose();
     }
   });
 

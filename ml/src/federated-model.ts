@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { NamedTensor } from '@fedmq/protocol';
 import { assertBackendReady } from './backend.ts';
-import { featureSize, type Dataset } from './data.ts';
+import { featureRange, featureSize, gatherFeatures, type LocalDataset } from './data.ts';
 import { FedmqMlError } from './errors.ts';
 import { fileSystemHandler } from './io.ts';
 import { getModelDefinition, type ModelDefinition, type ModelInfo } from './models/registry.ts';
@@ -100,23 +100,25 @@ export interface FederatedModel {
   /**
    * Trains on `data` for `opts.epochs` epochs of seeded-shuffled mini-batches.
    * Dense-only classifiers (like `mnist-2nn`) use a hand-written backward pass (same maths as
-   * `model.fit`, ~1.7× faster at B=32 on wasm); other models use `model.fit`. With
+   * `model.fit`, ~1.7× faster at B=32 on wasm) that hands the backend one gathered mini-batch
+   * at a time; other models use `model.fit`. `data` may keep its features as bytes (a
+   * ByteDataset): the same results as on their float32 values. With
    * `opts.proximalMu` > 0 this is FedProx local training (see {@link FitOptions.proximalMu}).
    * @throws FedmqMlError `ML_BAD_DATA` if the data's feature size or classes do not fit the
    *   model; `ML_BAD_OPTIONS` on invalid options (including a negative or non-finite
    *   `proximalMu`).
    */
-  fit(data: Dataset, opts: FitOptions): Promise<LocalTrainingResult>;
+  fit(data: LocalDataset, opts: FitOptions): Promise<LocalTrainingResult>;
   /**
    * Evaluates on `data` in batches of `batchSize` (default 1000) without changing weights.
    * @throws FedmqMlError `ML_BAD_DATA` if the data does not fit the model.
    */
-  evaluate(data: Dataset, batchSize?: number): Promise<ModelEvaluation>;
+  evaluate(data: LocalDataset, batchSize?: number): Promise<ModelEvaluation>;
   /**
    * Model outputs for every example: `numExamples × outputSize` values, row-major (class
    * probabilities for classifiers, reconstructions for autoencoders).
    */
-  predict(data: Dataset, batchSize?: number): Promise<Float32Array>;
+  predict(data: LocalDataset, batchSize?: number): Promise<Float32Array>;
   /** Writes `dir/model.json` + `dir/weights.bin` (TensorFlow.js layers format), creating `dir`. */
   save(dir: string): Promise<void>;
   /** Frees all tensors; the instance must not be used afterwards. Idempotent. */
@@ -317,7 +319,7 @@ class TfFederatedModel implements FederatedModel {
     }
   }
 
-  private checkData(data: Dataset): void {
+  private checkData(data: LocalDataset): void {
     const f = featureSize(this.info.featureShape);
     if (featureSize(data.featureShape) !== f) {
       throw new FedmqMlError('ML_BAD_DATA', `data has feature shape [${data.featureShape}], model '${this.info.name}' expects [${this.info.featureShape}]`);
@@ -330,7 +332,7 @@ class TfFederatedModel implements FederatedModel {
     }
   }
 
-  async fit(data: Dataset, opts: FitOptions): Promise<LocalTrainingResult> {
+  async fit(data: LocalDataset, opts: FitOptions): Promise<LocalTrainingResult> {
     this.checkAlive();
     const t0 = performance.now();
     const { epochs, batchSize, learningRate } = opts;
@@ -362,7 +364,7 @@ class TfFederatedModel implements FederatedModel {
    */
   private async fitDense(
     layers: DenseSpec[],
-    data: Dataset,
+    data: LocalDataset,
     epochs: number,
     batchSize: number,
     lr: number,
@@ -373,8 +375,13 @@ class TfFederatedModel implements FederatedModel {
     const n = data.numExamples;
     const f = featureSize(data.featureShape);
     const k = this.info.numClasses;
-    const x = tf.tensor2d(data.x, [n, f], 'float32');
-    const yOneHot = tf.tidy(() => tf.oneHot(tf.tensor1d(data.y, 'int32'), k).toFloat());
+    // One mini-batch at a time goes to the backend: its rows and one-hot labels are gathered here
+    // into two reused buffers (what tf.gather and tf.oneHot computed, bit for bit), so the backend
+    // never holds a copy of the dataset (docs/scale.md, "Edge footprint"). Every tensor made from
+    // them is disposed within its batch's tidy, before the buffers are refilled.
+    const rows = Math.min(batchSize, n);
+    const xBuf = new Float32Array(rows * f);
+    const yBuf = new Float32Array(rows * k);
     const lrT = tf.scalar(lr);
     const muT = tf.scalar(momentum);
     const vars = layers.flatMap((l) => [l.kernel.read(), l.bias.read()]);
@@ -390,11 +397,16 @@ class TfFederatedModel implements FederatedModel {
         const order = permutation(n, rng);
         for (let start = 0, b = 0; start < n; start += batchSize, b++) {
           const end = Math.min(n, start + batchSize);
+          const m = end - start;
+          gatherFeatures(data, order, start, end, xBuf);
+          yBuf.fill(0, 0, m * k);
+          for (let i = 0; i < m; i++) {
+            const c = data.y[order[start + i]];
+            if (c >= 0 && c < k) yBuf[i * k + c] = 1; // as tf.oneHot: an out-of-range label is a row of zeros
+          }
           const batchLoss = tf.tidy((): tf.Tensor | undefined => {
-            const idx = tf.tensor1d(order.subarray(start, end), 'int32');
-            const xb = tf.gather(x, idx);
-            const yb = tf.gather(yOneHot, idx);
-            const m = end - start;
+            const xb = tf.tensor2d(xBuf.subarray(0, m * f), [m, f], 'float32');
+            const yb = tf.tensor2d(yBuf.subarray(0, m * k), [m, k], 'float32');
             // Forward.
             const acts: tf.Tensor2D[] = [xb as tf.Tensor2D];
             let z: tf.Tensor2D = xb as tf.Tensor2D;
@@ -446,7 +458,7 @@ class TfFederatedModel implements FederatedModel {
       const total = lossSum ? (await (lossSum as tf.Tensor).data())[0] : NaN;
       return total / n;
     } finally {
-      tf.dispose([x, yOneHot, lrT, muT]);
+      tf.dispose([lrT, muT]);
       if (velocity) tf.dispose(velocity);
       if (anchors) tf.dispose([...anchors, proxMuT!]);
       if (lossSum) (lossSum as tf.Tensor).dispose();
@@ -459,7 +471,7 @@ class TfFederatedModel implements FederatedModel {
    * the data loss while every step uses ∇F + μ·(w − w_start).
    */
   private async fitGeneric(
-    data: Dataset,
+    data: LocalDataset,
     epochs: number,
     batchSize: number,
     lr: number,
@@ -475,7 +487,7 @@ class TfFederatedModel implements FederatedModel {
       : base;
     const reconstruction = this.info.task === 'reconstruction';
     model.compile({ optimizer, loss: reconstruction ? 'meanSquaredError' : 'categoricalCrossentropy' });
-    const x = tf.tensor(data.x, [n, ...this.info.featureShape], 'float32');
+    const x = tf.tensor(featureRange(data, 0, n), [n, ...this.info.featureShape], 'float32');
     const y = reconstruction ? x : tf.tidy(() => tf.oneHot(tf.tensor1d(data.y, 'int32'), this.info.numClasses).toFloat());
     let loss = NaN;
     try {
@@ -500,7 +512,7 @@ class TfFederatedModel implements FederatedModel {
     }
   }
 
-  async evaluate(data: Dataset, batchSize = 1000): Promise<ModelEvaluation> {
+  async evaluate(data: LocalDataset, batchSize = 1000): Promise<ModelEvaluation> {
     this.checkAlive();
     this.checkData(data);
     const n = data.numExamples;
@@ -512,7 +524,7 @@ class TfFederatedModel implements FederatedModel {
     for (let start = 0; start < n; start += batchSize) {
       const end = Math.min(n, start + batchSize);
       const [l, c] = tf.tidy(() => {
-        const xb = tf.tensor(data.x.subarray(start * f, end * f), [end - start, ...this.info.featureShape], 'float32');
+        const xb = tf.tensor(featureRange(data, start, end), [end - start, ...this.info.featureShape], 'float32');
         const out = this.layersModel.predict(xb) as tf.Tensor;
         if (reconstruction) {
           return [tf.sum(tf.squaredDifference(out, xb)), tf.scalar(0)];
@@ -534,16 +546,15 @@ class TfFederatedModel implements FederatedModel {
       : { loss: lossSum / n, accuracy: correct / n, numExamples: n };
   }
 
-  async predict(data: Dataset, batchSize = 1000): Promise<Float32Array> {
+  async predict(data: LocalDataset, batchSize = 1000): Promise<Float32Array> {
     this.checkAlive();
     this.checkData(data);
     const n = data.numExamples;
-    const f = featureSize(data.featureShape);
     const parts: Float32Array[] = [];
     for (let start = 0; start < n; start += batchSize) {
       const end = Math.min(n, start + batchSize);
       const out = tf.tidy(() => {
-        const xb = tf.tensor(data.x.subarray(start * f, end * f), [end - start, ...this.info.featureShape], 'float32');
+        const xb = tf.tensor(featureRange(data, start, end), [end - start, ...this.info.featureShape], 'float32');
         return this.layersModel.predict(xb) as tf.Tensor;
       });
       parts.push((await out.data()) as Float32Array);

@@ -16,7 +16,11 @@ export {
   featureSize,
   validateDataset,
   mnistDataDir,
+  isByteDataset,
   type Dataset,
+  type ByteDataset,
+  type LocalDataset,
+  type LoadOptions,
 } from './data.ts';
 // partition.ts: IID, Dirichlet(α) and natural partitioners
 export { partition, parsePartition, DIRICHLET_MIN_EXAMPLES, DIRICHLET_MAX_DRAWS, type PartitionSpec } from './partition.ts';
