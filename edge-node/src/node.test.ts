@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '@fedmq/ml';
+import { initBackend, type ByteDataset, type Dataset } from '@fedmq/ml';
 import {
   ErrorCodes, EvaluateResultSchema, NodeStatusSchema, PROTOCOL_VERSION, UpdateSchema, decodeJson, encodeJson, getCodec, topicFilter, topics,
   type FedmqError, type NamedTensor,
@@ -84,6 +84,25 @@ describe('fit tasks', () => {
     expect(modelDeliveries(job, 'pi-1').map((d) => d.topic)).toEqual([topics.model(job, 1)]);
     expect(ob.subscriptions.filter((s) => s.clientId === nodeClientId(job, 'pi-1') && s.topic.includes('/models/')).map((s) => s.topic)).toEqual([topics.model(job, 1)]);
     await unsubscribed;
+  });
+
+  it('trains on pixel bytes (a ByteDataset) exactly as on their float32 values: the same delta, with and without a held-out split', async () => {
+    const t = tabularData(40);
+    const bytes: ByteDataset = { ...t, x: Uint8Array.from(t.x, (v) => Math.round(v * 255)), xDivisor: 255 };
+    const floats: Dataset = { ...t, x: Float32Array.from(bytes.x, (b) => b / 255) };
+    const deltas: Float32Array[][] = [];
+    for (const data of [floats, bytes]) {
+      for (const valFraction of [0, 0.25]) {
+        const { coord } = await setup(['pi-1'], { data });
+        const { sha256 } = await coord.publishModel(1, initialWeights(5));
+        await coord.send('pi-1', coord.fitTask('pi-1', 1, sha256, { round: 2, valFraction }));
+        const { update } = await coord.nextUpdate('pi-1');
+        deltas.push(update.tensors.map((w) => getCodec('float32').decode(w).data as Float32Array));
+      }
+    }
+    expect(deltas[2]).toEqual(deltas[0]);
+    expect(deltas[3]).toEqual(deltas[1]);
+    expect(deltas[1]).not.toEqual(deltas[0]);
   });
 
   it('an unselected node never receives a model payload', async () => {

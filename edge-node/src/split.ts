@@ -1,5 +1,5 @@
 import { ErrorCodes, FedmqError, fnv1a32 } from '@fedmq/protocol';
-import { createRng, permutation, subset, type Dataset } from '@fedmq/ml';
+import { createRng, permutation, subset, type LocalDataset } from '@fedmq/ml';
 
 /**
  * A node's held-out split (protocol v2, docs/protocol.md §5.4, "valFraction"): the examples it
@@ -7,9 +7,9 @@ import { createRng, permutation, subset, type Dataset } from '@fedmq/ml';
  */
 export interface DataSplit {
   /** Examples trained on: the node's examples minus the held-out ones, in their original order. With valFraction 0, the node's dataset object itself. */
-  train: Dataset;
+  train: LocalDataset;
   /** Held-out examples, in permutation order; `undefined` when none are held out (valFraction 0, or fewer than 2 examples). */
-  heldOut: Dataset | undefined;
+  heldOut: LocalDataset | undefined;
 }
 
 /** 32-bit FNV-1a of a node id (@fedmq/protocol's `fnv1a32`): seeds a node's training shuffles and its held-out split. */
@@ -55,10 +55,10 @@ export function splitIndices(nodeId: string, numExamples: number, valFraction: n
 /**
  * Splits a node's dataset by {@link splitIndices}. With valFraction 0 (or fewer than 2
  * examples) `train` is `data` itself, unchanged, so training is bit-identical to protocol v1;
- * otherwise both splits are copies.
+ * otherwise both splits are copies (of the same kind: float32 or bytes).
  * @throws FedmqError FEDMQ_BAD_CONFIG as {@link heldOutCount}.
  */
-export function splitDataset(nodeId: string, data: Dataset, valFraction: number): DataSplit {
+export function splitDataset(nodeId: string, data: LocalDataset, valFraction: number): DataSplit {
   if (heldOutCount(data.numExamples, valFraction) === 0) return { train: data, heldOut: undefined };
   const { heldOut, train } = splitIndices(nodeId, data.numExamples, valFraction);
   return { train: subset(data, train), heldOut: subset(data, heldOut) };

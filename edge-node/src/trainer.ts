@@ -1,5 +1,5 @@
 import { ErrorCodes, FedmqError, globalFromWire, weightsSha256, type FitConfig, type GlobalModelMessage, type NamedTensor } from '@fedmq/protocol';
-import { createModel, type Dataset, type FederatedModel } from '@fedmq/ml';
+import { createModel, type FederatedModel, type LocalDataset } from '@fedmq/ml';
 
 /** What one local training run returns. */
 export interface LocalResult {
@@ -20,7 +20,7 @@ export interface TrainRequest {
   /** Weights to start from (the global model). Not modified. */
   global: readonly NamedTensor[];
   /** The node's training split. */
-  data: Dataset;
+  data: LocalDataset;
   /** Local epochs, batch size, learning rate, FedProx μ. */
   config: FitConfig;
   /** Seed of the per-epoch shuffles. */
@@ -34,7 +34,7 @@ export interface EvaluateRequest {
   /** Weights to evaluate (a global model or a node's local model). Not modified. */
   weights: readonly NamedTensor[];
   /** Examples to evaluate on (a node's held-out split). */
-  data: Dataset;
+  data: LocalDataset;
   /** Examples per forward pass. */
   batchSize: number;
 }
@@ -62,7 +62,7 @@ export interface LocalTrainer {
    * share a verified global model check it once. Weights must not be mutated after a check.
    * @throws FedmqError FEDMQ_MODEL_MISMATCH (unknown model, tensor names/shapes differ, features differ).
    */
-  check(modelName: string, weights: readonly NamedTensor[], data: Dataset, sha256?: string): void;
+  check(modelName: string, weights: readonly NamedTensor[], data: LocalDataset, sha256?: string): void;
   /**
    * Trains from `req.global` on `req.data` (McMahan et al. 2017, Algorithm 1, ClientUpdate) and
    * returns the delta. Queued behind the trainer's other jobs.
@@ -122,7 +122,7 @@ export function createTrainer(): LocalTrainer {
     return m;
   }
 
-  function checkNow(modelName: string, weights: readonly NamedTensor[], data: Dataset): void {
+  function checkNow(modelName: string, weights: readonly NamedTensor[], data: LocalDataset): void {
     const m = model(modelName);
     const want = m.info.featureShape.join('x');
     if (data.featureShape.join('x') !== want) {
@@ -142,7 +142,7 @@ export function createTrainer(): LocalTrainer {
     }
   }
 
-  function check(modelName: string, weights: readonly NamedTensor[], data: Dataset, sha256?: string): void {
+  function check(modelName: string, weights: readonly NamedTensor[], data: LocalDataset, sha256?: string): void {
     const what = `${modelName}|${data.featureShape.join('x')}`;
     if (sha256 !== undefined && checkedByHash.has(`${sha256}|${what}`)) return;
     const byIdentity = checkedByIdentity.get(weights);
