@@ -8,21 +8,22 @@ import {
   AGGREGATOR_NAMES, CHECKPOINT_FILE, Coordinator, DEFAULT_METRICS_PORT, OPTIMIZER_NAMES, STRATEGY_NAMES, coordinatorMetrics, createStrategy, serveMetricsOrFallback,
   strategyCliOptions, type AsyncOptions, type CoordinatorCheckpoint, type StalenessFunction,
 } from '@fedmq/coordinator';
-import { EdgeNode, deviceInfo } from '@fedmq/edge-node';
-import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeCsv, writeIdx, type BackendName, type Dataset } from '@fedmq/ml';
-import { CODEC_NAMES, isFedmqError, type CodecName, type DownlinkDtype, type FitConfig } from '@fedmq/protocol';
+import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeCsv, writeIdx, type Dataset } from '@fedmq/ml';
+import { CODEC_NAMES, type CodecName, type DownlinkDtype, type FitConfig } from '@fedmq/protocol';
 import { ATTACKS, DATASETS, parseChaos, type AttackName, type ChaosOptions, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, parseShard, planNodes, runLocalJob, type Shard, runSensorsDemo, startSimulation } from '@fedmq/simulator';
 import { writeFile } from 'node:fs/promises';
 import { roundHeader, roundLine } from './output.ts';
 import { simulateProgress } from './progress.ts';
 import { writeReport } from './report.ts';
 import { registerMonitorCommand } from './monitor.ts';
+import { registerNodeCommand } from './node-command.ts';
+import { logLevelOption, onSignal, runProgram } from './process.ts';
 import { brokerSecurityOptions, clientMqttOptions, registerAuthCommand, registerCertsCommand, simulatedNodeMqtt, withBrokerSecurityOptions, withClientSecurityOptions, type BrokerSecurityFlags, type ClientSecurityFlags } from './security.ts';
 
 const program = new Command('fedmq')
   .description('Federated learning for IoT and edge fleets over MQTT')
   .showHelpAfterError()
-  .addOption(new Option('--log-level <level>', 'log level of the JSON logs on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']));
+  .addOption(logLevelOption());
 
 function logger(level: string): Logger {
   return pino({ level: (program.opts().logLevel as string | undefined) ?? level }, pino.destination(2));
@@ -57,18 +58,6 @@ function shardFlag(v: string): Shard {
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
-}
-
-/** Runs `stop` on the first SIGINT/SIGTERM; a second signal exits at once. */
-function onSignal(stop: () => Promise<void>): void {
-  let stopping = false;
-  const handler = (sig: NodeJS.Signals) => {
-    if (stopping) process.exit(130);
-    stopping = true;
-    process.stderr.write(`\n${sig}: stopping…\n`);
-    stop().then(() => process.exit(0), () => process.exit(1));
-  };
-  process.on('SIGINT', handler).on('SIGTERM', handler);
 }
 
 /** The strategy flags, generated from the strategy descriptors (docs/strategies.md). */
@@ -295,26 +284,7 @@ async function coordinatorRun(given: CoordinatorFlags, cmd: Command): Promise<{ 
   return { o, out, resume: await Coordinator.loadCheckpoint(out) };
 }
 
-withClientSecurityOptions(program
-  .command('node')
-  .description('run an edge node on this device with its local data')
-  .requiredOption('--broker <url>', 'broker URL, e.g. mqtt://192.168.1.10:1883')
-  .requiredOption('--job <id>', 'job id')
-  .requiredOption('--id <nodeId>', 'this node\'s id (1-64 of A-Z a-z 0-9 _ . -)')
-  .requiredOption('--data <path>', 'local data: a CSV with a label column, or a folder with MNIST-style IDX files')
-  .addOption(new Option('--backend <name>', 'tfjs backend (default: tensorflow if installed, else wasm, else cpu)').choices(['tensorflow', 'wasm', 'cpu'])), 'MQTT username (default: the node id)')
-  .action(async (o: { broker: string; job: string; id: string; data: string; backend?: BackendName } & Parameters<typeof clientMqttOptions>[0]) => {
-    const log = logger('info');
-    const backend = await initBackend(o.backend);
-    const data = loadDataset(o.data);
-    log.info({ backend, numExamples: data.numExamples, features: data.featureShape }, `tfjs backend: ${backend}`);
-    const node = new EdgeNode({ brokerUrl: o.broker, job: o.job, nodeId: o.id, data, device: deviceInfo(backend), logger: log, mqtt: clientMqttOptions(o, o.id) });
-    node.on('updated', (u) => process.stdout.write(`round ${u.round}: trained on ${data.numExamples} examples, loss ${u.loss.toFixed(4)}, ${(u.trainMs / 1000).toFixed(1)} s, sent ${u.bytes} bytes\n`));
-    node.on('jobEnded', (e) => process.stdout.write(`job ${o.job} ${e.state} after round ${e.round}; waiting for the next run (Ctrl-C to exit)\n`));
-    onSignal(() => node.stop());
-    await node.start();
-    process.stdout.write(`node ${o.id} connected to ${o.broker} (tfjs backend ${backend}, ${data.numExamples} examples); waiting for rounds\n`);
-  });
+registerNodeCommand(program);
 
 /** Flags of `fedmq simulate`. */
 interface SimulateFlags extends RoundFlags, ClientSecurityFlags {
@@ -495,8 +465,4 @@ function listModelsSafe(): string {
   }
 }
 
-program.parseAsync().catch((err: unknown) => {
-  const code = isFedmqError(err) ? `${err.code}: ` : '';
-  process.stderr.write(`fedmq: ${code}${(err as Error)?.message ?? err}\n`);
-  process.exit(1);
-});
+runProgram(program);
