@@ -205,6 +205,7 @@ describe('two brokers on one Redis', () => {
     await Promise.all(clients.splice(0).map((c) => c.endAsync(true)));
     await Promise.all(brokers.splice(0).map((b) => b.close()));
     await redis.cli('FLUSHALL');
+    await redis.cli('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 33554432 8388608 60'); // Redis's default again
   });
   afterAll(async () => {
     await redis?.stop();
@@ -336,6 +337,15 @@ describe('two brokers on one Redis', () => {
     const pub = await connect(a);
     await pub.publishAsync('fedmq/v2/j/metrics', '{"round":1}', { qos: 1 });
     expect((await got).payload.toString()).toBe('{"round":1}');
+  });
+
+  it('raises the pubsub limit again when its connection comes back (CONFIG SET does not outlive a Redis restart)', async () => {
+    const a = await start();
+    await redis.cli('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 33554432 8388608 60'); // as after a restart
+    const back = once(connsOf((a.aedes as unknown as { mq: unknown }).mq).pubConn, 'ready');
+    await redis.cli('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes'); // the publishing and persistence connections
+    await back;
+    while (!(await redis.cli('CONFIG', 'GET', 'client-output-buffer-limit')).includes('pubsub 536870912 134217728 60'));
   });
 
   it('closing the brokers closes every Redis connection (3 per broker)', async () => {

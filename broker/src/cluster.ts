@@ -173,13 +173,19 @@ export async function startCluster(spec: string, opts: ClusterOptions): Promise<
     clearTimeout(timer);
   }
 
-  const pubsubLimit = opts.pubsubLimit === false ? { action: 'skipped' as const } : await ensurePubsubLimit(relay.pubConn, opts.pubsubLimit ?? clusterPubsubLimit(opts.maxPacketBytes));
-  if (pubsubLimit.action === 'refused') {
-    log.warn({ err: pubsubLimit.error, redisConf: pubsubLimit.redisConf },
-      `cluster: Redis refused CONFIG, so its pubsub output buffer limit could not be checked or raised; a broker whose relay falls behind by more than Redis's limit (default 32 MB) is disconnected by Redis and loses the messages in between. Add to redis.conf: ${pubsubLimit.redisConf}`);
-  } else if (pubsubLimit.action === 'raised') {
-    log.info({ from: pubsubLimitLine(pubsubLimit.from), to: pubsubLimitLine(pubsubLimit.to) }, 'cluster: raised Redis\'s pubsub output buffer limit');
-  }
+  const wanted = opts.pubsubLimit === false ? undefined : opts.pubsubLimit ?? clusterPubsubLimit(opts.maxPacketBytes);
+  const report = (outcome: PubsubLimitOutcome) => {
+    if (outcome.action === 'refused') {
+      log.warn({ err: outcome.error, redisConf: outcome.redisConf },
+        `cluster: Redis refused CONFIG, so its pubsub output buffer limit could not be checked or raised; a broker whose relay falls behind by more than Redis's limit (default 32 MB) is disconnected by Redis and loses the messages in between. Add to redis.conf: ${outcome.redisConf}`);
+    } else if (outcome.action === 'raised') {
+      log.info({ from: pubsubLimitLine(outcome.from), to: pubsubLimitLine(outcome.to) }, 'cluster: raised Redis\'s pubsub output buffer limit');
+    }
+    return outcome;
+  };
+  const pubsubLimit = wanted ? report(await ensurePubsubLimit(relay.pubConn, wanted)) : { action: 'skipped' as const };
+  // CONFIG SET does not outlive a Redis restart: check again whenever the relay reconnects
+  if (wanted) (relay.pubConn as unknown as NodeJS.EventEmitter).on('ready', () => void ensurePubsubLimit(relay.pubConn, wanted).then(report));
 
   const store = createPersistence(spec);
   skipWillsOfReconnected(store.persistence, relay.pubConn);
