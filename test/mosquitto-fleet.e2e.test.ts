@@ -68,7 +68,8 @@ async function startMosquitto(withPort: (port: number) => Promise<string[]>): Pr
     proc.stderr!.on('data', collect);
     const exited = once(proc, 'exit');
     const up = await new Promise<boolean>((resolve) => {
-      const check = () => /running/.test(log) && resolve(true);
+      // not /running/: the default config's "clients running on this machine" comes before the listeners
+      const check = () => /mosquitto version \S+ running/.test(log) && resolve(true);
       proc.stdout!.on('data', check);
       proc.stderr!.on('data', check);
       void exited.then(() => resolve(false));
