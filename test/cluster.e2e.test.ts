@@ -6,6 +6,8 @@
  * from a natural split with a prefix per broker, so the three fleets do not share ids). FedAvg on
  * a slice of MNIST for 3 rounds.
  *
+ * Also: `--cluster` with a `--persistence` elsewhere is refused (FEDMQ_BAD_CONFIG, exit 1).
+ *
  * Asserted: every node's update is accepted in every round and nothing is rejected; each node
  * connected through the broker it was given (the brokers' `$SYS/{brokerId}/new/clients`, relayed
  * to a watcher on broker 1: `$SYS` crosses the cluster too), so the model went from broker 1 to
@@ -117,6 +119,12 @@ describe('fedmq broker --cluster: three broker processes on one Redis', () => {
       await exited;
     }
     if (redis) rmSync(redis.dir, { recursive: true, force: true });
+  });
+
+  it('refuses --cluster with a --persistence pointing elsewhere, before touching Redis', async () => {
+    const err = await run(process.execPath, [BIN, 'broker', '--port', '0', '--cluster', 'redis://127.0.0.1:1', '--persistence', 'memory']).catch((e: { code: number; stderr: string }) => e);
+    expect(err).toMatchObject({ code: 1 });
+    expect((err as { stderr: string }).stderr).toContain('FEDMQ_BAD_CONFIG: cluster: the brokers of a cluster keep retained messages and sessions in the cluster\'s Redis');
   });
 
   it('a coordinator on broker 1 and two nodes on each broker train 3 rounds: every update accepted', { timeout: 300_000 }, async () => {
