@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { weightsSha256, type RoundRecord } from '@fedmq/protocol';
+import { weightsSha256, weightsToWire, type RoundRecord } from '@fedmq/protocol';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
 import { Coordinator, createStrategy } from '@fedmq/coordinator';
 import { initBackend, loadMnist, subset } from '@fedmq/ml';
@@ -35,7 +35,7 @@ async function run(shards: number): Promise<{ history: RoundRecord[]; sha: strin
     shard: shards > 1 ? { index, count: shards } : undefined,
   })));
   const history = await done;
-  const sha = weightsSha256(coordinator.globalWeights());
+  const sha = weightsSha256(weightsToWire(coordinator.globalWeights()));
   const ids = sims.flatMap((s) => s.plan.map((n) => n.nodeId));
   await Promise.all(sims.map((s) => s.stop()));
   sims = [];
