@@ -3,6 +3,7 @@
  * applied by entry.ts before the node's modules load.
  */
 import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 /** What {@link tuneForEdge} changed. */
 export interface EdgeTuning {
@@ -33,4 +34,17 @@ export function tuneForEdge(execArgv: readonly string[] = process.execArgv, node
   const youngGenerationCapped = !given('--max-semi-space-size');
   if (youngGenerationCapped) setFlagsFromString('--semi-space-growth-factor=1');
   return { sourceMapsOff, youngGenerationCapped };
+}
+
+/**
+ * V8's full garbage collection as a function, without starting Node with `--expose-gc` (the flag
+ * set at run time, `gc` taken from a fresh context). `fedmq node` runs it once after each answer
+ * it published: the model-sized buffers of a round (the received model, the trained weights, the
+ * encoded update) outlive several minor GCs while the round runs, and V8 would collect them only
+ * after some 64 MB of them had piled up (its external-memory soft limit), round after round.
+ * A full GC of the node's heap takes tens of milliseconds, once per round.
+ */
+export function fullGc(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
 }

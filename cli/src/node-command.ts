@@ -4,6 +4,7 @@ import { Option, type Command } from 'commander';
 import { pino } from 'pino';
 import type { BackendName } from '@fedmq/ml';
 import { clientMqttOptions, withClientSecurityOptions, type ClientSecurityFlags } from './client-security.ts';
+import { fullGc } from './edge-runtime.ts';
 import { onSignal } from './process.ts';
 
 /** Flags of `fedmq node`. */
@@ -40,8 +41,9 @@ export function memoryMb(): { peakRssMb: number; rssMb: number; heapUsedMb: numb
 /**
  * Adds `fedmq node` to `program`. The node and its tfjs runtime are imported when the command
  * runs, and the local data is loaded as compactly as it is stored (IDX pixel bytes stay bytes,
- * see `LoadOptions.keepBytes` of @fedmq/ml). The node logs its memory once its data is loaded
- * and with every update, and prints its peak RSS with every round it trained.
+ * see `LoadOptions.keepBytes` of @fedmq/ml), and a full GC runs after each answer the node
+ * published. The node logs its memory once its data is loaded and with every update, and prints
+ * its peak RSS with every round it trained.
  */
 export function registerNodeCommand(program: Command): void {
   withClientSecurityOptions(program
@@ -59,7 +61,11 @@ export function registerNodeCommand(program: Command): void {
       const data = loadDataset(o.data, { keepBytes: true });
       log.info({ backend, numExamples: data.numExamples, features: data.featureShape, memory: memoryMb() }, `tfjs backend: ${backend}`);
       const node = new EdgeNode({ brokerUrl: o.broker, job: o.job, nodeId: o.id, data, device: deviceInfo(backend), logger: log, mqtt: clientMqttOptions(o, o.id) });
+      // the round's garbage goes between rounds, not after ~64 MB of it (see fullGc)
+      const gc = fullGc();
+      node.on('evaluated', () => gc());
       node.on('updated', (u) => {
+        gc();
         const memory = memoryMb();
         log.info({ round: u.round, taskId: u.taskId, memory }, 'memory');
         process.stdout.write(`round ${u.round}: trained on ${data.numExamples} examples, loss ${u.loss.toFixed(4)}, ${(u.trainMs / 1000).toFixed(1)} s, sent ${u.bytes} bytes, peak RSS ${Math.round(memory.peakRssMb)} MB\n`);

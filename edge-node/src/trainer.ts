@@ -128,7 +128,7 @@ export function createTrainer(): LocalTrainer {
     if (data.featureShape.join('x') !== want) {
       throw new FedmqError(ErrorCodes.MODEL_MISMATCH, `local data has features [${data.featureShape}], model ${modelName} expects [${m.info.featureShape}]`, { model: modelName });
     }
-    const mine = m.getWeights();
+    const mine = m.weightShapes();
     const byName = new Map(weights.map((w) => [w.name, w]));
     if (byName.size !== mine.length || weights.length !== mine.length) {
       throw new FedmqError(ErrorCodes.MODEL_MISMATCH, `model has ${weights.length} tensors, ${modelName} has ${mine.length}`, { model: modelName });
@@ -136,7 +136,7 @@ export function createTrainer(): LocalTrainer {
     for (const t of mine) {
       const w = byName.get(t.name);
       if (!w) throw new FedmqError(ErrorCodes.MODEL_MISMATCH, `tensor ${t.name} missing`, { model: modelName, tensor: t.name });
-      if (w.shape.join('x') !== t.shape.join('x') || w.data.length !== t.data.length) {
+      if (w.shape.join('x') !== t.shape.join('x') || w.data.length !== t.shape.reduce((a, b) => a * b, 1)) {
         throw new FedmqError(ErrorCodes.MODEL_MISMATCH, `tensor ${t.name} has shape [${w.shape}], expected [${t.shape}]`, { model: modelName, tensor: t.name });
       }
     }
@@ -167,10 +167,10 @@ export function createTrainer(): LocalTrainer {
       throw new FedmqError(ErrorCodes.TRAINING_FAILED, `local training failed: ${(err as Error).message}`, {}, { cause: err });
     }
     const trained = new Map(m.getWeights().map((w) => [w.name, w]));
+    // trained − global, in place in getWeights's copies (the same float32 subtraction, one model-sized array fewer per round)
     const delta = req.global.map((g) => {
-      const t = trained.get(g.name)!;
-      const d = new Float32Array(g.data.length);
-      for (let i = 0; i < d.length; i++) d[i] = t.data[i] - g.data[i];
+      const d = trained.get(g.name)!.data;
+      for (let i = 0; i < d.length; i++) d[i] -= g.data[i];
       return { name: g.name, shape: [...g.shape], data: d };
     });
     return { delta, loss: fit.loss, trainMs: fit.durationMs, numExamples: fit.numExamples };

@@ -55,6 +55,7 @@ describe('FederatedModel weights', () => {
       'fc3/bias:10',
     ]);
     expect(wa.reduce((s, w) => s + w.data.length, 0)).toBe(199210);
+    expect(a.weightShapes()).toEqual(wa.map((w) => ({ name: w.name, shape: w.shape })));
     expect(maxAbsDiff(wa, b.getWeights())).toBe(0);
     expect(maxAbsDiff(wa, c.getWeights())).toBeGreaterThan(0);
     // glorot uniform limit for fc1: sqrt(6 / (784 + 200))

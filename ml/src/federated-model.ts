@@ -90,6 +90,8 @@ export interface FederatedModel {
    * (e.g. `fc1/kernel`, `fc1/bias`); identical names for every instance of the same model.
    */
   getWeights(): NamedTensor[];
+  /** Names and shapes of {@link getWeights}'s tensors, in the same order, without copying any value. */
+  weightShapes(): { name: string; shape: number[] }[];
   /**
    * Replaces all weights, matching by name (order does not matter). Validates everything before
    * changing anything.
@@ -286,6 +288,11 @@ class TfFederatedModel implements FederatedModel {
       shape: [...s.shape],
       data: Float32Array.from(s.variable.read().dataSync() as Float32Array),
     }));
+  }
+
+  weightShapes(): { name: string; shape: number[] }[] {
+    this.checkAlive();
+    return this.slots.map((s) => ({ name: s.name, shape: [...s.shape] }));
   }
 
   setWeights(weights: NamedTensor[]): void {
