@@ -35,7 +35,7 @@ export function updateFor(job: string, task: FitTask, nodeId: string, numExample
 
 /**
  * Connects a node that announces itself and, when `answer(task)` allows, answers each fit task
- * with delta = 0.1 · (k − w) elementwise (k its constant) and numExamples 10·k.
+ * (once per task id, as EdgeNode does) with delta = 0.1 · (k − w) elementwise (k its constant) and numExamples 10·k.
  */
 export async function scriptedNode(
   url: string, job: string, nodeId: string, k: number, answer: (task: FitTask) => boolean = () => true, clients: MqttClient[] = [], mqttOptions: IClientOptions = {},
@@ -46,6 +46,7 @@ export async function scriptedNode(
   const waiting: { task: FitTask; resolve: (w: NamedTensor[]) => void }[] = [];
   const taskWaiters: ((t: FitTask) => void)[] = [];
   const modelWaiters: { version: number; resolve: (w: NamedTensor[]) => void }[] = [];
+  const answeredTasks = new Set<string>();
   const node: ScriptedNode = {
     client: c, answered: [], tasks: [], model: (v) => models.get(v),
     nextTask: () => new Promise((resolve) => taskWaiters.push(resolve)),
@@ -79,7 +80,10 @@ export async function scriptedNode(
     const task = FitTaskSchema.parse(any);
     node.tasks.push(task);
     for (const w of taskWaiters.splice(0)) w(task);
-    if (!answer(task)) return;
+    // like EdgeNode: a task is answered once, however often QoS 1 and a republish deliver it
+    const key = `${task.runId}:${task.taskId}`;
+    if (answeredTasks.has(key) || !answer(task)) return;
+    answeredTasks.add(key);
     const have = models.get(task.modelVersion);
     if (have) respond(task, have);
     else waiting.push({ task, resolve: (w) => respond(task, w) });
