@@ -25,4 +25,15 @@ describe('the fedmq command', () => {
     expect((err as { code: number }).code).not.toBe(0);
     expect((err as { stderr: string }).stderr).toContain('byzantine must be in [0, 1)');
   });
+
+  it.each([
+    [['simulate', '--broker', 'mqtt://127.0.0.1:1', '--rounds', '3'], '--rounds: the coordinator decides this'],
+    [['simulate', '--broker', 'mqtt://127.0.0.1:1', '--fraction', '0.1', '--min-nodes', '5'], '--fraction, --min-nodes: the coordinator decides this'],
+    [['simulate', '--shard', '1/3'], '--shard: shards join a fleet on a shared broker'],
+    [['simulate', '--broker', 'mqtt://127.0.0.1:1', '--shard', '4/3'], 'shard must be I/N with 1 ≤ I ≤ N'],
+  ])('simulate %j is refused before anything starts', async (args, message) => {
+    const err = await run(process.execPath, [bin, ...args]).catch((e: { code: number; stderr: string }) => e);
+    expect((err as { code: number }).code).not.toBe(0);
+    expect((err as { stderr: string }).stderr).toContain(message);
+  });
 });
