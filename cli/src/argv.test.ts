@@ -27,6 +27,6 @@ describe('the node entry (entry.ts → node-main.ts)', () => {
   it('entry.ts loads main.ts only for the other commands', () => {
     expect(imports('entry.ts').sort()).toEqual(['./argv.ts', './edge-runtime.ts', './main.ts', './node-main.ts']);
     expect(imports('argv.ts')).toEqual([]);
-    expect(imports('edge-runtime.ts')).toEqual(['node:v8']);
+    expect(imports('edge-runtime.ts')).toEqual(['node:v8', 'node:vm']);
   });
 });
