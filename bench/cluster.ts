@@ -12,41 +12,18 @@
  *
  * Prints a table and writes bench/results/cluster.json.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
-import { startBroker, type RunningBroker } from '@fedmq/broker';
+import { startBroker, startRedisServer, type RunningBroker } from '@fedmq/broker';
 import { arg } from './lib.ts';
 
 const messages = Number(arg('messages', '1000'));
 const models = Number(arg('models', '20'));
 const modelBytes = Number(arg('model-bytes', '800000'));
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
+const redis = await startRedisServer();
 
-const port = await freePort();
-const dir = mkdtempSync(join(tmpdir(), 'fedmq-bench-cluster-'));
-const redis = spawn('/usr/bin/redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-await new Promise<void>((resolve, reject) => {
-  let out = '';
-  redis.stdout!.on('data', (b: Buffer) => {
-    out += b.toString();
-    if (/ready to accept connections/i.test(out)) resolve();
-  });
-  redis.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${out}`)));
-});
-
-const cluster = `redis://127.0.0.1:${port}`;
+const cluster = redis.url;
 const alone = await startBroker({ port: 0, host: '127.0.0.1' });
 const a = await startBroker({ port: 0, host: '127.0.0.1', cluster });
 const b = await startBroker({ port: 0, host: '127.0.0.1', cluster });
@@ -94,9 +71,7 @@ const rows = [
   await measure('cluster, A to B', a, b),
 ];
 await Promise.all([alone, a, b].map((x) => x.close()));
-redis.kill();
-await once(redis, 'exit');
-rmSync(dir, { recursive: true, force: true });
+await redis.stop();
 
 const f = (x: number, d = 2) => x.toFixed(d);
 console.log(`${messages} × 1 KiB QoS 1 one at a time; ${models} × ${modelBytes} bytes QoS 1 at once (Redis ${cluster}, loopback)`);

@@ -25,10 +25,11 @@
  *   npm run bench:edge [-- --examples 30000 --rounds 10 --format idx|csv|both --probe-rounds 5 --no-breakdown]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { procStatusBytes } from './proc.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'cli/bin/fedmq.js');
@@ -65,14 +66,7 @@ function arg(name: string, def: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : def;
 }
 
-function vmHwmMb(pid: number): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? (Number(m[1]) * 1024) / MB : NaN;
-  } catch {
-    return NaN; // exited
-  }
-}
+const vmHwmMb = (pid: number): number => procStatusBytes(pid, 'VmHWM') / MB;
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -19,16 +19,15 @@
  *   npm run bench:scale [-- --rows 10,100,1000,3000,all1000,cluster3000,edge --rounds 3]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startBrokerThread, type Traffic } from '@fedmq/broker';
+import { startBrokerThread, startRedisServer, type RedisServer, type Traffic } from '@fedmq/broker';
 import { Coordinator, createStrategy } from '@fedmq/coordinator';
 import { initBackend } from '@fedmq/ml';
 import type { RoundRecord } from '@fedmq/protocol';
 import { DEFAULT_JOB, loadSimDataset, startSimulation } from '@fedmq/simulator';
 import { arg } from './lib.ts';
+import { procStatusBytes } from './proc.ts';
 
 /** One row of bench/results/scale.json. */
 export interface ScaleRow {
@@ -138,14 +137,6 @@ async function embeddedRow(nodes: number, selected: number): Promise<ScaleRow> {
 
 const CLI = join(import.meta.dirname, '..', 'cli', 'bin', 'fedmq.js');
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
-
 /** Starts a child and resolves with its first stdout line matching `ready` (rejects if it exits first). */
 function startChild(cmd: string, args: string[], ready: RegExp, onStderr?: (line: string) => void): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -168,12 +159,6 @@ function startChild(cmd: string, args: string[], ready: RegExp, onStderr?: (line
     });
     child.once('exit', (code) => reject(new Error(`${cmd} ${args.join(' ')} exited (${code}) before it was ready:\n${out}\n${err}`)));
   });
-}
-
-/** Peak RSS of a live process (VmHWM), MB. */
-function peakOf(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 async function stopChild(c: ChildProcess): Promise<void> {
@@ -205,14 +190,12 @@ async function clusterNodeBytes(metricsUrls: string[]): Promise<{ down: number; 
 /** 3,000 nodes as `shards` simulate processes against `brokers` broker processes on one redis-server. */
 async function clusterRow(nodes: number, selected: number, shards: number, brokers: number): Promise<ScaleRow> {
   const rss = rssSampler();
-  const dir = mkdtempSync(join(tmpdir(), 'fedmq-scale-'));
   const children: ChildProcess[] = [];
+  let redis: RedisServer | undefined;
   try {
-    const redisPort = await freePort();
     const say = (m: string) => process.stderr.write(`cluster row: ${m}\n`);
-    const redis = await startChild('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], /Ready to accept connections/);
-    children.push(redis.child);
-    const cluster = `redis://127.0.0.1:${redisPort}`;
+    redis = await startRedisServer();
+    const cluster = redis.url;
     say(`redis-server on ${cluster}`);
     const brokerProcs: { child: ChildProcess; url: string; metrics: string }[] = [];
     for (let i = 0; i < brokers; i++) {
@@ -250,10 +233,10 @@ async function clusterRow(nodes: number, selected: number, shards: number, broke
       return s.child;
     }));
     const connectSeconds = (performance.now() - t0) / 1000;
-    const idleRssMb = rssMb() + [...brokerProcs.map((b) => b.child), ...shardProcs].reduce((a, c) => a + currentRss(c.pid!), 0);
+    const idleRssMb = rssMb() + [...brokerProcs.map((b) => b.child), ...shardProcs].reduce((a, c) => a + procStatusBytes(c.pid!, 'VmRSS') / 2 ** 20, 0);
     const history = await done;
     const perRound = await bytes.perRound();
-    const peaks = [...brokerProcs.map((b) => b.child), ...shardProcs].reduce((a, c) => a + peakOf(c.pid!), 0);
+    const peaks = [...brokerProcs.map((b) => b.child), ...shardProcs].reduce((a, c) => a + procStatusBytes(c.pid!, 'VmHWM') / 2 ** 20, 0);
     await coordinator.close();
     rss.stop();
     return {
@@ -262,14 +245,8 @@ async function clusterRow(nodes: number, selected: number, shards: number, broke
     };
   } finally {
     for (const c of children.reverse()) await stopChild(c);
-    rmSync(dir, { recursive: true, force: true });
+    await redis?.stop(); // last: a cluster broker stopping without its Redis waits for it
   }
-}
-
-/** Current RSS of a live process (VmRSS), MB. */
-function currentRss(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 // ---- driver: one child process per row ----------------------------------------------------------

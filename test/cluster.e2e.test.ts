@@ -18,54 +18,20 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startRedisServer, type RedisServer } from '@fedmq/broker';
 import { Coordinator, createStrategy } from '@fedmq/coordinator';
 import { initBackend, loadMnist, subset } from '@fedmq/ml';
 import type { FedmqError, RoundRecord } from '@fedmq/protocol';
 import { startSimulation, type Simulation } from '@fedmq/simulator';
 
-const REDIS = '/usr/bin/redis-server';
-const REDIS_CLI = '/usr/bin/redis-cli';
 const BIN = fileURLToPath(new URL('../cli/bin/fedmq.js', import.meta.url));
 const run = promisify(execFile);
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
-
-/** redis-server on a free port of 127.0.0.1 (another port if that one was taken meanwhile). */
-async function startRedis(): Promise<{ port: number; proc: ChildProcess; dir: string }> {
-  if (!existsSync(REDIS) || !existsSync(REDIS_CLI)) throw new Error(`${REDIS} or ${REDIS_CLI} not found: this test needs Debian's redis-server (apt-get install redis-server; npm test installs it when run as root)`);
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), 'fedmq-cluster-e2e-'));
-    const proc = spawn(REDIS, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    const up = await new Promise<boolean>((resolve) => {
-      proc.stdout!.on('data', (b: Buffer) => {
-        out += b.toString();
-        if (/ready to accept connections/i.test(out)) resolve(true);
-      });
-      proc.once('exit', () => resolve(false));
-    });
-    if (up) return { port, proc, dir };
-    rmSync(dir, { recursive: true, force: true });
-    if (attempt >= 5 || !/address already in use/i.test(out)) throw new Error(`redis-server exited: ${out}`);
-  }
-}
 
 /** A `fedmq broker` process of the cluster: its URL and broker id, as it prints them. */
 interface BrokerProcess {
@@ -93,7 +59,7 @@ async function startBrokerProcess(redisUrl: string): Promise<BrokerProcess> {
 const FIT = { epochs: 1, batchSize: 32, learningRate: 0.1 };
 
 describe('fedmq broker --cluster: three broker processes on one Redis', () => {
-  let redis: Awaited<ReturnType<typeof startRedis>> | undefined;
+  let redis: RedisServer | undefined;
   const brokers: BrokerProcess[] = [];
   const sims: Simulation[] = [];
   let coordinator: Coordinator | undefined;
@@ -113,12 +79,7 @@ describe('fedmq broker --cluster: three broker processes on one Redis', () => {
     await Promise.all(sims.splice(0).map((s) => s.stop()));
     await coordinator?.close();
     await stopBrokers();
-    if (redis && redis.proc.exitCode === null) {
-      const exited = once(redis.proc, 'exit');
-      redis.proc.kill();
-      await exited;
-    }
-    if (redis) rmSync(redis.dir, { recursive: true, force: true });
+    await redis?.stop();
   });
 
   it('refuses --cluster with a --persistence pointing elsewhere, before touching Redis', async () => {
@@ -128,10 +89,10 @@ describe('fedmq broker --cluster: three broker processes on one Redis', () => {
   });
 
   it('a coordinator on broker 1 and two nodes on each broker train 3 rounds: every update accepted', { timeout: 300_000 }, async () => {
-    redis = await startRedis();
-    const redisUrl = `redis://127.0.0.1:${redis.port}`;
+    redis = await startRedisServer();
+    const redisUrl = redis.url;
     brokers.push(...(await Promise.all([1, 2, 3].map(() => startBrokerProcess(redisUrl)))));
-    const cli = async (...a: string[]) => (await run(REDIS_CLI, ['-p', String(redis!.port), ...a])).stdout;
+    const cli = redis.cli;
     // three brokers, three Redis connections each (relay: publish + subscribe; persistence), and redis-cli's own
     expect((await cli('CLIENT', 'LIST')).trim().split('\n')).toHaveLength(3 * 3 + 1);
     expect(await cli('CONFIG', 'GET', 'client-output-buffer-limit')).toContain('pubsub 536870912 134217728 60');

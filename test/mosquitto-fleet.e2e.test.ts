@@ -18,13 +18,12 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readableFilters, writableFilters, type Role } from '@fedmq/broker';
+import { freePort, readableFilters, writableFilters, type Role } from '@fedmq/broker';
 import { Coordinator, createStrategy } from '@fedmq/coordinator';
 import { initBackend, loadMnist, subset } from '@fedmq/ml';
 import type { FedmqError, RoundRecord } from '@fedmq/protocol';
@@ -40,14 +39,6 @@ const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => f
 const COORDINATOR = 'coordinator@fedmq';
 const MONITOR = 'monitor@fedmq';
 const PASSWORD = 'fleet-test-password';
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 /** A running mosquitto: its URL, its log, and `stop()`. */
 interface Mosquitto {

@@ -9,15 +9,9 @@
  *
  * No redis-server is a FAILURE with the apt-get line, never a skip.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import MQEmitterRedis from 'mqemitter-redis';
 import { pino } from 'pino';
@@ -25,73 +19,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isFedmqError } from '@fedmq/protocol';
 import { assertClusterOptions, clusterPubsubLimit, parsePubsubLimit, pubsubLimitLine, redactRedisUrl, REDIS_DEFAULT_PUBSUB_LIMIT } from './cluster.ts';
 import { startBroker, type BrokerOptions, type RunningBroker } from './index.ts';
+import { freePort, startRedisServer as startRedis, type RedisServer as Redis } from './dev-redis.ts';
 
-const REDIS = '/usr/bin/redis-server';
-const REDIS_CLI = '/usr/bin/redis-cli';
-const run = promisify(execFile);
 const MiB = 2 ** 20;
-
-/** A private redis-server on a free TCP port of 127.0.0.1, its log lines, and redis-cli against it. */
-interface Redis {
-  url: string;
-  port: number;
-  log: string[];
-  /** Resolves when a log line matches. */
-  logged(re: RegExp): Promise<string>;
-  cli(...args: string[]): Promise<string>;
-  stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
-
-/** Starts redis-server (extra `args` appended); retries on another port if the chosen one was taken meanwhile. */
-async function startRedis(args: string[] = []): Promise<Redis> {
-  if (!existsSync(REDIS) || !existsSync(REDIS_CLI)) throw new Error(`${REDIS} or ${REDIS_CLI} not found: this test needs Debian's redis-server (apt-get install redis-server; npm test installs it when run as root)`);
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), 'fedmq-cluster-redis-'));
-    const proc: ChildProcess = spawn(REDIS, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const log: string[] = [];
-    const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-    const onLine = (line: string) => {
-      log.push(line);
-      for (const w of waiters.splice(0)) (w.re.test(line) ? w.resolve(line) : waiters.push(w));
-    };
-    let rest = '';
-    proc.stdout!.on('data', (b: Buffer) => {
-      const lines = (rest + b.toString()).split('\n');
-      rest = lines.pop()!;
-      lines.forEach(onLine);
-    });
-    const logged = (re: RegExp) => new Promise<string>((resolve) => {
-      const hit = log.find((l) => re.test(l));
-      if (hit) resolve(hit);
-      else waiters.push({ re, resolve });
-    });
-    const exited = once(proc, 'exit');
-    const up = await Promise.race([logged(/ready to accept connections/i).then(() => true), exited.then(() => false)]);
-    const stop = async () => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill();
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    };
-    if (!up) {
-      await stop();
-      if (attempt < 5 && log.some((l) => /address already in use/i.test(l))) continue;
-      throw new Error(`redis-server exited: ${log.join('\n')}`);
-    }
-    const cli = async (...a: string[]) => (await run(REDIS_CLI, ['-p', String(port), ...a])).stdout;
-    return { url: `redis://127.0.0.1:${port}`, port, log, logged, cli, stop };
-  }
-}
 
 /** Resolves with the next message on `topic` (exactly). */
 function next(client: MqttClient, topic: string): Promise<{ payload: Buffer; retain: boolean }> {

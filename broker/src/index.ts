@@ -42,6 +42,8 @@ export {
 export { clientCertProblem, peerIdentity, tlsServerOptions, type BrokerTls, type PeerIdentity } from './tls.ts';
 // certs.ts: development certificates (`fedmq certs`)
 export { makeDevCerts, type DevCerts, type DevCertsOptions } from './certs.ts';
+// dev-redis.ts: a throwaway redis-server (tests, benchmarks, trying a cluster) and a free port for such servers
+export { freePort, startRedisServer, type RedisServer } from './dev-redis.ts';
 // thread.ts: the broker on a worker thread of its own (the embedded broker of `fedmq simulate`)
 export { startBrokerThread, type BrokerThread, type BrokerThreadOptions } from './thread.ts';
 // hooks.ts: what the security hooks know about a connection
