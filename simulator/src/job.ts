@@ -79,12 +79,8 @@ export interface LocalJobOptions {
   metricsPort?: number | false;
   /** Called once the broker listens, with its MQTT URL and its dashboard URL (when served). */
   onBroker?: (url: string, dashboardUrl?: string) => void;
-  /** Called with the broker (on its own thread) once it listens: its socket byte counts by role, for benchmarks. */
-  onBrokerThread?: (b: BrokerThread) => void;
   /** Called once `/metrics` is served, with its URL. */
   onMetrics?: (url: string) => void;
-  /** Called each time one more simulated node has connected (`connected` of `total`). */
-  onNodeConnected?: (connected: number, total: number) => void;
   /** Called when the nodes are up. */
   onNodes?: (info: { nodes: number; workers: number; backend: string }) => void;
   onRound?: (r: RoundRecord) => void;
@@ -117,7 +113,6 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
   try {
     broker = await listen(o.port, o.httpPort, logger.level);
     o.onBroker?.(broker.url, broker.httpUrl);
-    o.onBrokerThread?.(broker);
     const minAvailableNodes = o.minAvailableNodes ?? (o.nodes || data.groupCount || 1);
     const strategy = createStrategy(
       { strategy: o.strategy, aggregator: o.aggregator, serverOptimizer: o.serverOptimizer, fraction: o.fraction, minFitNodes: o.minFitNodes ?? 1, fitConfig: o.fit, params: o.strategyParams },
@@ -154,7 +149,6 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
     sim = await startSimulation({
       brokerUrl: broker.url, job: o.job, nodes: o.nodes, train: data.train, groups: data.groups, groupPrefix: data.groupPrefix,
       partition: o.partition, seed: o.seed, workers: o.workers, logLevel: logger.level, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos,
-      onConnected: o.onNodeConnected,
     });
     o.onSimulation?.(sim);
     o.onNodes?.({ nodes: sim.plan.length, workers: sim.workers, backend: sim.backend });

@@ -55,8 +55,6 @@ export interface SimulationEvents {
   problem: [{ nodeId: string; code: string; message: string }];
   /** ALIE: the colluders of a round were answered with this crafted delta (alie.ts). */
   alie: [AlieRound];
-  /** A node's MQTT client reported an error (`connack timeout`, `read ECONNRESET` …); it reconnects on its own. */
-  connectionError: [{ nodeId: string; message: string }];
 }
 
 /** A running simulation: N edge nodes in worker threads, each on its own MQTT connection. */
@@ -130,10 +128,8 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
           backend = m.backend;
           resolve();
         } else if (m.type === 'connected') opts.onConnected?.(++connected, plan.length);
-        else if (m.type === 'connectionError') {
-          connectionErrors.set(m.message, (connectionErrors.get(m.message) ?? 0) + 1);
-          emitter.emit('connectionError', m);
-        } else if (m.type === 'updated') emitter.emit('updated', m);
+        else if (m.type === 'connectionError') connectionErrors.set(m.message, (connectionErrors.get(m.message) ?? 0) + 1);
+        else if (m.type === 'updated') emitter.emit('updated', m);
         else if (m.type === 'problem') emitter.emit('problem', m);
         else if (m.type === 'alie-task') alie?.announce(m);
         else if (m.type === 'alie') {
