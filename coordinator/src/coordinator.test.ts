@@ -11,11 +11,13 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
 import { createModel, initBackend } from '@fedmq/ml';
-import { ErrorCodes, float32Codec, packMessage, splitPayload, topics, type NamedTensor } from '@fedmq/protocol';
+import { pino } from 'pino';
+import { ErrorCodes, PROTOCOL_VERSION, chunkSpan, encodeJson, float32Codec, packMessage, splitPayload, topics, type NamedTensor } from '@fedmq/protocol';
 import { CHECKPOINT_FILE, Coordinator, type CoordinatorOptions } from './coordinator.ts';
 import { createStrategy } from './strategies/index.ts';
 import type { CoordinatorCheckpoint } from './engine/types.ts';
 import { scriptedNode, updateFor } from './test-nodes.ts';
+import { maxUpdateBytes } from './validate.ts';
 
 const JOB = 'coord-test';
 const FIT = { epochs: 1, batchSize: 8, learningRate: 0.1 };
@@ -156,6 +158,59 @@ describe('chunked updates', () => {
     expect(record.bytesUp).toBe(chunks.reduce((s, x) => s + x.length, 0));
     expect(rejected.slice(0, 5)).toEqual(Array.from({ length: 5 }, (_, i) => `ghost-${i} ${ErrorCodes.NOT_SELECTED}`));
     expect(rejected.slice(5)).toEqual([`n1 ${ErrorCodes.SCHEMA}`]); // 'x' is MessagePack for 120, not an Update
+  });
+});
+
+describe('chunked updates from a selected node', () => {
+  // Regression (issue 12): a node *with* an open fit task could still take the whole shared
+  // budget: four first chunks announcing 256 MiB transfers made every honest update fail with
+  // FEDMQ_CHUNK_LIMIT (logged against the victims) and the run died with FEDMQ_ROUND_FAILED.
+  it('a node holds one transfer of at most one update: oversized ones are refused and its older one superseded, both against it; honest updates are accepted; a partial transfer is dropped when its round closes', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+    const c = await setup({ rounds: 1, minAvailableNodes: 4, maxPayloadBytes: 2048, maxRoundRetries: 0, deadlineMs: 60_000, logger });
+    const rejected: string[] = [];
+    c.on('rejected', (r) => rejected.push(`${r.nodeId} ${r.error.code}`));
+    const done = c.run();
+    const [n1, n2] = [await scriptedNode(broker!.url, JOB, 'n1', 1, () => false, clients), await scriptedNode(broker!.url, JOB, 'n2', 2, () => false, clients)];
+    const m = await scriptedNode(broker!.url, JOB, 'm', 3, () => false, clients);
+    const willPayload = encodeJson({ v: PROTOCOL_VERSION, job: JOB, nodeId: 'p', state: 'offline', ts: Date.now() });
+    const p = await scriptedNode(broker!.url, JOB, 'p', 4, () => false, clients, { will: { topic: topics.nodeStatus(JOB, 'p'), payload: willPayload, qos: 1, retain: true } });
+    const [t1, t2, tm, tp] = await Promise.all([n1.nextTask(), n2.nextTask(), m.nextTask(), p.nextTask()]);
+    const zeros = createModel('mlp-3x2', 1).getWeights().map((t) => ({ ...t, data: new Float32Array(t.data.length) }));
+    const honest = (task: typeof t1, id: string, k: number) => splitPayload(updateFor(JOB, task, id, k, zeros), 2048);
+    const limit = maxUpdateBytes(c.globalWeights(), 'float32');
+    const first = (transfer: number, total: number) => {
+      const count = Math.ceil(total / 1024);
+      return packMessage({ v: 2, transfer: String(transfer).padStart(32, 'c'), index: 0, count, total, sha256: 'a'.repeat(64), data: new Uint8Array(chunkSpan(total, count, 0)!.length) });
+    };
+    // the attack: four 256 MiB transfers announced by a selected node
+    for (let i = 0; i < 4; i++) await m.client.publishAsync(topics.nodeUpdate(JOB, 'm'), first(i, 256 * 2 ** 20), { qos: 1 });
+    // at the bound: held; a second transfer of m supersedes it
+    await m.client.publishAsync(topics.nodeUpdate(JOB, 'm'), first(10, limit), { qos: 1 });
+    await m.client.publishAsync(topics.nodeUpdate(JOB, 'm'), first(11, limit), { qos: 1 });
+    // one byte over the bound: refused
+    await m.client.publishAsync(topics.nodeUpdate(JOB, 'm'), first(12, limit + 1), { qos: 1 });
+    // the honest nodes' chunked updates, and m's real one after all that
+    for (const ch of honest(t1, 'n1', 10)) await n1.client.publishAsync(topics.nodeUpdate(JOB, 'n1'), ch, { qos: 1 });
+    for (const ch of honest(t2, 'n2', 20)) await n2.client.publishAsync(topics.nodeUpdate(JOB, 'n2'), ch, { qos: 1 });
+    for (const ch of honest(tm, 'm', 30)) await m.client.publishAsync(topics.nodeUpdate(JOB, 'm'), ch, { qos: 1 });
+    // p starts its upload and vanishes (no DISCONNECT: the broker publishes its Last Will)
+    const pChunks = honest(tp, 'p', 40);
+    await p.client.publishAsync(topics.nodeUpdate(JOB, 'p'), pChunks[0], { qos: 1 });
+    p.client.stream.destroy();
+    const [record] = await done;
+    expect(record.accepted).toBe(true);
+    expect(record.reported).toBe(3);
+    expect(record.failures.offline).toBe(1);
+    expect(rejected).toEqual([
+      ...Array.from({ length: 4 }, () => `m ${ErrorCodes.CHUNK_TOO_LARGE}`),
+      `m ${ErrorCodes.CHUNK_LIMIT}`, // transfer 10 superseded by 11
+      `m ${ErrorCodes.CHUNK_TOO_LARGE}`, // limit + 1
+      `m ${ErrorCodes.CHUNK_LIMIT}`, // transfer 11 superseded by m's real update
+    ]);
+    // p's first chunk held its buffer until the round closed, then it was freed
+    expect(lines.filter((l) => l.msg === 'incomplete update transfer dropped: its task closed').map((l) => l.nodeId)).toEqual(['p']);
   });
 });
 

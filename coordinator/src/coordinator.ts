@@ -11,6 +11,7 @@ import {
 import { createModel, type Dataset, type FederatedModel } from '@fedmq/ml';
 import type { Strategy } from './strategy.ts';
 import { RoundMachine } from './engine/machine.ts';
+import { maxUpdateBytes } from './validate.ts';
 import type { AsyncOptions, CoordinatorCheckpoint, Effect, EngineConfig, EngineEvent, EngineNotice } from './engine/types.ts';
 
 /** Options of {@link Coordinator}. */
@@ -233,8 +234,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (this.ran) throw new Error('run() can be called once');
     this.ran = true;
     if (this.opts.maxPayloadBytes) {
+      // one pending transfer per node, none larger than an honest update of this model and codec:
+      // a node can hold at most one update's worth of the shared budget (docs/chunking.md §3)
       this.reassembler = new Reassembler({
-        maxTotalBytes: 256 * 2 ** 20, maxPendingBytes: 1024 * 2 ** 20, timeoutMs: this.opts.deadlineMs,
+        maxTotalBytes: maxUpdateBytes(this.machine.global, this.opts.codec ?? 'float32', this.opts.codecParams),
+        maxPendingBytes: 1024 * 2 ** 20, maxPendingPerSender: 1, timeoutMs: this.opts.deadlineMs,
         onError: (error, info) => this.dispatch({ type: 'rejected', error, nodeId: info.sender }),
       });
     }
@@ -313,10 +317,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     switch (n.type) {
       case 'stage':
         this.log.debug({ round: n.round, stage: n.stage }, 'stage');
+        this.dropStaleTransfers();
         this.emit('stage', { stage: n.stage, round: n.round, cohort: n.cohort, deadline: n.deadline, online: n.online });
         break;
       case 'round':
         this.log.info({ round: n.record.round, accepted: n.record.accepted, reported: n.record.reported, selected: n.record.selected }, 'round closed');
+        this.dropStaleTransfers();
         this.emit('round', n.record);
         break;
       case 'accepted':
@@ -327,6 +333,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         this.emit('rejected', { error: n.error, nodeId: n.nodeId, round: n.round });
         break;
     }
+  }
+
+  /** Frees the incomplete update transfers of nodes whose fit task has closed (its round or stage ended): their updates could no longer count. */
+  private dropStaleTransfers(): void {
+    const dropped = this.reassembler?.dropWhere((nodeId) => !this.machine.expectsUpdate(nodeId)) ?? [];
+    for (const d of dropped) this.log.info({ nodeId: d.sender, transfer: d.transfer, total: d.total }, 'incomplete update transfer dropped: its task closed');
   }
 
   private async finish(outcome: 'done' | 'stopped' | 'failed', error?: FedmqError): Promise<void> {

@@ -1,4 +1,4 @@
-import { ErrorCodes, FedmqError, getCodec, type NamedTensor, type PreparedTensor, type UpdateMessage } from '@fedmq/protocol';
+import { ErrorCodes, FedmqError, getCodec, packMessage, seededRng, type CodecParams, type NamedTensor, type PreparedTensor, type UpdateMessage } from '@fedmq/protocol';
 
 /**
  * Checks an update's tensors against the global model and its codec before anything is folded
@@ -21,4 +21,27 @@ export function checkUpdateTensors(update: UpdateMessage, global: readonly Named
     if (t.shape.join(',') !== g.shape.join(',')) throw new FedmqError(ErrorCodes.MODEL_MISMATCH, `tensor ${g.name} has shape [${t.shape}], expected [${g.shape}]`);
     return codec.prepare(t);
   });
+}
+
+/** Room for an update's envelope (ids ≤ 64 characters, codec name, metrics, MessagePack framing) beside its tensors, bytes. */
+const UPDATE_ENVELOPE_BYTES = 64 * 1024;
+
+/**
+ * The largest Update payload (docs/protocol.md §3.8) a node can honestly send for a global model
+ * of these tensors in `codec`, bytes: the MessagePack size of the encoded tensors of a delta (every
+ * codec has a layout fixed by the shapes and params; a seeded random delta is encoded so that no
+ * codec can be smaller for zeros), plus 1 % and {@link UPDATE_ENVELOPE_BYTES} for the envelope.
+ * The coordinator refuses chunked transfers that announce more (FEDMQ_CHUNK_TOO_LARGE), so one
+ * node cannot reserve more of the reassembly budget than a real update takes (docs/chunking.md §3).
+ * @throws FedmqError FEDMQ_BAD_CONFIG for an unknown codec.
+ */
+export function maxUpdateBytes(global: readonly NamedTensor[], codec: string, params: CodecParams = {}): number {
+  const rng = seededRng(1);
+  const delta = global.map((t) => {
+    const data = new Float32Array(t.data.length);
+    for (let i = 0; i < data.length; i++) data[i] = rng() * 2 - 1;
+    return { name: t.name, shape: [...t.shape], data };
+  });
+  const encoded = getCodec(codec).encode(delta, params, {}, seededRng(2));
+  return Math.ceil(packMessage(encoded).byteLength * 1.01) + UPDATE_ENVELOPE_BYTES;
 }

@@ -435,6 +435,47 @@ describe('Reassembler', () => {
     expectCode(() => new Reassembler({ maxTotalBytes: 1, maxPendingBytes: 1.5, timeoutMs: 1 }), ErrorCodes.BAD_CONFIG);
     expectCode(() => new Reassembler({ maxTotalBytes: 1, maxPendingBytes: 1, timeoutMs: 0 }), ErrorCodes.BAD_CONFIG);
     expectCode(() => new Reassembler({ maxTotalBytes: 1, maxPendingBytes: 1, timeoutMs: 1, maxPendingTransfers: 0 }), ErrorCodes.BAD_CONFIG);
+    expectCode(() => new Reassembler({ maxTotalBytes: 1, maxPendingBytes: 1, timeoutMs: 1, maxPendingPerSender: 0 }), ErrorCodes.BAD_CONFIG);
+  });
+
+  it('maxPendingPerSender: a sender at its bound gives up its oldest transfer (onError FEDMQ_CHUNK_LIMIT naming it); other senders are untouched', () => {
+    const { r, errors } = make({ maxPendingPerSender: 1 });
+    const [a1, a2, b1] = [1, 2, 3].map((i) => splitPayload(randomPayload(5000, i), 1200));
+    expect(feed(r, 'a', a1.slice(0, 2))).toEqual([]);
+    expect(feed(r, 'b', b1.slice(0, 2))).toEqual([]);
+    expect(r.pending).toBe(2);
+    expect(feed(r, 'a', a2.slice(0, 1))).toEqual([]); // supersedes a1
+    expect(errors).toEqual([{ code: ChunkErrorCodes.CHUNK_LIMIT, transfer: (unpackMessage(a1[0]) as { transfer: string }).transfer, sender: 'a' }]);
+    expect(r.pending).toBe(2);
+    expect(r.pendingBytes).toBe(10_000);
+    expect(feed(r, 'a', a1.slice(2))).toEqual([]); // the superseded transfer's late chunks are ignored
+    expect(feed(r, 'a', a2.slice(1))).toEqual([randomPayload(5000, 2)]);
+    expect(feed(r, 'b', b1.slice(2))).toEqual([randomPayload(5000, 3)]);
+    expect(errors).toHaveLength(1);
+    expect(r.pendingBytes).toBe(0);
+  });
+
+  it('maxPendingPerSender: 2 keeps two transfers of a sender and supersedes the oldest at the third', () => {
+    const { r, errors } = make({ maxPendingPerSender: 2 });
+    const sets = [1, 2, 3].map((i) => splitPayload(randomPayload(3000, i), 1200));
+    for (const cs of sets.slice(0, 2)) feed(r, 'a', cs.slice(0, 1));
+    expect(errors).toEqual([]);
+    feed(r, 'a', sets[2].slice(0, 1));
+    expect(errors.map((e) => e.transfer)).toEqual([(unpackMessage(sets[0][0]) as { transfer: string }).transfer]);
+    expect(r.pending).toBe(2);
+  });
+
+  it('dropWhere frees the transfers of the senders it names, without onError, and ignores their late chunks', () => {
+    const { r, errors } = make();
+    const [a, b] = [1, 2].map((i) => splitPayload(randomPayload(4000, i), 1200));
+    feed(r, 'a', a.slice(0, 1));
+    feed(r, 'b', b.slice(0, 1));
+    expect(r.dropWhere((s) => s === 'a')).toEqual([{ sender: 'a', transfer: (unpackMessage(a[0]) as { transfer: string }).transfer, total: 4000 }]);
+    expect(r.pendingBytes).toBe(4000);
+    expect(feed(r, 'a', a.slice(1))).toEqual([]);
+    expect(feed(r, 'b', b.slice(1))).toEqual([randomPayload(4000, 2)]);
+    expect(errors).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it('uses injected timers', () => {

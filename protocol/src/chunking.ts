@@ -171,6 +171,14 @@ export interface ReassemblerOptions {
   maxPendingBytes: number;
   /** Bound on the number of incomplete transfers (bookkeeping per transfer is small but not zero); beyond it `push` throws FEDMQ_CHUNK_LIMIT. Default 10 000. */
   maxPendingTransfers?: number;
+  /**
+   * Bound on the incomplete transfers of one sender. A new transfer from a sender that already
+   * holds this many supersedes its oldest one: the oldest is dropped and reported to `onError`
+   * (FEDMQ_CHUNK_LIMIT, naming the sender), so a sender can hold at most this many × `maxTotalBytes`
+   * of the shared budget, and an honest sender that restarted an upload under a new transfer id is
+   * not blocked by its own abandoned one. Default: no bound.
+   */
+  maxPendingPerSender?: number;
   /** How many finished (delivered, failed or refused) transfer ids to remember, so that their late chunks are ignored instead of starting a new transfer. Oldest forgotten first. Default 10 000. */
   rememberFinished?: number;
   /**
@@ -215,6 +223,7 @@ export class Reassembler {
   private readonly timeoutMs: number;
   private readonly maxPendingBytes: number;
   private readonly maxPendingTransfers: number;
+  private readonly maxPendingPerSender: number;
   private readonly rememberFinished: number;
   private readonly onError: ReassemblerOptions['onError'];
   private readonly timers: ReassemblerTimers;
@@ -232,6 +241,7 @@ export class Reassembler {
     this.maxTotalBytes = int('maxTotalBytes', opts.maxTotalBytes, 0);
     this.maxPendingBytes = int('maxPendingBytes', opts.maxPendingBytes, 0);
     this.maxPendingTransfers = int('maxPendingTransfers', opts.maxPendingTransfers ?? 10_000, 1);
+    this.maxPendingPerSender = opts.maxPendingPerSender === undefined ? Infinity : int('maxPendingPerSender', opts.maxPendingPerSender, 1);
     this.rememberFinished = int('rememberFinished', opts.rememberFinished ?? 10_000, 0);
     if (typeof opts.timeoutMs !== 'number' || !Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0) {
       throw new FedmqError(ErrorCodes.BAD_CONFIG, `Reassembler: timeoutMs must be a positive number of ms, got ${String(opts.timeoutMs)}`, { timeoutMs: opts.timeoutMs });
@@ -294,9 +304,20 @@ export class Reassembler {
         }
         return { payload: whole, wireBytes: chunkPayload.byteLength };
       }
+      const own = [...this.transfers.entries()].filter(([, p]) => p.sender === sender);
+      // a sender over its own bound gives up its oldest transfers (Map order is arrival order)
+      for (const [oldKey, old] of own.slice(0, Math.max(0, own.length - this.maxPendingPerSender + 1))) {
+        this.drop(oldKey, old);
+        this.fail(
+          chunkError(ChunkErrorCodes.CHUNK_LIMIT, `chunked transfer ${old.transfer} from ${sender} superseded by its transfer ${c.transfer} (at most ${this.maxPendingPerSender} pending per sender)`, {
+            ...info, superseded: old.transfer, received: old.received, count: old.count, maxPendingPerSender: this.maxPendingPerSender,
+          }),
+          { transfer: old.transfer, sender },
+        );
+      }
       if (this.transfers.size >= this.maxPendingTransfers || this.heldBytes + c.total > this.maxPendingBytes) {
         this.remember(key);
-        throw chunkError(ChunkErrorCodes.CHUNK_LIMIT, `chunked transfer of ${c.total} bytes refused: ${this.transfers.size} transfers / ${this.heldBytes} bytes pending (limits ${this.maxPendingTransfers} / ${this.maxPendingBytes})`, {
+        throw chunkError(ChunkErrorCodes.CHUNK_LIMIT, `chunked transfer of ${c.total} bytes from ${sender} refused: ${this.transfers.size} transfers / ${this.heldBytes} bytes pending (limits ${this.maxPendingTransfers} / ${this.maxPendingBytes}; largest holders ${this.holders(3)})`, {
           ...info,
           total: c.total,
           pending: this.transfers.size,
@@ -347,6 +368,29 @@ export class Reassembler {
   /** Drops every incomplete transfer (no `onError`) and clears its timer. Call on shutdown; the reassembler stays usable. */
   close(): void {
     for (const [key, t] of this.transfers) this.drop(key, t);
+  }
+
+  /**
+   * Drops the incomplete transfers of every sender for which `stale(sender)` is true (no
+   * `onError`: the caller knows why, e.g. the round they answer has closed); their late chunks are
+   * then ignored. Returns the transfers dropped.
+   */
+  dropWhere(stale: (sender: string) => boolean): { sender: string; transfer: string; total: number }[] {
+    const dropped: { sender: string; transfer: string; total: number }[] = [];
+    for (const [key, t] of this.transfers) {
+      if (!stale(t.sender)) continue;
+      this.drop(key, t);
+      dropped.push({ sender: t.sender, transfer: t.transfer, total: t.total });
+    }
+    return dropped;
+  }
+
+  /** `sender (bytes)` of the `n` senders holding the most pending bytes, for error messages. */
+  private holders(n: number): string {
+    const by = new Map<string, number>();
+    for (const t of this.transfers.values()) by.set(t.sender, (by.get(t.sender) ?? 0) + t.total);
+    const top = [...by].sort((a, b) => b[1] - a[1]).slice(0, n);
+    return top.length === 0 ? 'none' : top.map(([s, b]) => `${s} (${b} bytes)`).join(', ');
   }
 
   /** (Re)starts the inactivity timer of a pending transfer. */
