@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
@@ -18,6 +18,8 @@ import { writeReport } from './report.ts';
 import { registerMonitorCommand } from './monitor.ts';
 import { registerNodeCommand } from './node-command.ts';
 import { logLevelOption, onSignal, runProgram } from './process.ts';
+import { withUrlCredentials } from './broker-url.ts';
+import { assertJobId, defaultRunDir, prepareOutDir } from './out-dir.ts';
 import { brokerSecurityOptions, clientMqttOptions, registerAuthCommand, registerCertsCommand, simulatedNodeMqtt, withBrokerSecurityOptions, withClientSecurityOptions, type BrokerSecurityFlags, type ClientSecurityFlags } from './security.ts';
 
 const program = new Command('fedmq')
@@ -120,10 +122,6 @@ function fitConfig(o: RoundFlags): FitConfig {
   return { epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr };
 }
 
-function runId(job: string): string {
-  return `${job}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-')}`;
-}
-
 /** Round, training, codec, strategy and engine options shared by `coordinator` and the embedded `simulate`. */
 function withRoundOptions(cmd: Command): Command {
   const before = new Set(cmd.options.map((x) => x.attributeName()));
@@ -206,7 +204,9 @@ interface CoordinatorFlags extends RoundFlags, ClientSecurityFlags {
   resume?: string;
   model: string;
   metricsPort?: number;
+  metricsHost: string;
   out?: string;
+  force?: boolean;
 }
 
 withClientSecurityOptions(withRoundOptions(
@@ -219,10 +219,12 @@ withClientSecurityOptions(withRoundOptions(
     .option('--model <name>', `model to train (${listModelsSafe()})`, 'mnist-2nn')
     .option('--test-data <path>', 'held-out test set (IDX folder/pair or CSV); default for mnist-2nn: the MNIST test set')
     .option('--metrics-port <port>', `port of the Prometheus /metrics endpoint (default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
-    .option('--out <dir>', 'run folder for history.json, report.html and model/'),
+    .option('--metrics-host <host>', 'interface of the /metrics endpoint (0.0.0.0: every interface, for a Prometheus on another machine)', '127.0.0.1')
+    .option('--out <dir>', 'run folder for history.json, report.html and model/ (new or empty, unless --force)')
+    .option('--force', 'write into a --out folder that is not empty (its files of the same names are replaced)'),
 ), 'MQTT username (default "coordinator" when a password or certificate is given)').action(async (given: CoordinatorFlags, cmd: Command) => {
   const log = logger('info');
-  const { o, out, resume } = await coordinatorRun(given, cmd);
+  const { o, out, resume, shownBroker } = await coordinatorRun(given, cmd);
   await initBackend();
   const testData: Dataset | undefined = typeof o.testData === 'string' ? loadDataset(o.testData) : o.testData !== false && o.model === 'mnist-2nn' ? loadMnist('test') : undefined;
   const strategy = createStrategy(
@@ -236,16 +238,21 @@ withClientSecurityOptions(withRoundOptions(
     seed: o.seed, logger: log, mqtt: clientMqttOptions(o, 'coordinator'), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes,
     downlink: o.downlink, strategy,
   });
-  const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined);
+  const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined, o.metricsHost);
+  const federated = o.evaluateFraction > 0;
+  process.stdout.write(`coordinator for job ${o.job} on ${shownBroker}; waiting for ${o.minNodes ?? 2} node(s); run folder ${out}\nPrometheus metrics: ${metrics.url}\n${roundHeader({ federated })}\n`);
+  coordinator.on('round', (r) => process.stdout.write(`${roundLine(r, { federated })}\n`));
+  const running = coordinator.run().then(async (h) => {
+    await writeReport(out, { job: o.job!, runId: coordinator.runId, config: coordinator.describe(), history: h, nodes: coordinator.nodes() });
+    return h;
+  });
+  // a stopped run ends with what it has (history, model, report) before the process exits
   onSignal(async () => {
     await coordinator.close();
+    await running.catch(() => undefined);
     await metrics.close();
   });
-  const federated = o.evaluateFraction > 0;
-  process.stdout.write(`coordinator for job ${o.job} on ${o.broker}; waiting for ${o.minNodes ?? 2} node(s); run folder ${out}\nPrometheus metrics: ${metrics.url}\n${roundHeader({ federated })}\n`);
-  coordinator.on('round', (r) => process.stdout.write(`${roundLine(r, { federated })}\n`));
-  const history = await coordinator.run();
-  await writeReport(out, { job: o.job!, runId: coordinator.runId, config: coordinator.describe(), history, nodes: coordinator.nodes() });
+  const history = await running;
   await coordinator.close();
   await metrics.close();
   const last = history.at(-1);
@@ -254,18 +261,27 @@ withClientSecurityOptions(withRoundOptions(
 });
 
 /**
- * The coordinator's options and run folder. A new run writes its flags to `config.json` in the
- * run folder (never the password); `--resume DIR` reads them back, lets flags given now override
- * them, and loads `DIR/checkpoint.msgpack`.
+ * The coordinator's options and run folder. A new run checks its job id and run folder (new or
+ * empty, unless `--force`) before it writes anything, then writes its flags to `config.json` in
+ * the run folder — never the password, nor the broker URL's (the URL is kept without user and
+ * password, the user as `username`); `--resume DIR` reads them back, lets flags given now
+ * override them, and loads `DIR/checkpoint.msgpack`. `shownBroker` is the broker URL to print
+ * (password as `***`).
+ * @throws FedmqError FEDMQ_BAD_CONFIG on a bad job id, a bad broker URL or a run folder that is
+ *   not empty.
  */
-async function coordinatorRun(given: CoordinatorFlags, cmd: Command): Promise<{ o: CoordinatorFlags; out: string; resume?: CoordinatorCheckpoint }> {
+async function coordinatorRun(given: CoordinatorFlags, cmd: Command): Promise<{ o: CoordinatorFlags; out: string; shownBroker: string; resume?: CoordinatorCheckpoint }> {
   if (!given.resume) {
     if (!given.broker || !given.job) throw new InvalidArgumentError('--broker and --job are required (unless --resume DIR)');
-    const out = resolve(given.out ?? join('runs', runId(given.job)));
-    await mkdir(out, { recursive: true });
-    const { password: _p, ...saved } = given;
+    assertJobId(given.job);
+    const { flags: o, shown } = withUrlCredentials(given);
+    const out = resolve(given.out ?? defaultRunDir(given.job));
+    await prepareOutDir(out, { force: given.force });
+    // --force: an earlier run's checkpoint must not be taken for this run's by a later --resume
+    if (given.force) await rm(join(out, CHECKPOINT_FILE), { force: true });
+    const { password: _p, force: _f, ...saved } = o;
     await writeFile(join(out, 'config.json'), `${JSON.stringify(saved, null, 2)}\n`);
-    return { o: given, out };
+    return { o, out, shownBroker: shown! };
   }
   const out = resolve(given.resume);
   let saved: Record<string, unknown> = {};
@@ -277,11 +293,13 @@ async function coordinatorRun(given: CoordinatorFlags, cmd: Command): Promise<{ 
   const merged: Record<string, unknown> = { ...given };
   for (const [k, v] of Object.entries(saved)) if (cmd.getOptionValueSource(k) !== 'cli' && k !== 'resume' && k !== 'out') merged[k] = v;
   // config.json holds what commander parsed, written by this same command: the same flag types
-  const o = merged as unknown as CoordinatorFlags;
-  if (!o.broker || !o.job) throw new InvalidArgumentError(`${out}/config.json has no broker or job: give --broker and --job`);
+  const m = merged as unknown as CoordinatorFlags;
+  if (!m.broker || !m.job) throw new InvalidArgumentError(`${out}/config.json has no broker or job: give --broker and --job`);
+  assertJobId(m.job);
+  const { flags: o, shown } = withUrlCredentials(m);
   // killed before its first round closed: nothing to continue, start the run again
-  if (!existsSync(join(out, CHECKPOINT_FILE))) return { o, out };
-  return { o, out, resume: await Coordinator.loadCheckpoint(out) };
+  if (!existsSync(join(out, CHECKPOINT_FILE))) return { o, out, shownBroker: shown! };
+  return { o, out, shownBroker: shown!, resume: await Coordinator.loadCheckpoint(out) };
 }
 
 registerNodeCommand(program);
@@ -301,7 +319,9 @@ interface SimulateFlags extends RoundFlags, ClientSecurityFlags {
   port?: number;
   httpPort?: number;
   metricsPort?: number;
+  metricsHost: string;
   out?: string;
+  force?: boolean;
   /** False with --no-progress. */
   progress: boolean;
 }
@@ -311,7 +331,7 @@ interface SimulateFlags extends RoundFlags, ClientSecurityFlags {
  * `--seed`, which also seeds the partition): refused with --broker instead of silently ignored.
  */
 function embeddedOnly(): string[] {
-  return [...ROUND_OPTION_KEYS].filter((k) => k !== 'seed').concat(['port', 'httpPort', 'metricsPort', 'out']);
+  return [...ROUND_OPTION_KEYS].filter((k) => k !== 'seed').concat(['port', 'httpPort', 'metricsPort', 'metricsHost', 'out', 'force']);
 }
 
 withClientSecurityOptions(withRoundOptions(
@@ -331,9 +351,13 @@ withClientSecurityOptions(withRoundOptions(
     .option('--port <port>', 'embedded broker port (default 1883, or a free one if taken)', int('port'))
     .option('--http-port <port>', 'embedded broker\'s dashboard port (default 8080, or a free one if taken)', int('http-port'))
     .option('--metrics-port <port>', `coordinator's Prometheus /metrics port (embedded mode; default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
-    .option('--out <dir>', 'run folder (embedded mode); default runs/<run-id>')
+    .option('--metrics-host <host>', 'interface of the coordinator\'s /metrics (embedded mode; 0.0.0.0: every interface)', '127.0.0.1')
+    .option('--out <dir>', 'run folder (embedded mode; new or empty, unless --force); default runs/<run-id>')
+    .option('--force', 'write into a --out folder that is not empty (embedded mode)')
     .option('--no-progress', 'no live progress bar (drawn only when stdout is a terminal)'),
-), 'MQTT username with --broker (default: each node\'s own id)').action(async (o: SimulateFlags, cmd: Command) => {
+), 'MQTT username with --broker (default: each node\'s own id)').action(async (given: SimulateFlags, cmd: Command) => {
+  assertJobId(given.job);
+  const { flags: o, shown: shownBroker } = withUrlCredentials(given);
   const partition = parsePartition(o.partition);
   if (partition.kind === 'natural' && cmd.getOptionValueSource('nodes') === 'default') o.nodes = 0; // one node per natural group
   if (o.shard && !o.broker) throw new InvalidArgumentError('--shard: shards join a fleet on a shared broker; give --broker URL (docs/scale.md)');
@@ -360,12 +384,12 @@ withClientSecurityOptions(withRoundOptions(
       return sim.stop();
     });
     const shard = o.shard ? ` (shard ${o.shard.index + 1}/${o.shard.count}: ${sim.plan[0].nodeId} … ${sim.plan.at(-1)!.nodeId})` : '';
-    progress.write(`${sim.plan.length} nodes${shard} of job ${o.job} on ${o.broker} in ${sim.workers} worker threads (tfjs ${sim.backend}); Ctrl-C to stop\n`);
+    progress.write(`${sim.plan.length} nodes${shard} of job ${o.job} on ${shownBroker} in ${sim.workers} worker threads (tfjs ${sim.backend}); Ctrl-C to stop\n`);
     return;
   }
   const log = logger('warn');
-  const id = runId(o.job);
-  const out = resolve(o.out ?? join('runs', id));
+  const out = resolve(o.out ?? defaultRunDir(o.job));
+  await prepareOutDir(out, { force: o.force });
   const t0 = performance.now();
   const codec = o.codec === 'float32' ? '' : `, codec ${o.codec}${o.codec.startsWith('topk') ? ` k=${o.topk}` : ''}`;
   const mode = o.mode === 'async' ? `async FedBuff (K=${o.bufferSize}, C=${o.concurrency}) server steps` : 'rounds';
@@ -378,7 +402,7 @@ withClientSecurityOptions(withRoundOptions(
     overSelection: o.overSelection, maxRoundRetries: o.maxRoundRetries, mode: o.mode, async: asyncOptions(o), evaluateFraction: o.evaluateFraction,
     valFraction: o.valFraction, centralEval: o.testData !== false,
     fit: fitConfig(o), outDir: out, port: o.port, workers: o.workers, logger: log,
-    metricsPort: o.metricsPort, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos, strategy: o.strategy, aggregator: o.aggregator,
+    metricsPort: o.metricsPort, metricsHost: o.metricsHost, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos, strategy: o.strategy, aggregator: o.aggregator,
     serverOptimizer: o.serverOptimizer, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize },
     maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     onBroker: (url, dashboard) => progress.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
@@ -402,9 +426,11 @@ program
   .option('--rounds <n>', 'rounds', int('rounds', 1), SENSORS_DEMO.rounds)
   .option('--seed <n>', 'seed', int('seed'), SENSORS_DEMO.seed)
   .option('--port <port>', 'embedded broker port (default 1883, or a free one if taken)', int('port'))
-  .option('--out <dir>', 'run folder; default runs/<run-id>')
-  .action(async (o: { rounds: number; seed: number; port?: number; out?: string }) => {
-    const out = resolve(o.out ?? join('runs', runId('telosb')));
+  .option('--out <dir>', 'run folder (new or empty, unless --force); default runs/<run-id>')
+  .option('--force', 'write into a --out folder that is not empty')
+  .action(async (o: { rounds: number; seed: number; port?: number; out?: string; force?: boolean }) => {
+    const out = resolve(o.out ?? defaultRunDir('telosb'));
+    await prepareOutDir(out, { force: o.force });
     const f = SENSORS_DEMO.fit;
     process.stdout.write(`fedmq demo: TelosB motes (Suthaharan et al. 2010, CC BY 4.0), telosb-ae autoencoder, ${o.rounds} rounds of FedAvg (E=${f.epochs}, B=${f.batchSize}, lr=${f.learningRate}), seed ${o.seed}\n`);
     const r = await runSensorsDemo({
@@ -438,12 +464,14 @@ program
   .option('--partition <spec>', 'iid | dirichlet:ALPHA | natural', 'iid')
   .option('--seed <n>', 'seed of the partition', int('seed'), DEFAULT_JOB.seed)
   .addOption(new Option('--format <format>', 'file format (default: idx for mnist, csv otherwise)').choices(['idx', 'csv']))
-  .requiredOption('--out <dir>', 'folder to write node-000/, node-001/, … (mote-1/, … for a natural split)')
-  .action((o: { dataset: string; nodes: number; partition: string; seed: number; out: string; format?: string }, cmd: Command) => {
-    const data = loadSimDataset(o.dataset);
+  .requiredOption('--out <dir>', 'folder to write node-000/, node-001/, … (mote-1/, … for a natural split); new or empty, unless --force')
+  .option('--force', 'write into a --out folder that is not empty (node folders of the same names are written over)')
+  .action(async (o: { dataset: string; nodes: number; partition: string; seed: number; out: string; format?: string; force?: boolean }, cmd: Command) => {
     const spec = parsePartition(o.partition);
+    const data = loadSimDataset(o.dataset);
     const nodes = spec.kind === 'natural' && cmd.getOptionValueSource('nodes') === 'default' ? 0 : o.nodes;
     const format = o.format ?? (o.dataset === 'mnist' ? 'idx' : 'csv');
+    await prepareOutDir(o.out, { force: o.force });
     for (const n of planNodes(data.train, nodes, spec, o.seed, data.groups, data.groupPrefix)) {
       const dir = join(o.out, n.nodeId);
       const part = subset(data.train, n.indices);

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import { jsonLine, plainLine, renderMonitor, startMonitor, type ConnectionEvent, type MonitorEvent } from '@fedmq/monitor';
 import { clientMqttOptions, withClientSecurityOptions, type ClientSecurityFlags } from './security.ts';
+import { withUrlCredentials } from './broker-url.ts';
 
 interface MonitorCliOptions extends ClientSecurityFlags {
   broker: string;
@@ -14,6 +15,10 @@ interface MonitorCliOptions extends ClientSecurityFlags {
  * fleet through its MQTT topics (docs/monitor.md). On a terminal it draws the ink UI (q or Ctrl-C
  * quits); with `--json` it prints one JSON object per event on stdout; when stdout is not a
  * terminal and `--json` is not given, one plain line per event.
+ *
+ * A user and password in the broker URL are taken out of it (they log the monitor in; the URL it
+ * prints has neither). With a username the MQTT client id is `<username>-monitor-<random>` (the
+ * broker pins a monitor's client ids to its username), else `fedmq-monitor-<random>`.
  */
 export function registerMonitorCommand(program: Command): void {
   withClientSecurityOptions(program
@@ -22,11 +27,14 @@ export function registerMonitorCommand(program: Command): void {
     .requiredOption('--broker <url>', 'broker URL, e.g. mqtt://localhost:1883')
     .option('--job <id>', 'job id (default: every job on the broker)')
     .option('--json', 'print one JSON object per event on stdout (see docs/monitor.md)'), 'MQTT username (default "monitor" when a password or certificate is given)')
-    .action(async (o: MonitorCliOptions) => {
+    .action(async (given: MonitorCliOptions) => {
+      const { flags: o } = withUrlCredentials(given);
       const ui = !o.json && process.stdout.isTTY === true;
       // connection errors are part of the UI or of the stream on stdout; the log repeats them only when asked for (--log-level debug)
       const log = pino({ level: (program.opts().logLevel as string | undefined) ?? 'warn' }, pino.destination(2));
-      const monitor = startMonitor({ brokerUrl: o.broker, job: o.job, mqtt: clientMqttOptions(o, 'monitor') });
+      const mqtt = clientMqttOptions(o, 'monitor');
+      if (mqtt.username) mqtt.clientId = `${mqtt.username}-monitor-${Math.random().toString(36).slice(2, 10)}`;
+      const monitor = startMonitor({ brokerUrl: o.broker, job: o.job, mqtt });
       let stopping: Promise<void> | undefined;
       const stop = (code: number) => {
         stopping ??= monitor.close().then(

@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import type { BackendName } from '@fedmq/ml';
 import { clientMqttOptions, withClientSecurityOptions, type ClientSecurityFlags } from './client-security.ts';
 import { fullGc } from './edge-runtime.ts';
+import { withUrlCredentials } from './broker-url.ts';
 import { onSignal } from './process.ts';
 
 /** Flags of `fedmq node`. */
@@ -54,7 +55,8 @@ export function registerNodeCommand(program: Command): void {
     .requiredOption('--id <nodeId>', 'this node\'s id (1-64 of A-Z a-z 0-9 _ . -)')
     .requiredOption('--data <path>', 'local data: a CSV with a label column, or a folder with MNIST-style IDX files')
     .addOption(new Option('--backend <name>', 'tfjs backend (default: tensorflow if installed, else wasm, else cpu)').choices(['tensorflow', 'wasm', 'cpu'])), 'MQTT username (default: the node id)')
-    .action(async (o: NodeFlags, cmd: Command) => {
+    .action(async (given: NodeFlags, cmd: Command) => {
+      const { flags: o, shown } = withUrlCredentials(given);
       const log = pino({ level: (cmd.optsWithGlobals().logLevel as string | undefined) ?? 'info' }, pino.destination(2));
       const [{ initBackend, loadDataset }, { EdgeNode, deviceInfo }] = await Promise.all([import('@fedmq/ml'), import('@fedmq/edge-node')]);
       const backend = await initBackend(o.backend);
@@ -73,6 +75,6 @@ export function registerNodeCommand(program: Command): void {
       node.on('jobEnded', (e) => process.stdout.write(`job ${o.job} ${e.state} after round ${e.round}; waiting for the next run (Ctrl-C to exit)\n`));
       onSignal(() => node.stop());
       await node.start();
-      process.stdout.write(`node ${o.id} connected to ${o.broker} (tfjs backend ${backend}, ${data.numExamples} examples); waiting for rounds\n`);
+      process.stdout.write(`node ${o.id} connected to ${shown} (tfjs backend ${backend}, ${data.numExamples} examples); waiting for rounds\n`);
     });
 }

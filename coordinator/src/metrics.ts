@@ -72,7 +72,8 @@ export function coordinatorMetrics(coordinator: Coordinator): CoordinatorMetrics
 }
 
 /**
- * Serves metrics on `port`, or on a free port when `port` is taken and `fallback` is true.
+ * Serves metrics on `port`, or on a free port when `port` is taken and `fallback` is true; on
+ * `host` as {@link serveMetrics} (default 127.0.0.1).
  * @throws the listen error when the port is taken and `fallback` is false.
  */
 export async function serveMetricsOrFallback(metrics: CoordinatorMetrics, port: number, fallback: boolean, host?: string): ReturnType<typeof serveMetrics> {
@@ -87,12 +88,17 @@ export async function serveMetricsOrFallback(metrics: CoordinatorMetrics, port: 
 /** Default port of the coordinator's `/metrics` (the port Prometheus exporters conventionally use). */
 export const DEFAULT_METRICS_PORT = 9464;
 
+/** Default interface of the coordinator's `/metrics`: loopback only (`0.0.0.0` opens it to the network). */
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
+
 /**
- * Serves `GET /metrics` (Prometheus text format) for `metrics` on `port` (0 = a free one).
- * @returns the URL of the endpoint and a `close()`.
- * @throws the listen error (e.g. `EADDRINUSE`).
+ * Serves `GET /metrics` (Prometheus text format) for `metrics` on `port` (0 = a free one) of the
+ * interface `host` (default {@link DEFAULT_METRICS_HOST}, 127.0.0.1: only this machine can scrape
+ * it; `0.0.0.0` or `::` for every interface, for a Prometheus on another machine).
+ * @returns the URL of the endpoint (`localhost` for every interface) and a `close()`.
+ * @throws the listen error (e.g. `EADDRINUSE`, `EADDRNOTAVAIL` for an address this machine does not have).
  */
-export async function serveMetrics(metrics: CoordinatorMetrics, port: number, host = '0.0.0.0'): Promise<{ url: string; port: number; close(): Promise<void> }> {
+export async function serveMetrics(metrics: CoordinatorMetrics, port: number, host = DEFAULT_METRICS_HOST): Promise<{ url: string; port: number; close(): Promise<void> }> {
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
@@ -109,7 +115,7 @@ export async function serveMetrics(metrics: CoordinatorMetrics, port: number, ho
   });
   const address = server.address();
   const bound = typeof address === 'object' && address ? address.port : port;
-  const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
+  const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
   return {
     url: `http://${urlHost}:${bound}/metrics`,
     port: bound,

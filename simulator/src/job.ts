@@ -77,6 +77,8 @@ export interface LocalJobOptions {
   logger?: Logger;
   /** Port of the coordinator's Prometheus `/metrics`: default 9464, falling back to a free port; `false` for none. */
   metricsPort?: number | false;
+  /** Interface of the coordinator's `/metrics`: default 127.0.0.1 (`0.0.0.0` for every interface). */
+  metricsHost?: string;
   /** Called once the broker listens, with its MQTT URL and its dashboard URL (when served). */
   onBroker?: (url: string, dashboardUrl?: string) => void;
   /** Called once `/metrics` is served, with its URL. */
@@ -141,7 +143,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
       coordinator.on('accepted', (a) => void restart(a).catch((err: unknown) => logger.error({ err }, 'chaos: broker restart failed')));
     }
     if (o.metricsPort !== false) {
-      metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined);
+      metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined, o.metricsHost);
       o.onMetrics?.(metrics.url);
     }
     const done = coordinator.run();
