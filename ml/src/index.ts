@@ -12,6 +12,9 @@ export {
   loadIdx,
   loadCsv,
   loadDataset,
+  loadIdxAsync,
+  loadDatasetAsync,
+  resolveDataset,
   subset,
   featureSize,
   validateDataset,
@@ -21,6 +24,8 @@ export {
   type ByteDataset,
   type LocalDataset,
   type LoadOptions,
+  type CsvOptions,
+  type DatasetSource,
 } from './data.ts';
 // partition.ts: IID, Dirichlet(α) and natural partitioners
 export { partition, parsePartition, DIRICHLET_MIN_EXAMPLES, DIRICHLET_MAX_DRAWS, type PartitionSpec } from './partition.ts';
