@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { NamedTensor } from '@fedmq/protocol';
 import { assertBackendReady } from './backend.ts';
 import { featureRange, featureSize, gatherFeatures, type LocalDataset } from './data.ts';
+import { checkDataFits } from './check.ts';
 import { FedmqMlError } from './errors.ts';
 import { fileSystemHandler } from './io.ts';
 import { getModelDefinition, type ModelDefinition, type ModelInfo } from './models/registry.ts';
@@ -327,15 +328,10 @@ class TfFederatedModel implements FederatedModel {
   }
 
   private checkData(data: LocalDataset): void {
+    checkDataFits(data, this.info);
     const f = featureSize(this.info.featureShape);
-    if (featureSize(data.featureShape) !== f) {
-      throw new FedmqMlError('ML_BAD_DATA', `data has feature shape [${data.featureShape}], model '${this.info.name}' expects [${this.info.featureShape}]`);
-    }
     if (data.x.length !== data.numExamples * f || data.y.length !== data.numExamples) {
       throw new FedmqMlError('ML_BAD_DATA', `dataset sizes disagree: x ${data.x.length}, y ${data.y.length}, numExamples ${data.numExamples}`);
-    }
-    if (this.info.task === 'classification' && data.numClasses > this.info.numClasses) {
-      throw new FedmqMlError('ML_BAD_DATA', `data has ${data.numClasses} classes, model '${this.info.name}' has ${this.info.numClasses}`);
     }
   }
 

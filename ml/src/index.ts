@@ -32,7 +32,9 @@ export { partition, parsePartition, DIRICHLET_MIN_EXAMPLES, DIRICHLET_MAX_DRAWS,
 // rng.ts: seeded randomness (createRng is @fedmq/protocol's, re-exported) and samplers
 export { createRng, randInt, sampleNormal, sampleGamma, sampleDirichlet, shuffleInPlace, permutation, type Rng } from './rng.ts';
 // models/: the model zoo registry and built-in models
-export { listModels, registerModel, registerModelFamily, getModelDefinition, type ModelInfo, type ModelDefinition } from './models/registry.ts';
+export { listModels, modelNames, registerModel, registerModelFamily, getModelDefinition, type ModelInfo, type ModelDefinition } from './models/registry.ts';
+// check.ts: does a dataset fit a model
+export { checkDataFits } from './check.ts';
 export { mnist2nn, mlpDefinition, MLP_PATTERN } from './models/index.ts';
 // federated-model.ts: FederatedModel (get/set weights, fit, evaluate)
 export {

@@ -6,6 +6,6 @@ import { telosbAutoencoder } from '../sensors/model.ts';
 
 registerModel(mnist2nn);
 registerModel(telosbAutoencoder);
-registerModelFamily(MLP_PATTERN, (m) => mlpDefinition(Number(m[1]), Number(m[2])));
+registerModelFamily(MLP_PATTERN, (m) => mlpDefinition(Number(m[1]), Number(m[2])), 'mlp-<features>x<classes>');
 
 export { mnist2nn, telosbAutoencoder, mlpDefinition, MLP_PATTERN };

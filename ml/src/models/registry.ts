@@ -35,14 +35,26 @@ export interface ModelDefinition extends ModelInfo {
 }
 
 const registry = new Map<string, ModelDefinition>();
-const families: { pattern: RegExp; create: (m: RegExpExecArray) => ModelDefinition }[] = [];
+const families: { pattern: RegExp; create: (m: RegExpExecArray) => ModelDefinition; label: string }[] = [];
 
 /**
  * Registers a parametric family of models, e.g. `mlp-<features>x<classes>`: a name matching
  * `pattern` that is not registered yet is built with `create(match)` and registered on first use.
+ * @param label how the family is named in lists ({@link modelNames}), e.g. `mlp-<features>x<classes>`;
+ *   default the pattern's source.
  */
-export function registerModelFamily(pattern: RegExp, create: (m: RegExpExecArray) => ModelDefinition): void {
-  families.push({ pattern, create });
+export function registerModelFamily(pattern: RegExp, create: (m: RegExpExecArray) => ModelDefinition, label = pattern.source): void {
+  families.push({ pattern, create, label });
+}
+
+/**
+ * The names a user can give: every registered model, sorted, then every family's label (e.g.
+ * `mlp-<features>x<classes>`); the members of a family built so far are not listed one by one.
+ * What `fedmq coordinator --help` lists.
+ */
+export function modelNames(): string[] {
+  const fixed = [...registry.keys()].filter((name) => !families.some((f) => f.pattern.test(name))).sort();
+  return [...fixed, ...families.map((f) => f.label)];
 }
 
 /**
