@@ -214,6 +214,24 @@ describe('chunked updates from a selected node', () => {
   });
 });
 
+describe('ending the run', () => {
+  // Regression (issue 12): the persistent session stayed on the broker after a run, subscribed to
+  // nodes/+/update, and the broker queued every later update for it (421 → 1,082 MB for 100 × 8 MiB).
+  it('close() leaves the coordinator\'s session without subscriptions, so the broker queues nothing for it', async () => {
+    const c = await setup({ rounds: 1, minAvailableNodes: 1 });
+    const done = c.run();
+    await scriptedNode(broker!.url, JOB, 'a', 1, () => true, clients);
+    await done;
+    const id = `fedmq:${JOB}:coordinator`;
+    // the broker's session store (aedes-persistence, promise API)
+    const store = (broker!.aedes as unknown as { persistence: { subscriptionsByClient(c: { id: string }): Promise<unknown[]> } }).persistence;
+    const subs = async () => (await store.subscriptionsByClient({ id })) ?? [];
+    expect((await subs()).length).toBe(4); // while it runs: status, update, evaluation, v1 status
+    await c.close();
+    expect(await subs()).toEqual([]);
+  });
+});
+
 describe('checkpoints', () => {
   it('a run resumed from the checkpoint of round 2 ends with the same model, bit for bit, as an uninterrupted one', async () => {
     await setup({ rounds: 1 }).then((c) => c.close());

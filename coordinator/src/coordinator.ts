@@ -255,12 +255,22 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     await this.queue;
   }
 
-  /** Stops, disconnects from the broker and frees the model. */
+  /**
+   * Stops, ends the coordinator's persistent session and disconnects from the broker, and frees
+   * the model. The session is ended by unsubscribing from its filters before the DISCONNECT
+   * (MQTT 3.1.1 §3.10): a broker keeps a `clean: false` session after the client leaves and would
+   * otherwise go on queueing every node's QoS 1 update for a coordinator that is not coming back.
+   * A coordinator that dies without `close()` (kill, crash) keeps its session, so the broker holds
+   * what arrives for `--resume` (bounded by the broker's queue limits, docs/security.md).
+   */
   async close(): Promise<void> {
     if (this.client && !this.done) await this.stop();
     this.clearTimers();
     this.reassembler?.close();
     this.reconnector?.stop();
+    if (this.client?.connected) {
+      await this.client.unsubscribeAsync(Object.keys(this.subscriptions())).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'ending the session: unsubscribe failed'));
+    }
     if (this.client) await this.client.endAsync();
     this.model?.dispose();
     this.model = undefined;
