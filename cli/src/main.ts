@@ -8,7 +8,7 @@ import {
   AGGREGATOR_NAMES, CHECKPOINT_FILE, Coordinator, DEFAULT_METRICS_PORT, OPTIMIZER_NAMES, STRATEGY_NAMES, coordinatorMetrics, createStrategy, serveMetricsOrFallback,
   strategyCliOptions, type AsyncOptions, type CoordinatorCheckpoint, type StalenessFunction,
 } from '@fedmq/coordinator';
-import { initBackend, listModels, loadDataset, loadMnist, parsePartition, subset, writeCsv, writeIdx, type Dataset } from '@fedmq/ml';
+import { checkDataFits, featureSize, getModelDefinition, initBackend, loadDatasetAsync, loadMnist, mnistDataDir, modelNames, parsePartition, subset, writeCsv, writeIdx, type Dataset } from '@fedmq/ml';
 import { CODEC_NAMES, type CodecName, type DownlinkDtype, type FitConfig } from '@fedmq/protocol';
 import { ATTACKS, DATASETS, parseChaos, type AttackName, type ChaosOptions, DEFAULT_JOB, SENSORS_DEMO, loadSimDataset, parseShard, planNodes, runLocalJob, type Shard, runSensorsDemo, startSimulation } from '@fedmq/simulator';
 import { writeFile } from 'node:fs/promises';
@@ -17,6 +17,7 @@ import { simulateProgress } from './progress.ts';
 import { writeReport } from './report.ts';
 import { registerMonitorCommand } from './monitor.ts';
 import { registerNodeCommand } from './node-command.ts';
+import { LABELS_HELP, parseLabels } from './data-flags.ts';
 import { logLevelOption, onSignal, runProgram } from './process.ts';
 import { withUrlCredentials } from './broker-url.ts';
 import { assertJobId, defaultRunDir, prepareOutDir } from './out-dir.ts';
@@ -207,6 +208,8 @@ interface CoordinatorFlags extends RoundFlags, ClientSecurityFlags {
   metricsHost: string;
   out?: string;
   force?: boolean;
+  /** Class names of a --test-data CSV's labels, in class order. */
+  labels?: string[];
 }
 
 withClientSecurityOptions(withRoundOptions(
@@ -217,7 +220,8 @@ withClientSecurityOptions(withRoundOptions(
     .option('--job <id>', 'job id (required unless --resume)')
     .option('--resume <dir>', 'continue the run saved in this run folder (its checkpoint.msgpack and config.json; flags given now override the saved ones)')
     .option('--model <name>', `model to train (${listModelsSafe()})`, 'mnist-2nn')
-    .option('--test-data <path>', 'held-out test set (IDX folder/pair or CSV); default for mnist-2nn: the MNIST test set')
+    .option('--test-data <path>', 'held-out test set (a CSV, an IDX images file, .gz or not, or a folder holding one of them); default for mnist-2nn: the MNIST test set')
+    .option('--labels <names>', `--test-data CSV: ${LABELS_HELP}`, parseLabels)
     .option('--metrics-port <port>', `port of the Prometheus /metrics endpoint (default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
     .option('--metrics-host <host>', 'interface of the /metrics endpoint (0.0.0.0: every interface, for a Prometheus on another machine)', '127.0.0.1')
     .option('--out <dir>', 'run folder for history.json, report.html and model/ (new or empty, unless --force)')
@@ -226,7 +230,7 @@ withClientSecurityOptions(withRoundOptions(
   const log = logger('info');
   const { o, out, resume, shownBroker } = await coordinatorRun(given, cmd);
   await initBackend();
-  const testData: Dataset | undefined = typeof o.testData === 'string' ? loadDataset(o.testData) : o.testData !== false && o.model === 'mnist-2nn' ? loadMnist('test') : undefined;
+  const testData = await coordinatorTestData(o, log);
   const strategy = createStrategy(
     { strategy: o.strategy, aggregator: o.aggregator, serverOptimizer: o.serverOptimizer, fraction: o.fraction, minFitNodes: o.minFitNodes, fitConfig: fitConfig(o), params: strategyParams(o) },
     { logger: log },
@@ -487,10 +491,34 @@ registerCertsCommand(program);
 
 function listModelsSafe(): string {
   try {
-    return listModels().map((m) => m.name).join(', ');
+    return modelNames().join(', ');
   } catch {
     return 'see docs';
   }
+}
+
+/**
+ * The coordinator's central test set: `--test-data` (gzip-compressed IDX too, `--labels` for a
+ * CSV's class names), or MNIST's test set for mnist-2nn unless `--no-test-data`. Checked against
+ * the model before any node is waited for, and logged (file, examples, features, classes).
+ * @throws FedmqMlError ML_BAD_DATA when it cannot be loaded or does not fit the model (naming the
+ *   file and both shapes); InvalidArgumentError for --labels without --test-data.
+ */
+async function coordinatorTestData(o: CoordinatorFlags, log: Logger): Promise<Dataset | undefined> {
+  const given = typeof o.testData === 'string' ? o.testData : undefined;
+  if (o.labels && !given) throw new InvalidArgumentError('--labels names the classes of a --test-data CSV: give --test-data too');
+  const data = given ? await loadDatasetAsync(given, { labels: o.labels }) : o.testData !== false && o.model === 'mnist-2nn' ? loadMnist('test') : undefined;
+  if (!data) return undefined;
+  const file = given ?? join(mnistDataDir(), 't10k-images-idx3-ubyte');
+  let model;
+  try {
+    model = getModelDefinition(o.model);
+  } catch {
+    return data; // an unknown model: the coordinator refuses it (FEDMQ_BAD_CONFIG)
+  }
+  checkDataFits(data, model, file);
+  log.info({ file, numExamples: data.numExamples, features: featureSize(data.featureShape), classes: data.numClasses }, `test set: ${data.numExamples} examples of ${featureSize(data.featureShape)} features, ${data.numClasses} classes, from ${file}`);
+  return data;
 }
 
 runProgram(program);

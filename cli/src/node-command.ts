@@ -4,6 +4,7 @@ import { Option, type Command } from 'commander';
 import { pino } from 'pino';
 import type { BackendName } from '@fedmq/ml';
 import { clientMqttOptions, withClientSecurityOptions, type ClientSecurityFlags } from './client-security.ts';
+import { LABELS_HELP, parseLabels } from './data-flags.ts';
 import { fullGc } from './edge-runtime.ts';
 import { withUrlCredentials } from './broker-url.ts';
 import { onSignal } from './process.ts';
@@ -14,6 +15,7 @@ interface NodeFlags extends ClientSecurityFlags {
   job: string;
   id: string;
   data: string;
+  labels?: string[];
   backend?: BackendName;
 }
 
@@ -53,15 +55,16 @@ export function registerNodeCommand(program: Command): void {
     .requiredOption('--broker <url>', 'broker URL, e.g. mqtt://192.168.1.10:1883')
     .requiredOption('--job <id>', 'job id')
     .requiredOption('--id <nodeId>', 'this node\'s id (1-64 of A-Z a-z 0-9 _ . -)')
-    .requiredOption('--data <path>', 'local data: a CSV with a label column, or a folder with MNIST-style IDX files')
+    .requiredOption('--data <path>', 'local data: a CSV with a label column, an IDX images file (.gz or not), or a folder holding one of them')
+    .option('--labels <names>', LABELS_HELP, parseLabels)
     .addOption(new Option('--backend <name>', 'tfjs backend (default: tensorflow if installed, else wasm, else cpu)').choices(['tensorflow', 'wasm', 'cpu'])), 'MQTT username (default: the node id)')
     .action(async (given: NodeFlags, cmd: Command) => {
       const { flags: o, shown } = withUrlCredentials(given);
       const log = pino({ level: (cmd.optsWithGlobals().logLevel as string | undefined) ?? 'info' }, pino.destination(2));
-      const [{ initBackend, loadDataset }, { EdgeNode, deviceInfo }] = await Promise.all([import('@fedmq/ml'), import('@fedmq/edge-node')]);
+      const [{ initBackend, loadDatasetAsync }, { EdgeNode, deviceInfo }] = await Promise.all([import('@fedmq/ml'), import('@fedmq/edge-node')]);
       const backend = await initBackend(o.backend);
-      const data = loadDataset(o.data, { keepBytes: true });
-      log.info({ backend, numExamples: data.numExamples, features: data.featureShape, memory: memoryMb() }, `tfjs backend: ${backend}`);
+      const data = await loadDatasetAsync(o.data, { keepBytes: true, labels: o.labels });
+      log.info({ backend, data: o.data, numExamples: data.numExamples, features: data.featureShape, classes: data.numClasses, memory: memoryMb() }, `tfjs backend: ${backend}`);
       const node = new EdgeNode({ brokerUrl: o.broker, job: o.job, nodeId: o.id, data, device: deviceInfo(backend), logger: log, mqtt: clientMqttOptions(o, o.id) });
       // the round's garbage goes between rounds, not after ~64 MB of it (see fullGc)
       const gc = fullGc();
