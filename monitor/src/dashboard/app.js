@@ -6,9 +6,11 @@
 //   fedmq/v2/{job}/coordinator/status, …/coordinator/stage, …/nodes/+/status, …/rounds/+/metrics, …/model/meta
 // with {job} = the page's ?job=ID, or + (all jobs; a selector picks one).
 // Retained messages arrive on connect, so a page opened mid-run shows the run so far.
+// A broker with --auth is logged in to as a monitor user: a form, or #user=…&password=… in the
+// URL fragment (see "login" below).
 //
 // For tests and debugging: window.fedmqCharts = {accuracy, loss, bytes, participation} (Chart.js
-// instances, data.labels = rounds), window.fedmqDashboard = {state, view()}.
+// instances, data.labels = rounds), window.fedmqDashboard = {state, client, view(), login()}.
 
 import mqtt from './vendor/mqtt.esm.js';
 import { createCharts, failureCount, formatBytes, formatPercent, roundTable, setHistory } from './charts.js';
@@ -367,22 +369,126 @@ function setConnection(text) {
 
 const root = `fedmq/v${PROTOCOL_VERSION}/${urlJob ?? '+'}`;
 const topics = [`${root}/coordinator/status`, `${root}/coordinator/stage`, `${root}/nodes/+/status`, `${root}/rounds/+/metrics`, `${root}/model/meta`];
-const client = mqtt.connect(wsUrl.href, {
-  protocolVersion: 4,
-  clean: true,
-  reconnectPeriod: 1000,
-  clientId: `fedmq-dashboard-${Math.random().toString(36).slice(2, 10)}`,
-});
-client.on('connect', () => {
-  setConnection('connected');
-  client.subscribe(topics, { qos: 1 }, (err) => {
-    if (err) setConnection('error');
-  });
-});
-client.on('reconnect', () => setConnection('reconnecting'));
-client.on('offline', () => setConnection('offline'));
-client.on('error', () => setConnection('error'));
-client.on('message', (topic, payload) => onMessage(topic, payload));
 
-window.fedmqDashboard = { state, client, topics, view: () => ({ job: state.current, runId: shown.runId }) };
+// ---------------------------------------------------------------- login
+//
+// A broker started with --auth refuses anonymous clients (CONNACK 5): the page then shows a login
+// form for a monitor user of its credentials file (`fedmq auth add ops --role monitor`). The
+// credentials can also come in the URL fragment, #user=ops&password=… (a fragment is never sent to
+// a server, unlike the query string, which the page never reads credentials from); the page takes
+// them out of the address bar at once. They are kept in sessionStorage (this tab only, until it
+// is closed or "log out") so a reload stays logged in. With a username the MQTT client id is
+// `<username>-dash-<random>` (the broker pins a monitor's client ids to its username).
+
+const LOGIN_KEY = 'fedmq-dashboard-login';
+
+/** Credentials from the URL fragment (removed from the address bar), else from this tab's sessionStorage, else null. */
+function initialLogin() {
+  const frag = new URLSearchParams(location.hash.slice(1));
+  const user = frag.get('user') ?? frag.get('username');
+  if (user !== null) {
+    const login = { username: user, password: frag.get('password') ?? '' };
+    for (const k of ['user', 'username', 'password']) frag.delete(k);
+    const rest = frag.toString();
+    history.replaceState(null, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
+    saveLogin(login);
+    return login;
+  }
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(LOGIN_KEY) ?? 'null');
+    if (saved && typeof saved.username === 'string' && typeof saved.password === 'string') return saved;
+  } catch {
+    // nothing saved
+  }
+  return null;
+}
+
+function saveLogin(login) {
+  try {
+    if (login) sessionStorage.setItem(LOGIN_KEY, JSON.stringify(login));
+    else sessionStorage.removeItem(LOGIN_KEY);
+  } catch {
+    // storage unavailable: the login lasts until the page is reloaded
+  }
+}
+
+const randomId = () => Math.random().toString(36).slice(2, 10);
+
+/** Shows the login form with `message` (why it is shown); the broker connection is closed. */
+function showLogin(message, username) {
+  setConnection('login');
+  $('login').hidden = false;
+  $('login-message').textContent = message;
+  if (username !== undefined) $('login-user').value = username;
+  ($('login-user').value ? $('login-password') : $('login-user')).focus();
+}
+
+let client = null;
+let login = null;
+
+/** Connects to the broker (anonymously when `creds` is null) and subscribes to the monitor topics. */
+function connect(creds) {
+  if (client) client.end(true);
+  login = creds;
+  $('login').hidden = true;
+  $('user').textContent = creds ? creds.username : '';
+  $('logout').hidden = !creds;
+  setConnection('connecting');
+  const c = mqtt.connect(wsUrl.href, {
+    protocolVersion: 4,
+    clean: true,
+    reconnectPeriod: 1000,
+    clientId: creds ? `${creds.username}-dash-${randomId()}` : `fedmq-dashboard-${randomId()}`,
+    ...(creds ? { username: creds.username, password: creds.password } : {}),
+  });
+  client = c;
+  window.fedmqDashboard.client = c;
+  // events of a client that was replaced, or refused its login, change nothing on the page
+  const current = () => client === c && !c.refused;
+  c.on('connect', () => {
+    if (!current()) return;
+    setConnection('connected');
+    c.subscribe(topics, { qos: 1 }, (err) => {
+      if (!err) return;
+      setConnection('error');
+      // a monitor limited to some jobs may not subscribe to every job (fedmq/v2/+/…): it needs ?job=ID
+      $('connection').title = urlJob ? `subscription refused: ${err.message}` : `subscription refused (${err.message}): a monitor limited to some jobs must open ?job=ID`;
+    });
+  });
+  c.on('reconnect', () => current() && setConnection('reconnecting'));
+  c.on('offline', () => current() && setConnection('offline'));
+  c.on('error', (err) => {
+    if (!current()) return;
+    // CONNACK 5 (not authorized: no or a refused login) or 4 (bad username or password): retrying cannot help
+    if (err && (err.code === 4 || err.code === 5)) {
+      c.refused = true;
+      c.end(true);
+      if (creds) saveLogin(null);
+      showLogin(creds ? `The broker refused ${creds.username}: ${err.code === 4 ? 'wrong username or password' : 'not authorized'}.` : 'This broker requires a login (a monitor user of its credentials file).', creds?.username);
+      return;
+    }
+    setConnection('error');
+  });
+  c.on('message', (topic, payload) => current() && onMessage(topic, payload));
+}
+
+$('login').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const creds = { username: $('login-user').value.trim(), password: $('login-password').value };
+  $('login-password').value = '';
+  saveLogin(creds);
+  connect(creds);
+});
+
+$('logout').addEventListener('click', () => {
+  saveLogin(null);
+  if (client) client.end(true);
+  client = null;
+  $('user').textContent = '';
+  $('logout').hidden = true;
+  showLogin('Logged out.', login?.username ?? '');
+});
+
+window.fedmqDashboard = { state, client: null, topics, view: () => ({ job: state.current, runId: shown.runId }), login: () => (login ? login.username : null) };
+connect(initialLogin());
 render();

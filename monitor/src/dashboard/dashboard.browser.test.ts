@@ -3,13 +3,14 @@
 // test set and federated evaluation on every node, over the broker's MQTT-over-WebSocket endpoint
 // (protocol v2). Then the run report, offline.
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBroker, type RunningBroker } from '@fedmq/broker';
+import { addCredential, startBroker, type RunningBroker } from '@fedmq/broker';
 import { Coordinator, createStrategy } from '@fedmq/coordinator';
 import type { FederatedEval, RoundMetrics, RoundRecord } from '@fedmq/protocol';
 import { initBackend, loadMnist, subset } from '@fedmq/ml';
@@ -53,9 +54,13 @@ function chartData(page: Page, chart: string) {
 describe('web dashboard in headless Chromium', () => {
   let broker: RunningBroker | undefined;
   let broker2: RunningBroker | undefined;
+  let broker3: RunningBroker | undefined;
   let coordinator: Coordinator | undefined;
+  let coordinator3: Coordinator | undefined;
   let sim: Simulation | undefined;
+  let sim3: Simulation | undefined;
   let browser: Browser | undefined;
+  let credsDir: string | undefined;
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) {
@@ -68,9 +73,13 @@ describe('web dashboard in headless Chromium', () => {
   afterAll(async () => {
     await browser?.close();
     await sim?.stop();
+    await sim3?.stop();
     await coordinator?.close();
+    await coordinator3?.close();
     await broker?.close();
     await broker2?.close();
+    await broker3?.close();
+    if (credsDir) await rm(credsDir, { recursive: true, force: true });
   });
 
   it('follows a 3-round run live: round counter, charts and node table reach the last round; the report opens offline', { timeout: 240_000 }, async () => {
@@ -246,5 +255,94 @@ describe('web dashboard in headless Chromium', () => {
     expect(await page.$$eval('#rounds thead th', (ths) => ths.map((t) => t.textContent))).not.toContain('test acc');
     await page.close();
     await pub.endAsync();
+  });
+
+  it('logs in to a broker with --auth as a monitor user (form, then #user=…&password=…) and shows the fleet', { timeout: 120_000 }, async () => {
+    const JOB = 'secure';
+    credsDir = await mkdtemp(join(tmpdir(), 'fedmq-dash-auth-'));
+    const creds = join(credsDir, 'creds.json');
+    const opsPassword = 'ops passphrase #1&2';
+    const nodePassword = 'node password 123';
+    await addCredential(creds, { username: 'ops', role: 'monitor', jobs: [JOB], password: opsPassword });
+    const coordinatorPassword = await addCredential(creds, { username: 'coordinator', role: 'coordinator', jobs: [JOB] });
+    for (const id of ['node-000', 'node-001', 'node-002']) await addCredential(creds, { username: id, role: 'node', jobs: [JOB], password: nodePassword });
+    broker3 = await startBroker({ port: 0, host: '127.0.0.1', httpPort: 0, auth: creds });
+    const clientIds: string[] = [];
+    broker3.aedes.on('client', (c) => clientIds.push(c.id));
+
+    // a real fleet on the locked-down broker: a coordinator waiting for a 4th node, 3 nodes online
+    coordinator3 = new Coordinator({
+      brokerUrl: broker3.url, job: JOB, model: 'mnist-2nn', rounds: 1, minAvailableNodes: 4, deadlineMs: 60_000, seed: 1,
+      mqtt: { username: 'coordinator', password: coordinatorPassword },
+      strategy: createStrategy({ strategy: 'fedavg', fraction: 1, minFitNodes: 1, fitConfig: { epochs: 1, batchSize: 32, learningRate: 0.1 } }),
+    });
+    const done = coordinator3.run();
+    sim3 = await startSimulation({
+      brokerUrl: broker3.url, job: JOB, nodes: 3, train: subset(loadMnist('train'), range(0, 300)), partition: { kind: 'iid' }, seed: 1, workers: 1,
+      mqtt: (nodeId) => ({ username: nodeId, password: nodePassword }),
+    });
+
+    browser ??= await chromium.launch(LAUNCH);
+    const context = await browser.newContext({ viewport: { width: 1400, height: 1050 } });
+    const requested: string[] = [];
+    context.on('request', (r) => requested.push(r.url()));
+    const page = await context.newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    const fleetShown = () => page.waitForFunction(
+      () => document.body.dataset.connection === 'connected' && document.querySelectorAll('#nodes tbody tr[data-node-id]').length === 3
+        && (document.querySelector('#stage') as HTMLElement | null)?.dataset.stage === 'waiting',
+    );
+    const nodeRows = () => page.$$eval('#nodes tbody tr[data-node-id]', (rows) => rows.map((r) => [r.getAttribute('data-node-id'), r.getAttribute('data-state')]));
+
+    // anonymous: refused (CONNACK 5), the login form instead of endless reconnects
+    await page.goto(`${broker3.httpUrl}?job=${JOB}`);
+    await page.waitForFunction(() => document.body.dataset.connection === 'login');
+    expect(await page.isVisible('#login')).toBe(true);
+    expect(await page.textContent('#login-message')).toBe('This broker requires a login (a monitor user of its credentials file).');
+    // a wrong password: refused (CONNACK 4), the form again
+    await page.fill('#login-user', 'ops');
+    await page.fill('#login-password', 'not the password');
+    await page.click('#login-submit');
+    await page.waitForFunction(() => document.body.dataset.connection === 'login' && document.querySelector('#login-message')?.textContent?.startsWith('The broker refused ops'));
+    expect(await page.textContent('#login-message')).toBe('The broker refused ops: wrong username or password.');
+    // the right one: the fleet
+    await page.fill('#login-password', opsPassword);
+    await page.click('#login-submit');
+    await fleetShown();
+    expect(await page.isVisible('#login')).toBe(false);
+    expect(await page.textContent('#user')).toBe('ops');
+    expect(await nodeRows()).toEqual([['node-000', 'idle'], ['node-001', 'idle'], ['node-002', 'idle']]);
+    expect(await page.textContent('#phase')).toBe('running');
+    // a reload in the same tab stays logged in (sessionStorage)
+    await page.reload();
+    await fleetShown();
+    await page.click('#logout');
+    await page.waitForFunction(() => document.body.dataset.connection === 'login');
+    await page.close();
+
+    // credentials in the URL fragment: logged in at once, and taken out of the address bar
+    const page2 = await context.newPage();
+    page2.on('pageerror', (err) => pageErrors.push(err.message));
+    await page2.goto(`${broker3.httpUrl}?job=${JOB}#user=ops&password=${encodeURIComponent(opsPassword)}`);
+    await page2.waitForFunction(() => document.body.dataset.connection === 'connected' && document.querySelectorAll('#nodes tbody tr[data-node-id]').length === 3);
+    expect(await page2.evaluate(() => location.href)).toBe(`${broker3.httpUrl}?job=${JOB}`);
+    expect(await page2.textContent('#user')).toBe('ops');
+    await page2.close();
+
+    // every dashboard connection of ops had a client id <username>-dash-<random>; no password in any URL the browser requested
+    const dashIds = clientIds.filter((id) => !id.startsWith('fedmq:'));
+    expect(dashIds.length).toBeGreaterThanOrEqual(3);
+    for (const id of dashIds) expect(id).toMatch(/^ops-dash-[a-z0-9]+$/);
+    expect(requested.length).toBeGreaterThan(0);
+    for (const url of requested) {
+      expect(url).not.toContain('password');
+      expect(url).not.toContain(encodeURIComponent(opsPassword));
+    }
+    expect(pageErrors).toEqual([]);
+    await context.close();
+
+    await coordinator3.close();
+    await done;
   });
 });
