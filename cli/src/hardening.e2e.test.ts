@@ -111,6 +111,33 @@ describe('broker URLs with credentials', () => {
   });
 });
 
+describe('fedmq monitor with credentials in the URL', () => {
+  it('logs in as the URL\'s user with client id <username>-monitor-<random>; prints the URL without the password', async () => {
+    const creds = join(dir, 'creds-monitor.json');
+    const password = 'monitor pa55word';
+    await addCredential(creds, { username: 'ops', role: 'monitor', jobs: ['demo'], password });
+    const broker = await startBroker({ port: 0, host: '127.0.0.1', auth: creds });
+    brokers.push(broker);
+    const ids: string[] = [];
+    broker.aedes.on('client', (c) => ids.push(c.id));
+    const port = new URL(broker.url).port;
+    const mon = spawn(process.execPath, [bin, 'monitor', '--broker', `mqtt://ops:${encodeURIComponent(password)}@127.0.0.1:${port}`, '--job', 'demo', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    started.push(mon);
+    let stderr = '';
+    mon.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+    const first = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: mon.stdout! }).once('line', resolve);
+      mon.once('exit', (code) => reject(new Error(`fedmq monitor exited (${code}): ${stderr}`)));
+    });
+    const exited = once(mon, 'exit');
+    mon.kill('SIGTERM');
+    await exited;
+    expect(JSON.parse(first)).toMatchObject({ event: 'connected', broker: `mqtt://127.0.0.1:${port}` });
+    expect(ids).toEqual([expect.stringMatching(/^ops-monitor-[a-z0-9]+$/)]);
+    expect(first + stderr).not.toContain('pa55word');
+  });
+});
+
 describe('job ids and output folders', () => {
   it.each([
     [['coordinator', '--broker', 'mqtt://127.0.0.1:1', '--job', '../../escaped']],
