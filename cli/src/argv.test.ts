@@ -14,7 +14,7 @@ describe('commandOf', () => {
 
 describe('the node entry (entry.ts → node-main.ts)', () => {
   // what `fedmq node` loads is its own modules and the node's packages, never the other commands' (docs/scale.md, "Edge footprint")
-  const nodeFiles = ['node-main.ts', 'node-command.ts', 'client-security.ts', 'broker-url.ts', 'process.ts', 'edge-runtime.ts'];
+  const nodeFiles = ['node-main.ts', 'node-command.ts', 'client-security.ts', 'broker-url.ts', 'data-flags.ts', 'process.ts', 'edge-runtime.ts'];
   const imports = (file: string) => [...readFileSync(new URL(file, import.meta.url), 'utf8').matchAll(/(?:from|import)\s*\(?\s*'([^']+)'/g)].map((m) => m[1]);
 
   it('imports only node modules and the node packages', () => {
