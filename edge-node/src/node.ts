@@ -79,7 +79,13 @@ export interface EvalScore {
 export interface EdgeNodeEvents {
   /** A message was rejected or a task could not be done; the node keeps running. */
   problem: [FedmqError];
-  /** The node published its update for a fit task (`bytes`: payload bytes sent, all chunks). */
+  /**
+   * The node hands its update for a fit task to MQTT (`bytes`: payload bytes, all chunks), before
+   * the first publish. The broker may deliver it even when `updated` never follows (the link drops
+   * before the PUBACK and the node stops before its QoS 1 retry).
+   */
+  publishing: [{ round: number; taskId: number; bytes: number }];
+  /** The node published its update for a fit task and the broker acknowledged every chunk (`bytes`: payload bytes sent, all chunks). */
   updated: [{ round: number; taskId: number; loss: number; trainMs: number; bytes: number }];
   /**
    * The node published its answer to an evaluate task. `personal` is the model it now keeps as its
@@ -504,6 +510,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     const whole = encodePacked(update);
     // under a broker's message size limit the update goes in chunks (docs/chunking.md)
     const payloads = task.maxPayloadBytes ? splitPayload(whole, task.maxPayloadBytes) : [whole];
+    this.emit('publishing', { round: task.round, taskId: task.taskId, bytes: payloads.reduce((n, p) => n + p.length, 0) });
     for (const p of payloads) await this.client!.publishAsync(topics.nodeUpdate(this.job, this.nodeId), p, { qos: 1 });
     const bytes = payloads.reduce((n, p) => n + p.length, 0);
     this.last = { round: task.round, loss: r.loss, trainMs: r.trainMs };

@@ -17,7 +17,9 @@ describe('fedmq simulate --chaos (the default MNIST job, 3 rounds)', () => {
           c.on('accepted', (a) => accepted.push(`${a.round}/${a.nodeId}`));
           c.on('rejected', (e) => rejected.push(e.error.code));
         },
-        onSimulation: (s) => s.on('updated', (u) => published.add(`${u.round}/${u.nodeId}`)),
+        // handed to MQTT, not acknowledged: with upload-kill the PUBACK of the last round's update
+        // can be lost and the run end before the node's QoS 1 retry (the broker had delivered it)
+        onSimulation: (s) => s.on('publishing', (u) => published.add(`${u.round}/${u.nodeId}`)),
         onBrokerRestart: (round) => restarts.push(round),
       });
       return { history: r.history, accepted, published, rejected, restarts };
@@ -31,13 +33,13 @@ describe('fedmq simulate --chaos (the default MNIST job, 3 rounds)', () => {
     // exactly once: no (round, node) twice, each one a node really published for that round,
     // and the history's counts are those accepted updates
     expect(new Set(chaos.accepted).size).toBe(chaos.accepted.length);
-    for (const a of chaos.accepted) expect(chaos.published.has(a)).toBe(true);
+    expect(chaos.accepted.filter((a) => !chaos.published.has(a))).toEqual([]);
     for (const r of chaos.history) expect(chaos.accepted.filter((a) => a.startsWith(`${r.round}/`))).toHaveLength(r.reported);
     // the faults happened: nodes dropped out and were not waited for — seen offline (their Last Will),
     // or, when the node was back before the round closed, idle on its task without an answer (failed)
     const dropped = chaos.history.reduce((n, r) => n + (r.failures.offline ?? 0) + (r.failures.failed ?? 0), 0);
     expect(dropped).toBeGreaterThan(0);
-    expect(chaos.history.every((r) => (r.failures.timeout ?? 0) === 0)).toBe(true);
+    expect(chaos.history.map((r) => ({ round: r.round, timeout: r.failures.timeout ?? 0 }))).toEqual(chaos.history.map((r) => ({ round: r.round, timeout: 0 })));
     console.log(`chaos: accuracy ${accuracy(chaos.history)} vs clean ${accuracy(clean.history)}; ${dropped} dropouts; rejected ${JSON.stringify(chaos.rejected)}`);
   }, 300_000);
 });

@@ -42,6 +42,7 @@ export type FromWorker =
   | { type: 'connected'; nodeId: string }
   /** A node's MQTT client reported an error (`connack timeout`, `read ECONNRESET` …); it reconnects on its own. */
   | { type: 'connectionError'; nodeId: string; message: string }
+  | { type: 'publishing'; nodeId: string; round: number; taskId: number; bytes: number }
   | { type: 'updated'; nodeId: string; round: number; loss: number; trainMs: number; bytes: number }
   | { type: 'problem'; nodeId: string; code: string; message: string }
   | { type: 'stopped' }

@@ -51,6 +51,9 @@ export interface SimulationOptions {
 
 /** Events of a running {@link Simulation}. */
 export interface SimulationEvents {
+  /** A node handed its update to MQTT (EdgeNode `publishing`). */
+  publishing: [{ nodeId: string; round: number; taskId: number; bytes: number }];
+  /** A node's update was acknowledged by the broker (EdgeNode `updated`). */
   updated: [{ nodeId: string; round: number; loss: number; trainMs: number; bytes: number }];
   problem: [{ nodeId: string; code: string; message: string }];
   /** ALIE: the colluders of a round were answered with this crafted delta (alie.ts). */
@@ -129,6 +132,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
           resolve();
         } else if (m.type === 'connected') opts.onConnected?.(++connected, plan.length);
         else if (m.type === 'connectionError') connectionErrors.set(m.message, (connectionErrors.get(m.message) ?? 0) + 1);
+        else if (m.type === 'publishing') emitter.emit('publishing', m);
         else if (m.type === 'updated') emitter.emit('updated', m);
         else if (m.type === 'problem') emitter.emit('problem', m);
         else if (m.type === 'alie-task') alie?.announce(m);

@@ -42,6 +42,7 @@ async function main(): Promise<void> {
       brokerUrl: init.brokerUrl, job: init.job, nodeId, data: bad?.name === 'label-flip' ? flipLabels(data) : data, device, trainer, logger: log, mqtt: init.mqtt?.[nodeId],
       transformDelta: init.chaos ? withChaos(init.chaos, init.seed, nodeId, target, attack) : attack, onFitTask,
     });
+    node.on('publishing', (u) => post({ type: 'publishing', nodeId, ...u }));
     node.on('updated', (u) => post({ type: 'updated', nodeId, ...u }));
     node.on('problem', (e) => post({ type: 'problem', nodeId, code: e.code, message: e.message }));
     node.on('connectionError', (e) => post({ type: 'connectionError', nodeId, message: e.message }));
