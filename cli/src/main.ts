@@ -321,6 +321,7 @@ interface SimulateFlags extends RoundFlags, ClientSecurityFlags {
   attack?: AttackName;
   chaos?: ChaosOptions;
   port?: number;
+  host: string;
   httpPort?: number;
   metricsPort?: number;
   metricsHost: string;
@@ -335,7 +336,7 @@ interface SimulateFlags extends RoundFlags, ClientSecurityFlags {
  * `--seed`, which also seeds the partition): refused with --broker instead of silently ignored.
  */
 function embeddedOnly(): string[] {
-  return [...ROUND_OPTION_KEYS].filter((k) => k !== 'seed').concat(['port', 'httpPort', 'metricsPort', 'metricsHost', 'out', 'force']);
+  return [...ROUND_OPTION_KEYS].filter((k) => k !== 'seed').concat(['port', 'host', 'httpPort', 'metricsPort', 'metricsHost', 'out', 'force']);
 }
 
 withClientSecurityOptions(withRoundOptions(
@@ -353,6 +354,7 @@ withClientSecurityOptions(withRoundOptions(
     .addOption(new Option('--attack <name>', 'what the malicious nodes do').choices([...ATTACKS]))
     .option('--chaos <spec>', 'inject faults: default, or dropout=P,stragglers=P,straggler-ms=MS,upload-kill=P,broker-restart=ROUND (embedded broker only)', parseChaosFlag)
     .option('--port <port>', 'embedded broker port (default 1883, or a free one if taken)', int('port'))
+    .option('--host <host>', 'interface of the embedded broker and its dashboard (0.0.0.0: every interface, an open broker without --auth)', '127.0.0.1')
     .option('--http-port <port>', 'embedded broker\'s dashboard port (default 8080, or a free one if taken)', int('http-port'))
     .option('--metrics-port <port>', `coordinator's Prometheus /metrics port (embedded mode; default ${DEFAULT_METRICS_PORT}, or a free one if taken)`, int('metrics-port'))
     .option('--metrics-host <host>', 'interface of the coordinator\'s /metrics (embedded mode; 0.0.0.0: every interface)', '127.0.0.1')
@@ -406,7 +408,7 @@ withClientSecurityOptions(withRoundOptions(
     overSelection: o.overSelection, maxRoundRetries: o.maxRoundRetries, mode: o.mode, async: asyncOptions(o), evaluateFraction: o.evaluateFraction,
     valFraction: o.valFraction, centralEval: o.testData !== false,
     fit: fitConfig(o), outDir: out, port: o.port, workers: o.workers, logger: log,
-    metricsPort: o.metricsPort, metricsHost: o.metricsHost, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos, strategy: o.strategy, aggregator: o.aggregator,
+    metricsPort: o.metricsPort, metricsHost: o.metricsHost, host: o.host, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos, strategy: o.strategy, aggregator: o.aggregator,
     serverOptimizer: o.serverOptimizer, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize },
     maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
     onBroker: (url, dashboard) => progress.write(`broker: ${url}\ndashboard: ${dashboard}\n`),

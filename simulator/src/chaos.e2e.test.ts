@@ -22,10 +22,12 @@ describe('fedmq simulate --chaos (the default MNIST job, 3 rounds)', () => {
         onSimulation: (s) => s.on('publishing', (u) => published.add(`${u.round}/${u.nodeId}`)),
         onBrokerRestart: (round) => restarts.push(round),
       });
-      return { history: r.history, accepted, published, rejected, restarts };
+      return { history: r.history, accepted, published, rejected, restarts, brokerUrl: r.brokerUrl };
     };
     const clean = await job();
     const chaos = await job({ ...DEFAULT_CHAOS, stragglerMs: 1000 });
+    // the embedded broker listens on loopback unless told otherwise (LocalJobOptions.host, simulate --host)
+    expect(clean.brokerUrl).toMatch(/^mqtt:\/\/127\.0\.0\.1:\d+$/);
     const accuracy = (h: RoundRecord[]) => h.at(-1)!.testAccuracy!;
     expect(chaos.history.filter((r) => r.accepted)).toHaveLength(3);
     expect(Math.abs(accuracy(chaos.history) - accuracy(clean.history))).toBeLessThanOrEqual(0.01);

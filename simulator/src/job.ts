@@ -73,6 +73,8 @@ export interface LocalJobOptions {
   port?: number;
   /** Port of the broker's web dashboard: default 8080, falling back to a free port when taken; `false` for none. */
   httpPort?: number | false;
+  /** Interface the embedded broker (MQTT and dashboard) listens on: default 127.0.0.1, so a simulation is not an open broker on the network (`0.0.0.0` for every interface). */
+  host?: string;
   workers?: number;
   logger?: Logger;
   /** Port of the coordinator's Prometheus `/metrics`: default 9464, falling back to a free port; `false` for none. */
@@ -113,7 +115,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
   let coordinator: Coordinator | undefined;
   let metrics: Awaited<ReturnType<typeof serveMetricsOrFallback>> | undefined;
   try {
-    broker = await listen(o.port, o.httpPort, logger.level);
+    broker = await listen(o.port, o.httpPort, o.host ?? '127.0.0.1', logger.level);
     o.onBroker?.(broker.url, broker.httpUrl);
     const minAvailableNodes = o.minAvailableNodes ?? (o.nodes || data.groupCount || 1);
     const strategy = createStrategy(
@@ -165,12 +167,12 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
 }
 
 /** Starts the broker thread on the default ports, moving each default port that is taken to a free one. */
-async function listen(port: number | undefined, httpPort: number | false | undefined, logLevel: string): Promise<BrokerThread> {
+async function listen(port: number | undefined, httpPort: number | false | undefined, host: string, logLevel: string): Promise<BrokerThread> {
   let mqttPort = port ?? 1883;
   let dashboardPort = httpPort === false ? undefined : (httpPort ?? 8080);
   for (;;) {
     try {
-      return await startBrokerThread({ port: mqttPort, httpPort: dashboardPort, logLevel });
+      return await startBrokerThread({ port: mqttPort, host, httpPort: dashboardPort, logLevel });
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { port?: number };
       if (e.code !== 'EADDRINUSE') throw err;
