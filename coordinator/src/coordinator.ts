@@ -8,7 +8,7 @@ import {
   weightsFromWire, type BackoffOptions, type CodecName, type CodecParams, type DownlinkDtype, type NamedTensor, type NodeStatus, type Reconnector,
   type RoundRecord, type StageName,
 } from '@fedmq/protocol';
-import { createModel, type Dataset, type FederatedModel } from '@fedmq/ml';
+import { checkDataFits, createModel, type Dataset, type FederatedModel } from '@fedmq/ml';
 import type { Strategy } from './strategy.ts';
 import { RoundMachine } from './engine/machine.ts';
 import { maxUpdateBytes } from './validate.ts';
@@ -135,7 +135,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   /**
    * @throws FedmqError FEDMQ_BAD_CONFIG on an invalid option or unknown model, FEDMQ_BAD_TOPIC on
-   *   a bad job id, FEDMQ_CHECKPOINT when `resume` is of another job, model, strategy or seed.
+   *   a bad job id, FEDMQ_CHECKPOINT when `resume` is of another job, model, strategy or seed;
+   *   FedmqMlError ML_BAD_DATA when `testData` does not fit the model (features, classes).
    */
   constructor(opts: CoordinatorOptions) {
     super();
@@ -161,6 +162,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     const weights = opts.resume ? opts.resume.weights : model.getWeights();
     try {
+      // a test set that does not fit the model fails now, not after round 1 trained
+      if (opts.testData) checkDataFits(opts.testData, model.info, 'testData');
       this.machine = new RoundMachine(cfg, { weights, resume: opts.resume }, this.clock);
     } catch (err) {
       model.dispose();

@@ -22,6 +22,15 @@ export class NodeRegistry {
     return [...this.nodes.values()].filter((n) => n.state !== 'offline').map((n) => n.nodeId).sort();
   }
 
+  /**
+   * Ids of the online nodes that can train `model`, sorted: those whose last status does not say
+   * their data does not fit it (NodeStatus `dataMismatch` naming `model`). What the round engine
+   * waits for and selects from.
+   */
+  eligible(model: string): string[] {
+    return [...this.nodes.values()].filter((n) => n.state !== 'offline' && n.dataMismatch?.model !== model).map((n) => n.nodeId).sort();
+  }
+
   /** A node's latest status. */
   get(nodeId: string): NodeStatus | undefined {
     return this.nodes.get(nodeId);

@@ -224,6 +224,32 @@ describe('fit tasks', () => {
     await coord.send('pi-1', coord.fitTask('pi-1', 1, sha256));
     expect((await p).code).toBe(ErrorCodes.MODEL_MISMATCH);
   });
+
+  it('says in its status that its data does not fit the model (more classes than it has), gives the task up, and clears it once a model fits', async () => {
+    const { job, coord } = await setup(['pi-1']); // 4 features, labels 0..2
+    const statusTopic = topics.nodeStatus(job, 'pi-1');
+    /** The node's next idle status naming `taskId` (statuses before it are skipped). */
+    const idleAfter = async (taskId: number) => {
+      for (;;) {
+        const s = decodeJson(NodeStatusSchema, await coord.next(statusTopic), 'status');
+        if (s.state === 'idle' && s.taskId === taskId) return s;
+      }
+    };
+    const wrong = await coord.publishModel(1, initialWeights(1, 'mlp-4x2'), { model: 'mlp-4x2' });
+    const t1 = coord.fitTask('pi-1', 1, wrong.sha256);
+    await coord.send('pi-1', t1);
+    const gaveUp = await idleAfter(t1.taskId);
+    expect(gaveUp.dataMismatch).toEqual({
+      code: ErrorCodes.MODEL_MISMATCH, model: 'mlp-4x2', message: 'local data: 40 examples of 4 features, 3 classes (labels 0..2); model mlp-4x2 takes 4 features and 2 classes',
+    });
+    expect(coord.count(topics.nodeUpdate(job, 'pi-1'))).toBe(0);
+    const right = await coord.publishModel(2, initialWeights(1));
+    const t2 = coord.fitTask('pi-1', 2, right.sha256, { round: 2 });
+    await coord.send('pi-1', t2);
+    await coord.nextUpdate('pi-1');
+    const fits = await idleAfter(t2.taskId);
+    expect(fits.dataMismatch).toBeUndefined();
+  });
 });
 
 describe('evaluate tasks and the held-out split', () => {

@@ -204,6 +204,8 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
   private readonly endedRuns = new Set<string>();
   private state: NodeStatus['state'] = 'idle';
   private last?: NodeStatus['lastRound'];
+  /** Set while the local data does not fit the model of the latest task (NodeStatus.dataMismatch). */
+  private mismatch?: NodeStatus['dataMismatch'];
   private stopped = false;
 
   /** @throws FedmqError FEDMQ_BAD_TOPIC (invalid job or node id), FEDMQ_BAD_CONFIG (no local examples). */
@@ -324,7 +326,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
   private status(state: NodeStatus['state']): NodeStatus {
     return {
       v: PROTOCOL_VERSION, job: this.job, nodeId: this.nodeId, state, ts: Date.now(),
-      numExamples: this.opts.data.numExamples, device: this.opts.device, lastRound: this.last, taskId: this.taskInHand,
+      numExamples: this.opts.data.numExamples, device: this.opts.device, lastRound: this.last, taskId: this.taskInHand, dataMismatch: this.mismatch,
     };
   }
 
@@ -581,7 +583,8 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
    * payload of this job, run, version and sha256 that verifies, and unsubscribe. Other payloads
    * there (a stale retained model of an earlier run, a malformed one) are logged and skipped.
    * @throws FedmqError FEDMQ_MODEL_UNAVAILABLE when none arrives within `task.timeoutMs` of the
-   *   task's arrival; FEDMQ_MODEL_MISMATCH when the task's model does not fit this node's data.
+   *   task's arrival; FEDMQ_MODEL_MISMATCH when the task's model does not fit this node's data
+   *   (then the node's status carries `dataMismatch` until a model fits).
    */
   private async acquireModel(q: Queued): Promise<HeldModel> {
     const { task } = q;
@@ -625,9 +628,12 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
         try {
           this.trainer.check(msg.model, weights, this.opts.data, msg.sha256);
         } catch (err) {
-          finish(err as FedmqError); // the task's model itself does not fit this node
+          // the task's model itself does not fit this node: say so in the status (published when the task is given up)
+          if (isFedmqError(err, ErrorCodes.MODEL_MISMATCH)) this.mismatch = { code: err.code, model: msg.model, message: err.message.slice(0, 1024) };
+          finish(err as FedmqError);
           return;
         }
+        this.mismatch = undefined;
         finish(undefined, { runId: msg.runId, version: msg.version, round: msg.round, model: msg.model, sha256: msg.sha256, weights });
       };
       this.cancelAcquisition = () => finish(unavailable());

@@ -1,5 +1,5 @@
 import { ErrorCodes, FedmqError, globalFromWire, weightsSha256, type FitConfig, type GlobalModelMessage, type NamedTensor } from '@fedmq/protocol';
-import { createModel, type FederatedModel, type LocalDataset } from '@fedmq/ml';
+import { checkDataFits, createModel, type FederatedModel, type LocalDataset } from '@fedmq/ml';
 
 /** What one local training run returns. */
 export interface LocalResult {
@@ -56,11 +56,13 @@ export interface LocalEvaluation {
  */
 export interface LocalTrainer {
   /**
-   * Checks that `weights` fit the architecture `modelName` and `data` (tensor names and shapes,
-   * feature shape). A successful check is remembered per (`sha256` when given, else the identity
-   * of the `weights` array; `modelName`; `data.featureShape`), so the N nodes of one worker that
-   * share a verified global model check it once. Weights must not be mutated after a check.
-   * @throws FedmqError FEDMQ_MODEL_MISMATCH (unknown model, tensor names/shapes differ, features differ).
+   * Checks that `weights` fit the architecture `modelName` and `data` (tensor names and shapes;
+   * the data's feature count and classes, `checkDataFits` of @fedmq/ml). A successful check is
+   * remembered per (`sha256` when given, else the identity of the `weights` array; `modelName`;
+   * `data.featureShape`; `data.numClasses`), so the N nodes of one worker that share a verified
+   * global model check it once. Weights must not be mutated after a check.
+   * @throws FedmqError FEDMQ_MODEL_MISMATCH (unknown model, tensor names/shapes differ, features
+   *   differ, more classes than the model has).
    */
   check(modelName: string, weights: readonly NamedTensor[], data: LocalDataset, sha256?: string): void;
   /**
@@ -124,9 +126,10 @@ export function createTrainer(): LocalTrainer {
 
   function checkNow(modelName: string, weights: readonly NamedTensor[], data: LocalDataset): void {
     const m = model(modelName);
-    const want = m.info.featureShape.join('x');
-    if (data.featureShape.join('x') !== want) {
-      throw new FedmqError(ErrorCodes.MODEL_MISMATCH, `local data has features [${data.featureShape}], model ${modelName} expects [${m.info.featureShape}]`, { model: modelName });
+    try {
+      checkDataFits(data, m.info, 'local data');
+    } catch (err) {
+      throw new FedmqError(ErrorCodes.MODEL_MISMATCH, (err as Error).message, { model: modelName }, { cause: err });
     }
     const mine = m.weightShapes();
     const byName = new Map(weights.map((w) => [w.name, w]));
@@ -143,7 +146,7 @@ export function createTrainer(): LocalTrainer {
   }
 
   function check(modelName: string, weights: readonly NamedTensor[], data: LocalDataset, sha256?: string): void {
-    const what = `${modelName}|${data.featureShape.join('x')}`;
+    const what = `${modelName}|${data.featureShape.join('x')}|${data.numClasses}`;
     if (sha256 !== undefined && checkedByHash.has(`${sha256}|${what}`)) return;
     const byIdentity = checkedByIdentity.get(weights);
     if (byIdentity?.has(what)) return;

@@ -124,6 +124,20 @@ export const NodeStatusSchema = z.object({
    * coordinator tell a node that gave a task up (idle, taskId ≥ the task's) from a stale status.
    */
   taskId: z.number().int().min(1).optional(),
+  /**
+   * The node's local data does not fit the model named here (its feature count, or labels beyond
+   * the model's classes): the node gives up every task of that model, and the coordinator of a job
+   * training that model does not select it (docs/protocol.md §5). Absent when the data fits (or the
+   * node has not been asked yet); a node that does not send it is simply never excluded.
+   */
+  dataMismatch: z.object({
+    /** Error code (§7), e.g. `FEDMQ_MODEL_MISMATCH`. */
+    code: z.string().min(1).max(64),
+    /** Registry name of the model the data does not fit. */
+    model: z.string().max(128),
+    /** What does not fit, for people: the data's shape and the model's. */
+    message: z.string().max(1024),
+  }).optional(),
 });
 export type NodeStatus = z.infer<typeof NodeStatusSchema>;
 

@@ -23,7 +23,8 @@ export function stalenessWeight(f: StalenessFunction, tau: number): number {
  * Σ n_k·s(τ_k)·Δ_k / Σ n_k through the server optimizer), publishes the new version and records
  * the step as a round. Updates staler than `maxStaleness` are rejected (FEDMQ_TOO_STALE) and never
  * folded in. A freed slot (answer, rejection, deadline, node offline) goes to a node drawn
- * uniformly from the online nodes without a task, with the run's seeded generator.
+ * uniformly from the eligible online nodes (not excluded by a `dataMismatch` status) without a
+ * task, with the run's seeded generator.
  *
  * With a central test set, step s is evaluated before step s + 1 is applied (updates keep
  * arriving and buffering meanwhile), so the checkpoint written with step s's record holds exactly
@@ -71,7 +72,7 @@ export class FedBuff {
     if (this.stopped) return;
     const m = this.m;
     if (!this.begun) {
-      if (m.registry.online().length < m.cfg.minAvailableNodes) {
+      if (m.eligibleNodes().length < m.cfg.minAvailableNodes) {
         if (!this.waitingPublished) m.enterStage(this.step, 'waiting', 0);
         this.waitingPublished = true;
         return;
@@ -84,7 +85,7 @@ export class FedBuff {
     if (this.lastStepTaken()) return;
     const busy = new Set<string>();
     for (const t of m.tasks.values()) if (!t.answered) busy.add(t.nodeId);
-    let candidates = m.registry.online().filter((n) => !busy.has(n));
+    let candidates = m.eligibleNodes().filter((n) => !busy.has(n));
     while (this.inFlight() < this.opts.concurrency && candidates.length > 0) {
       const pick = candidates[Math.floor(m.rng() * candidates.length)];
       candidates = candidates.filter((n) => n !== pick);

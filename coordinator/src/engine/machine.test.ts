@@ -312,3 +312,51 @@ describe('round engine: node statuses during a stage', () => {
     expect(h.machine.history[0]).toMatchObject({ reported: 2, failures: { failed: 1 } });
   });
 });
+
+describe('round engine: nodes whose data does not fit the model (NodeStatus dataMismatch)', () => {
+  const mismatch = (model: string) => ({ code: 'FEDMQ_MODEL_MISMATCH', model, message: 'local data: 9 examples of 5 features, 3 classes (labels 0..2); model tiny takes 4 features and 2 classes' });
+  const status = (h: Harness, nodeId: string, o: { taskId?: number; dataMismatch?: ReturnType<typeof mismatch> } = {}) =>
+    h.feed({ type: 'message', topic: topics.nodeStatus(JOB, nodeId), payload: encodeJson({ v: 2, job: JOB, nodeId, state: 'idle', ts: h.time, ...o }) });
+
+  it('a selected node that gives its task up with dataMismatch: the round does not wait, the node is reported once and not selected again', () => {
+    const h = started(new Harness(config({ rounds: 2 })), ['a', 'b', 'c']);
+    const [ta, tb, tc] = h.fitTasks();
+    h.answer(ta, 10, 1);
+    h.answer(tb, 10, 1);
+    status(h, 'c', { taskId: tc.taskId, dataMismatch: mismatch('tiny') });
+    expect(h.machine.history[0]).toMatchObject({ accepted: true, selected: 3, reported: 2, failures: { failed: 1, FEDMQ_MODEL_MISMATCH: 1 } });
+    expect(h.rejections()).toEqual([ErrorCodes.MODEL_MISMATCH]);
+    const notice = h.notices('rejected')[0];
+    expect(notice).toMatchObject({ nodeId: 'c', error: { message: expect.stringContaining('node c excluded from selection: its data does not fit model tiny (FEDMQ_MODEL_MISMATCH: local data: 9 examples') } });
+    // round 2: c is online but not selected; the same status again is not reported again
+    status(h, 'c', { taskId: tc.taskId, dataMismatch: mismatch('tiny') });
+    const round2 = h.fitTasks().filter((t) => t.round === 2);
+    expect(round2.map((t) => t.nodeId).sort()).toEqual(['a', 'b']);
+    expect(h.machine.onlineNodes()).toEqual(['a', 'b', 'c']);
+    expect(h.machine.eligibleNodes()).toEqual(['a', 'b']);
+    for (const t of round2) h.answer(t, 10, 1);
+    expect(h.machine.history[1]).toMatchObject({ selected: 2, reported: 2, failures: {} });
+    expect(h.rejections()).toEqual([ErrorCodes.MODEL_MISMATCH]);
+  });
+
+  it('waits for eligible nodes; a mismatch with another model excludes nothing; a status without it makes the node eligible again', () => {
+    const h = new Harness(config({ rounds: 1, minAvailableNodes: 2 }));
+    status(h, 'a');
+    status(h, 'b', { dataMismatch: mismatch('tiny') });
+    h.feed({ type: 'start' });
+    expect(h.fitTasks()).toEqual([]); // 2 online, 1 eligible
+    status(h, 'c', { dataMismatch: mismatch('mnist-2nn') }); // a retained status from a job of another model
+    expect(h.fitTasks().map((t) => t.nodeId).sort()).toEqual(['a', 'c']);
+    status(h, 'b'); // restarted with data that fits
+    expect(h.machine.eligibleNodes()).toEqual(['a', 'b', 'c']);
+    expect(h.rejections()).toEqual([ErrorCodes.MODEL_MISMATCH]);
+  });
+
+  it('async mode (FedBuff) does not send tasks to an excluded node', () => {
+    const h = new Harness(config({ mode: 'async', rounds: 1, minAvailableNodes: 1, async: { bufferSize: 1, concurrency: 3, staleness: { kind: 'constant' }, maxStaleness: 5 } }));
+    status(h, 'a');
+    status(h, 'b', { dataMismatch: mismatch('tiny') });
+    h.feed({ type: 'start' });
+    expect(h.fitTasks().map((t) => t.nodeId)).toEqual(['a']);
+  });
+});

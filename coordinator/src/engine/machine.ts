@@ -62,6 +62,8 @@ export class RoundMachine {
   stopping = false;
   private sync?: { r: SyncRound; index: number };
   private fedbuff?: FedBuff;
+  /** Nodes excluded from selection because their status says their data does not fit the model (reported once each). */
+  private readonly unfit = new Set<string>();
 
   /**
    * @param init the initial global model (the adapter builds it from the model registry and the seed), and optionally a checkpoint to continue (its weights are used then).
@@ -155,6 +157,11 @@ export class RoundMachine {
   /** Online node ids, sorted. */
   onlineNodes(): string[] {
     return this.registry.online();
+  }
+
+  /** Online nodes whose status does not say their data does not fit the job's model, sorted: the ones rounds wait for and select from. */
+  eligibleNodes(): string[] {
+    return this.registry.eligible(this.cfg.model);
   }
 
   /** The round in progress (sync), or the server step being buffered (async), or the last one closed. */
@@ -505,6 +512,7 @@ export class RoundMachine {
     if (s.job !== this.cfg.job) throw new FedmqError(ErrorCodes.WRONG_JOB, `status for job ${s.job} on job ${this.cfg.job}'s topic`);
     if (s.nodeId !== nodeId) throw new FedmqError(ErrorCodes.SCHEMA, `status of ${s.nodeId} on the topic of ${nodeId}`);
     this.registry.update(s);
+    this.noteFit(s);
     // an open task of this node that the status speaks of
     const open = [...this.tasks.values()].find((t) => t.nodeId === nodeId && !t.answered && (s.taskId === undefined || t.taskId <= s.taskId));
     // back after a lost link (its Will said offline) and still working on the task: its QoS 1 answer may yet arrive
@@ -517,6 +525,26 @@ export class RoundMachine {
       if (presence === 'offline') this.fedbuff?.onOffline(nodeId, 'offline');
       if (presence === 'gave-up') this.fedbuff?.onOffline(nodeId, 'failed', s.taskId);
     }
+  }
+
+  /**
+   * A status saying the node's data does not fit the job's model excludes it from selection
+   * ({@link eligibleNodes}); the first such status is reported once as a FEDMQ_MODEL_MISMATCH
+   * rejection, counted in the round in progress. A later status without it makes it eligible again.
+   */
+  private noteFit(s: NodeStatus): void {
+    const m = s.dataMismatch;
+    if (m?.model !== this.cfg.model) {
+      this.unfit.delete(s.nodeId);
+      return;
+    }
+    if (this.unfit.has(s.nodeId)) return;
+    this.unfit.add(s.nodeId);
+    this.reject(new FedmqError(
+      ErrorCodes.MODEL_MISMATCH,
+      `node ${s.nodeId} excluded from selection: its data does not fit model ${m.model} (${m.code}: ${m.message})`,
+      { nodeId: s.nodeId, model: m.model, nodeCode: m.code },
+    ), s.nodeId);
   }
 
   /** The common checks of an answer (docs/protocol.md §6, rules 5–10). */

@@ -9,11 +9,14 @@ import { failureList, finiteOrNull, nearestRank, type Stage } from './stage.ts';
  *
  * | stage | cohort | waits for | completes when | deadline |
  * |---|---|---|---|---|
- * | `waiting` | — | node statuses | ≥ minAvailableNodes online | none |
- * | `select` | the online nodes | — | at once: the selector's pick (+ over-selection) | — |
+ * | `waiting` | — | node statuses | ≥ minAvailableNodes online and eligible | none |
+ * | `select` | the eligible online nodes | — | at once: the selector's pick (+ over-selection) | — |
  * | `fit` | the selected nodes | Updates | target accepted, or every selected node answered, went offline or gave its task up | deadlineMs |
  * | `aggregate` | the nodes that answered | — | at once: aggregator + server optimizer, new model published | — |
- * | `evaluate` | ⌈evaluateFraction · online⌉ nodes | EvaluateResults and the central evaluation | every cohort node answered or went offline, and the central evaluation returned | deadlineMs |
+ * | `evaluate` | ⌈evaluateFraction · eligible online⌉ nodes | EvaluateResults and the central evaluation | every cohort node answered or went offline, and the central evaluation returned | deadlineMs |
+ *
+ * Eligible: online, and not excluded because its status says its data does not fit the model
+ * (NodeStatus `dataMismatch`, see `RoundMachine.eligibleNodes`).
  *
  * With secure aggregation (docs/architecture.md) the round becomes waiting → select →
  * advertise-keys → share-keys → fit (masked input) → unmask → aggregate → evaluate, each new stage
@@ -61,9 +64,9 @@ const waiting: Stage<SyncRound> = {
   name: 'waiting',
   enter(m, r) {
     // the waiting stage is published only when the round has to wait
-    if (m.registry.online().length < m.cfg.minAvailableNodes) m.enterStage(r.round, 'waiting', 0);
+    if (m.eligibleNodes().length < m.cfg.minAvailableNodes) m.enterStage(r.round, 'waiting', 0);
   },
-  isComplete: (m, r) => m.registry.online().length >= m.cfg.minAvailableNodes || r.closed.has('waiting'),
+  isComplete: (m, r) => m.eligibleNodes().length >= m.cfg.minAvailableNodes || r.closed.has('waiting'),
   exit() {},
 };
 
@@ -71,7 +74,7 @@ const select: Stage<SyncRound> = {
   name: 'select',
   enter(m, r) {
     r.startedAt = m.now();
-    const online = m.registry.online();
+    const online = m.eligibleNodes();
     const picked = m.cfg.strategy.selector.select(r.round, online, m.rng);
     r.target = picked.length;
     const extra = Math.ceil(m.cfg.overSelection * picked.length);
@@ -153,7 +156,7 @@ const evaluate: Stage<SyncRound> = {
   accepts: 'evaluation',
   enter(m, r) {
     r.evalStartedAt = m.now();
-    const online = m.registry.online();
+    const online = m.eligibleNodes();
     const k = m.cfg.evaluateFraction > 0 ? Math.min(online.length, Math.max(1, Math.ceil(m.cfg.evaluateFraction * online.length))) : 0;
     r.evalCohort = k > 0 ? m.sampleForEvaluation(online, k) : [];
     if (!m.cfg.centralEval && k === 0) return;
