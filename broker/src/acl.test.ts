@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { TOPIC_KINDS, TOPIC_ROOT, TOPIC_TABLE, topicFilter, topics, type TopicKind } from '@fedmq/protocol';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROLES, aclTable, canPublish, canSubscribe, filterWithin, readableFilters, scopeToClientId, writableFilters, type Principal } from './acl.ts';
+import { ROLES, aclTable, canPublish, canSubscribe, clientIdOwner, filterWithin, publishFlagsProblem, readableFilters, scopeToClientId, writableFilters, type Principal } from './acl.ts';
 import { addCredential, loadCredentials, type ScryptParams } from './auth.ts';
 import { startBroker, type RunningBroker } from './index.ts';
 
@@ -305,12 +305,51 @@ describe('scopeToClientId: the client id a user may connect with', () => {
     ['coordinator of another job', who.coordinator, 'fedmq:k:coordinator', null],
     ['coordinator as a node', who.coordinator, 'fedmq:j:node:coord', null],
     ['coordinator of every job', { username: 'c', role: 'coordinator', jobs: '*' }, 'fedmq:z:coordinator', { username: 'c', role: 'coordinator', jobs: ['z'] }],
-    ['monitor with a free-form id', who.monitor, 'fedmq-monitor-1234', who.monitor],
+    ['monitor with its username as id', who.monitor, who.monitor!.username, who.monitor],
+    ['monitor with its username and a suffix', who.monitor, `${who.monitor!.username}-dash-1234`, who.monitor],
+    ['monitor with a free-form id', who.monitor, 'fedmq-monitor-1234', null],
+    ['monitor with another user\'s id', who.monitor, `other-${who.monitor!.username}`, null],
+    ['monitor with its username as a prefix without the dash', who.monitor, `${who.monitor!.username}x`, null],
     ['monitor taking over a node session', who.monitor, 'fedmq:j:node:A', null],
     ['monitor taking over the coordinator session', who.monitor, 'fedmq:j:coordinator', null],
     ['anonymous', null, 'fedmq:j:node:A', null],
   ] as [string, Principal | null, string, Principal | null][])('%s', (_name, p, clientId, expected) => {
     expect(scopeToClientId(p, clientId)).toEqual(expected);
+  });
+});
+
+describe('clientIdOwner: the longest username an id starts with (then "-")', () => {
+  const users = new Set(['ops', 'ops-2', 'a.b']);
+  it.each([
+    ['ops', 'ops'], ['ops-dash-1', 'ops'], ['ops-2', 'ops-2'], ['ops-2-monitor-x', 'ops-2'], ['ops-3', 'ops'], ['opsx', undefined], ['a.b-1', 'a.b'], ['x-ops', undefined],
+  ])('%s → %s', (id, owner) => {
+    expect(clientIdOwner(id, (u) => users.has(u))).toBe(owner);
+  });
+  it('scopeToClientId with the users: ops may not take ops-2\'s ids', () => {
+    const ops: Principal = { username: 'ops', role: 'monitor', jobs: '*' };
+    expect(scopeToClientId(ops, 'ops-2', (u) => users.has(u))).toBeNull();
+    expect(scopeToClientId(ops, 'ops-2-dash-1', (u) => users.has(u))).toBeNull();
+    expect(scopeToClientId(ops, 'ops-3', (u) => users.has(u))).toEqual(ops);
+  });
+});
+
+describe('publishFlagsProblem: retain and Last Will only where the topic table has them', () => {
+  it('follows the retain and will columns of every row', () => {
+    for (const kind of TOPIC_KINDS) {
+      const row = TOPIC_TABLE[kind];
+      const topic = topicFilter(kind, 'j', { nodeId: 'n1', version: 1, index: 0, round: 1 });
+      expect([kind, publishFlagsProblem(topic, { retain: true, payloadBytes: 3 }) === undefined]).toEqual([kind, row.retain]);
+      expect([kind, publishFlagsProblem(topic, { retain: false, will: true }) === undefined]).toEqual([kind, row.will]);
+      expect([kind, publishFlagsProblem(topic, { retain: false, payloadBytes: 3 })]).toEqual([kind, undefined]);
+    }
+  });
+  it('refuses a retained update, task or evaluation result and a will on them; allows an empty retained payload (it deletes)', () => {
+    expect(publishFlagsProblem(topics.nodeUpdate('j', 'n1'), { retain: true, payloadBytes: 1 })).toMatch(/retained message on nodeUpdate/);
+    expect(publishFlagsProblem(topics.nodeTask('j', 'n1'), { retain: true, payloadBytes: 1 })).toMatch(/nodeTask/);
+    expect(publishFlagsProblem(topics.nodeUpdate('j', 'n1'), { retain: false, will: true })).toMatch(/Last Will on nodeUpdate/);
+    expect(publishFlagsProblem(topics.nodeUpdate('j', 'n1'), { retain: true, payloadBytes: 0 })).toBeUndefined();
+    expect(publishFlagsProblem(topics.nodeStatus('j', 'n1'), { retain: true, will: true })).toBeUndefined();
+    expect(publishFlagsProblem('not/a/fedmq/topic', { retain: true, will: true })).toBeUndefined();
   });
 });
 
@@ -372,7 +411,7 @@ describe('auth + ACL on a real broker', () => {
     const coord = await connect({ clientId: 'fedmq:j:coordinator', username: 'coord', password: pw.coord });
     const a = await connect({ clientId: 'fedmq:j:node:A', username: 'A', password: pw.A, will: { topic: topics.nodeStatus('j', 'A'), payload: Buffer.from('{"state":"offline"}'), qos: 1, retain: true } });
     const b = await connect({ clientId: 'fedmq:j:node:B', username: 'B', password: pw.B });
-    const mon = await connect({ clientId: 'fedmq-monitor-test', username: 'mon', password: pw.mon });
+    const mon = await connect({ clientId: 'mon-monitor-test', username: 'mon', password: pw.mon });
 
     const seenByA: string[] = [];
     a.on('message', (t) => seenByA.push(t));
@@ -414,5 +453,76 @@ describe('auth + ACL on a real broker', () => {
     const r = await rejections();
     expect(r.get('publish_denied')).toBe(1);
     expect(r.get('subscribe_denied')).toBe(deniedToA.length + deniedToMonitor.length);
+  });
+});
+
+describe('monitor client ids and retained junk on a real broker', () => {
+  let dir: string;
+  let broker: RunningBroker;
+  const pw: Record<string, string> = {};
+  const clients: MqttClient[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fedmq-acl2-'));
+    const file = join(dir, 'creds.json');
+    pw.A = await addCredential(file, { username: 'A', role: 'node', jobs: ['j'] }, FAST);
+    pw.coord = await addCredential(file, { username: 'coord', role: 'coordinator', jobs: ['j'] }, FAST);
+    pw.ops = await addCredential(file, { username: 'ops', role: 'monitor', jobs: ['j'] }, FAST);
+    pw.ops2 = await addCredential(file, { username: 'ops-2', role: 'monitor', jobs: ['j'] }, FAST);
+    broker = await startBroker({ port: 0, host: '127.0.0.1', auth: await loadCredentials(file) });
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.endAsync(true)));
+    await broker?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const connect = async (opts: IClientOptions): Promise<MqttClient> => {
+    const c = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0, ...opts });
+    clients.push(c);
+    return c;
+  };
+  const refusal = (opts: IClientOptions) => mqtt.connectAsync(broker.url, { reconnectPeriod: 0, ...opts }).then(
+    (c) => { clients.push(c); return 'connected'; },
+    (err: { code?: number }) => err.code,
+  );
+  const rejections = async () => {
+    const m = new Map<string, number>();
+    for (const v of (await broker.metrics.getSingleMetric('fedmq_broker_rejections_total')!.get()).values) m.set(String(v.labels.reason), v.value);
+    return m;
+  };
+
+  it('monitor ops cannot connect with ops-2\'s ids (CONNACK 2), so it cannot kick ops-2 off; ops connects twice with two suffixes', async () => {
+    const b = await connect({ clientId: 'ops-2-dash-abc', username: 'ops-2', password: pw.ops2 });
+    expect(await refusal({ clientId: 'ops-2-dash-abc', username: 'ops', password: pw.ops })).toBe(2);
+    expect(await refusal({ clientId: 'ops-2', username: 'ops', password: pw.ops })).toBe(2);
+    expect(await refusal({ clientId: 'fedmq-monitor-1', username: 'ops', password: pw.ops })).toBe(2);
+    expect(b.connected).toBe(true);
+    const one = await connect({ clientId: 'ops-monitor-1', username: 'ops', password: pw.ops });
+    const two = await connect({ clientId: 'ops-dash-2', username: 'ops', password: pw.ops });
+    expect([one.connected, two.connected, b.connected]).toEqual([true, true, true]);
+    expect((await rejections()).get('client_id_not_allowed')).toBe(3);
+  });
+
+  it('a node cannot leave a retained update (disconnected, publish_denied) nor a Last Will on its update topic (CONNACK 5); the coordinator finds no junk', async () => {
+    const before = await rejections();
+    expect(await refusal({ clientId: 'fedmq:j:node:A', username: 'A', password: pw.A, will: { topic: topics.nodeUpdate('j', 'A'), payload: Buffer.from('junk will'), qos: 1, retain: false } })).toBe(5);
+    const a = await connect({ clientId: 'fedmq:j:node:A', username: 'A', password: pw.A });
+    const closed = new Promise<void>((resolve) => a.once('close', () => resolve()));
+    a.publish(topics.nodeUpdate('j', 'A'), 'retained junk', { qos: 1, retain: true });
+    await closed;
+    const after = await rejections();
+    expect([after.get('will_denied')! - before.get('will_denied')!, after.get('publish_denied')! - before.get('publish_denied')!]).toEqual([1, 1]);
+    // the coordinator subscribes after the attempt: nothing retained comes; a fresh update does, not retained
+    const coord = await connect({ clientId: 'fedmq:j:coordinator', username: 'coord', password: pw.coord });
+    const got: [string, boolean][] = [];
+    coord.on('message', (_t, p, packet) => got.push([p.toString(), packet.retain]));
+    await coord.subscribeAsync(topicFilter('nodeUpdate', 'j'), { qos: 1 });
+    const a2 = await connect({ clientId: 'fedmq:j:node:A', username: 'A', password: pw.A });
+    const arrived = new Promise<void>((resolve) => coord.on('message', () => resolve()));
+    await a2.publishAsync(topics.nodeUpdate('j', 'A'), 'real update', { qos: 1 });
+    await arrived;
+    expect(got).toEqual([['real update', false]]);
+    // a node's will on its own status, retained, is still allowed
+    expect(await refusal({ clientId: 'fedmq:j:node:A', username: 'A', password: pw.A, will: { topic: topics.nodeStatus('j', 'A'), payload: Buffer.from('{}'), qos: 1, retain: true } })).toBe('connected');
   });
 });

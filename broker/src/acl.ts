@@ -163,8 +163,45 @@ export function canSubscribe(p: Principal | null | undefined, filter: string): b
   return readableFilters(p).some((pattern) => filterWithin(filter, pattern));
 }
 
+/**
+ * Why a PUBLISH's retain flag or a Last Will on `topic` is not part of the protocol, or
+ * `undefined` when it is (the `retain` and `will` columns of the topic table, docs/protocol.md
+ * §2): a retained message only on a topic whose row says `retain` — an update, task or
+ * evaluation result left retained would be replayed to every later subscriber, and outlive the
+ * node's `auth remove` —, a will only on a topic whose row says `will` (the coordinator's and
+ * the nodes' status topics), and a retained will only where retain is allowed too. A retained
+ * message with an empty payload stores nothing (it deletes the topic's retained message, MQTT
+ * 3.1.1 §3.3.1.3) and is allowed. A topic outside the table: `undefined` (the ACL decides). Never throws.
+ */
+export function publishFlagsProblem(topic: string, flags: { retain: boolean; will?: boolean; payloadBytes?: number }): string | undefined {
+  let parsed: ReturnType<typeof parseTopic>;
+  try {
+    parsed = parseTopic(topic);
+  } catch {
+    return undefined;
+  }
+  const row = TOPIC_TABLE[parsed.kind];
+  if (flags.will && !row.will) return `a Last Will on ${parsed.kind} topics is not part of the protocol`;
+  if (flags.retain && !row.retain && (flags.will || (flags.payloadBytes ?? 1) > 0)) return `a retained message on ${parsed.kind} topics is not part of the protocol`;
+  return undefined;
+}
+
 /** Prefix of the MQTT client ids fedmq's nodes and coordinators use (`fedmq:{job}:…`). */
 export const RESERVED_CLIENT_ID_PREFIX = 'fedmq:';
+
+/**
+ * Whose client id `clientId` is among monitors' ids: the user with the longest username `U` for
+ * which `clientId` is `U` or starts with `U-` (so with users `ops` and `ops-2`, `ops-2-dash-x`
+ * belongs to `ops-2`, not to `ops`), or `undefined`. `isUser` says whether a username exists.
+ */
+export function clientIdOwner(clientId: string, isUser: (username: string) => boolean): string | undefined {
+  if (isUser(clientId)) return clientId;
+  for (let i = clientId.lastIndexOf('-'); i > 0; i = clientId.lastIndexOf('-', i - 1)) {
+    const prefix = clientId.slice(0, i);
+    if (isUser(prefix)) return prefix;
+  }
+  return undefined;
+}
 
 /**
  * The principal of one connection: `p` narrowed to the job its MQTT client id names, or `null`
@@ -173,16 +210,24 @@ export const RESERVED_CLIENT_ID_PREFIX = 'fedmq:';
  * - `node`: the client id must be `fedmq:{job}:node:{username}` for one of its jobs; the
  *   connection may then act in that job only.
  * - `coordinator`: `fedmq:{job}:coordinator` for one of its jobs; that job only.
- * - `monitor`: any client id outside the `fedmq:` prefix (so a monitor can never take over a node's
- *   or coordinator's session: MQTT 3.1.1 §3.1.4 disconnects the older client with the same id);
- *   all of its jobs.
+ * - `monitor`: `{username}` or `{username}-{anything}` (`fedmq monitor` and the dashboard add a
+ *   random suffix), so a monitor can never take over another user's session (MQTT 3.1.1 §3.1.4
+ *   disconnects the older client with the same id), nor a node's or coordinator's (`fedmq:` ids);
+ *   with `isUser`, the id must also belong to this user and not to a longer username
+ *   ({@link clientIdOwner}: user `ops` may not use `ops-2-x` when `ops-2` is a user); all of its jobs.
  *
  * Pinning a connection to one job means a node in jobs `a` and `b` connected as
- * `fedmq:a:node:n1` cannot touch job `b` on that connection.
+ * `fedmq:a:node:n1` cannot touch job `b` on that connection. A coordinator's id names its job, not
+ * its user (the protocol's `fedmq:{job}:coordinator`): two coordinator users of one job could take
+ * over each other's session, so give each job one coordinator user.
  */
-export function scopeToClientId(p: Principal | null | undefined, clientId: string): Principal | null {
+export function scopeToClientId(p: Principal | null | undefined, clientId: string, isUser?: (username: string) => boolean): Principal | null {
   if (!p) return null;
-  if (p.role === 'monitor') return clientId.startsWith(RESERVED_CLIENT_ID_PREFIX) ? null : p;
+  if (p.role === 'monitor') {
+    if (clientId.startsWith(RESERVED_CLIENT_ID_PREFIX)) return null;
+    if (clientId !== p.username && !clientId.startsWith(`${p.username}-`)) return null;
+    return !isUser || clientIdOwner(clientId, isUser) === p.username ? p : null;
+  }
   const parts = clientId.split(':');
   const job = parts[1];
   if (parts[0] !== 'fedmq' || job === undefined || !ID_PATTERN.test(job)) return null;

@@ -132,6 +132,11 @@ export class Credentials {
     return this.byName.size;
   }
 
+  /** True when `username` is a user of this file (any role). */
+  has(username: string): boolean {
+    return this.byName.has(username);
+  }
+
   /**
    * The user's {@link Principal} when `password` is theirs; `null` for an unknown user or a wrong
    * password (both take one scrypt, so timing does not tell which). Never throws for bad input.

@@ -1,9 +1,9 @@
 import type { Aedes, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
 import { ErrorCodes, FedmqError } from '@fedmq/protocol';
 import type { Logger } from 'pino';
-import { canPublish, canSubscribe, scopeToClientId, type Principal } from './acl.ts';
+import { canPublish, canSubscribe, publishFlagsProblem, scopeToClientId, type Principal } from './acl.ts';
 import type { Credentials } from './auth.ts';
-import { clientIdProblem } from './limits.ts';
+import { clientIdProblem, type ByteRateLimiter } from './limits.ts';
 import type { RejectionReason, TrackedSocket, Transport } from './metrics.ts';
 import { clientCertProblem, type PeerIdentity } from './tls.ts';
 
@@ -15,6 +15,10 @@ export interface ConnectionInfo {
   peer?: PeerIdentity;
   /** The socket's byte counters (`BrokerMetrics.trackSocket`): told the client's role when it connects. */
   traffic?: TrackedSocket;
+  /** The connection's byte rate, when limited (lifted once it is an authenticated coordinator). */
+  rate?: ByteRateLimiter;
+  /** The MQTT client id, once connected (for log lines). */
+  clientId?: string;
 }
 
 /** Options of {@link installSecurityHooks}. */
@@ -43,14 +47,17 @@ const NOT_AUTHORIZED = 5;
  * 1. client id rules ({@link clientIdProblem}) → return code 2;
  * 2. a TLS client certificate, if presented, must be verified and its CN must equal the username → 5;
  * 3. with credentials: no username → 5; unknown user or wrong password (scrypt, async) → 4;
- * 4. with credentials: the client id must fit the user's role ({@link scopeToClientId}) → 2;
- * 5. with credentials: a Last Will must be on a topic the user may publish to → 5.
+ * 4. with credentials: the client id must fit the user's role ({@link scopeToClientId}; a
+ *    monitor's must be its username or start with `{username}-`) → 2;
+ * 5. with credentials: a Last Will must be on a topic the user may publish to, and the topic must
+ *    take a will (and a retained one, if retained: {@link publishFlagsProblem}) → 5.
  *
  * Always: a PUBLISH or Last Will whose topic has an empty level ({@link hasEmptyLevel}) is refused
  * and closes the connection (see the comment at the hook: it let any client disconnect a
  * persistent session).
  *
- * With credentials, a PUBLISH the ACL denies closes the connection (MQTT 3.1.1 §3.3.5 lets a
+ * With credentials, a PUBLISH the ACL denies, or a retained PUBLISH on a topic the protocol does
+ * not retain ({@link publishFlagsProblem}: an update, task or evaluation result), closes the connection (MQTT 3.1.1 §3.3.5 lets a
  * server either acknowledge and drop or disconnect; disconnecting makes a misconfigured or
  * compromised client visible instead of letting it believe its update went through), and a
  * denied subscription is answered with SUBACK 0x80 (§3.9.3). Without credentials, publishing and
@@ -98,10 +105,14 @@ export function installSecurityHooks(aedes: Aedes, opts: SecurityHooksOptions): 
     credentials.authenticate(username, password ?? Buffer.alloc(0)).then(
       (user) => {
         if (!user) return refuse(BAD_USERNAME_OR_PASSWORD, 'bad_credentials', 'unknown user or wrong password');
-        const scoped = scopeToClientId(user, client.id);
+        const scoped = scopeToClientId(user, client.id, (name) => credentials.has(name));
         if (!scoped) return refuse(IDENTIFIER_REJECTED, 'client_id_not_allowed', `client id not allowed for ${user.role} ${user.username}`);
-        const will = (client as Client & { _will?: { topic?: string } })._will;
-        if (will?.topic !== undefined && !canPublish(scoped, will.topic)) return refuse(NOT_AUTHORIZED, 'will_denied', `Last Will on ${will.topic.slice(0, 200)} not allowed`);
+        const will = (client as Client & { _will?: { topic?: string; retain?: boolean } })._will;
+        if (will?.topic !== undefined) {
+          if (!canPublish(scoped, will.topic)) return refuse(NOT_AUTHORIZED, 'will_denied', `Last Will on ${will.topic.slice(0, 200)} not allowed`);
+          const flags = publishFlagsProblem(will.topic, { retain: will.retain === true, will: true });
+          if (flags) return refuse(NOT_AUTHORIZED, 'will_denied', `Last Will on ${will.topic.slice(0, 200)} refused: ${flags}`);
+        }
         principals.set(client, scoped);
         log.debug({ ...context, role: scoped.role }, 'authenticated');
         next.authenticate.call(aedes, client, username, password, callback);
@@ -123,6 +134,12 @@ export function installSecurityHooks(aedes: Aedes, opts: SecurityHooksOptions): 
         opts.reject('publish_denied');
         log.warn({ clientId: client.id, username: principal?.username, topic: packet.topic.slice(0, 200), code: ErrorCodes.FORBIDDEN }, 'publish denied: disconnecting');
         return callback(new FedmqError(ErrorCodes.FORBIDDEN, `publish to ${packet.topic.slice(0, 200)} denied`, { topic: packet.topic.slice(0, 200) }));
+      }
+      const flags = publishFlagsProblem(packet.topic, { retain: packet.retain === true, payloadBytes: packet.payload?.length ?? 0 });
+      if (flags) {
+        opts.reject('publish_denied');
+        log.warn({ clientId: client.id, username: principal?.username, topic: packet.topic.slice(0, 200), code: ErrorCodes.FORBIDDEN }, `retained publish refused (${flags}): disconnecting`);
+        return callback(new FedmqError(ErrorCodes.FORBIDDEN, `retained publish to ${packet.topic.slice(0, 200)} refused: ${flags}`, { topic: packet.topic.slice(0, 200) }));
       }
       next.authorizePublish.call(this, client, packet, callback);
     };

@@ -167,7 +167,7 @@ describe('RunningBroker.traffic() on a real broker', () => {
 
     const coord = await connect({ clientId: 'fedmq:j:coordinator', username: 'coord', password: pwCoord });
     await coord.publishAsync(topics.coordinatorStatus('j'), JSON.stringify({ state: 'running', pad: 'x'.repeat(5_000) }), { qos: 1, retain: true });
-    const mon = await connect({ clientId: 'dashboard-1', username: 'mon', password: pwMon });
+    const mon = await connect({ clientId: 'mon-dash-1', username: 'mon', password: pwMon });
     const before = broker.traffic();
     const retained = new Promise<void>((resolve) => mon.on('message', () => resolve()));
     await mon.subscribeAsync(topics.coordinatorStatus('j'), { qos: 1 });

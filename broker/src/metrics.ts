@@ -65,7 +65,12 @@ export interface TrackedSocket {
  * | `packet_too_large` | a packet's fixed header declared more than `maxPacketBytes`: connection closed |
  * | `malformed_header` | a remaining length of more than 4 bytes: connection closed |
  * | `connection_rate` | too many new connections from one address: closed at once |
+ * | `connections_per_address` | too many connections open at once from one address: closed at once |
+ * | `connections_total` | too many connections open at once in total: closed at once |
+ * | `handshake_timeout` | a TLS handshake or WebSocket upgrade not done within `handshakeTimeoutMs`: closed |
+ * | `connect_timeout` | no MQTT CONNECT within `connectTimeoutMs`: closed |
  * | `tls_handshake` | the TLS handshake failed (e.g. no or an untrusted client certificate) |
+ * | `byte_rate` | a connection over its byte rate: reading paused until the bucket refills (counted per pause) |
  * | `client_id` | client id empty with clean = false, too long, or with `+ # /` or control characters: CONNACK 2 |
  * | `anonymous` | no username with auth on: CONNACK 5 |
  * | `bad_credentials` | unknown user or wrong password: CONNACK 4 |
@@ -74,10 +79,13 @@ export interface TrackedSocket {
  * | `will_denied` | a Last Will on a topic the user may not publish to: CONNACK 5 |
  * | `publish_denied` | a PUBLISH the ACL denies: connection closed |
  * | `subscribe_denied` | a subscription the ACL denies: SUBACK 0x80 |
+ * | `subscription_limit` | a subscription over the per-client cap: SUBACK 0x80 |
+ * | `queue_full` | a QoS 1/2 message not queued for a persistent session whose queue is full: dropped for that client |
  */
 export const REJECTION_REASONS = [
-  'packet_too_large', 'malformed_header', 'connection_rate', 'tls_handshake', 'client_id', 'anonymous', 'bad_credentials',
-  'client_id_not_allowed', 'client_cert', 'will_denied', 'publish_denied', 'subscribe_denied',
+  'packet_too_large', 'malformed_header', 'connection_rate', 'connections_per_address', 'connections_total', 'handshake_timeout', 'connect_timeout',
+  'tls_handshake', 'byte_rate', 'client_id', 'anonymous', 'bad_credentials', 'client_id_not_allowed', 'client_cert', 'will_denied', 'publish_denied',
+  'subscribe_denied', 'subscription_limit', 'queue_full',
 ] as const;
 
 /** One of {@link REJECTION_REASONS}. */
