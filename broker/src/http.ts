@@ -4,6 +4,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TlsOptions, TLSSocket } from 'node:tls';
+import { ErrorCodes } from '@fedmq/protocol';
 import type { Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { ConnectionInfo } from './hooks.ts';
@@ -27,8 +28,29 @@ export interface BrokerHttp {
 /** Path of the MQTT-over-WebSocket endpoint. */
 export const MQTT_WS_PATH = '/mqtt';
 
+/**
+ * Makes `server` pass each new TCP connection to `accept` before its own `connection` listeners
+ * (for a TLS or HTTPS server: before the TLS handshake starts), and destroy the socket at once
+ * when `accept` returns false: a refused connection costs no TLS or HTTP work.
+ */
+export function gateConnections(server: Server | import('node:net').Server, accept: (raw: Socket) => boolean): void {
+  const listeners = server.listeners('connection') as ((raw: Socket) => void)[];
+  server.removeAllListeners('connection');
+  server.on('connection', (raw: Socket) => {
+    if (!accept(raw)) return void raw.destroy();
+    for (const listener of listeners) listener.call(server, raw);
+  });
+}
+
 /** How the HTTP server hands WebSocket connections to the broker (see `startBroker`). */
 export interface WebSocketGate {
+  /**
+   * Counts a new TCP connection to the HTTP port against the open-connection caps (until it
+   * closes); false when it is over a cap (it is then destroyed at once, before TLS).
+   */
+  open(raw: Socket, transport: 'ws' | 'wss'): boolean;
+  /** Milliseconds from the TCP connection (with TLS: from the end of the handshake) to the first request or the WebSocket upgrade. */
+  handshakeTimeoutMs: number;
   /** False when a new connection from `remoteAddress` is over the connection rate (it is then refused with 429). */
   admit(remoteAddress: string | undefined, transport: 'ws' | 'wss'): boolean;
   /** Hands an MQTT byte stream to the broker (size guard, connection info, `aedes.handle`). */
@@ -46,6 +68,12 @@ export interface WebSocketGate {
  *   `createWebSocketStream`) handed to `gate`, counted under `transport="ws"` (`"wss"` with TLS).
  *
  * Anything else is 404 (405 for methods other than GET/HEAD).
+ *
+ * Each TCP connection first passes `gate.open` (open-connection caps). With TLS the handshake
+ * must finish within `gate.handshakeTimeoutMs` (Node's `handshakeTimeout`), and then — or, without
+ * TLS, from the TCP connection — the first request or the upgrade must arrive within it too;
+ * a connection that does neither is destroyed (`handshake_timeout`). Later requests on a
+ * keep-alive connection are left to Node's `keepAliveTimeout` and `headersTimeout`.
  *
  * @throws the listen error (e.g. `EADDRINUSE`).
  */
@@ -71,13 +99,37 @@ export async function startHttp(opts: {
       res.end('internal error\n');
     });
   };
-  const server: Server = opts.tls ? createHttpsServer(opts.tls, onRequest) : createServer(onRequest);
+  const server: Server = opts.tls ? createHttpsServer({ ...opts.tls, handshakeTimeout: gate.handshakeTimeoutMs }, onRequest) : createServer(onRequest);
+  gateConnections(server, (raw) => gate.open(raw, transport));
   if (opts.tls) {
-    server.on('tlsClientError', (err: Error, socket: Socket) => {
-      metrics.reject('tls_handshake');
-      log.debug({ err: err.message, remoteAddress: socket.remoteAddress, transport }, 'TLS handshake failed');
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: Socket) => {
+      const timeout = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
+      metrics.reject(timeout ? 'handshake_timeout' : 'tls_handshake');
+      log.debug({ err: err.message, remoteAddress: socket.remoteAddress, transport, ...(timeout ? { code: ErrorCodes.LIMIT } : {}) }, timeout ? 'connection closed: TLS handshake not done in time' : 'TLS handshake failed');
+      // with a tlsClientError listener Node leaves the socket open (a handshake timeout too): close it here
+      socket.destroy();
     });
   }
+  // the first request or the upgrade must come within the handshake timeout (slowloris, idle sockets)
+  const waiting = new Map<Socket, NodeJS.Timeout>();
+  const arm = (socket: Socket) => {
+    const t = setTimeout(() => {
+      waiting.delete(socket);
+      metrics.reject('handshake_timeout');
+      log.debug({ remoteAddress: socket.remoteAddress, transport, timeoutMs: gate.handshakeTimeoutMs, code: ErrorCodes.LIMIT }, 'connection closed: no request or WebSocket upgrade in time');
+      socket.destroy();
+    }, gate.handshakeTimeoutMs);
+    t.unref();
+    waiting.set(socket, t);
+    socket.once('close', () => disarm(socket));
+  };
+  const disarm = (socket: Socket) => {
+    const t = waiting.get(socket);
+    if (t) clearTimeout(t);
+    waiting.delete(socket);
+  };
+  server.on(opts.tls ? 'secureConnection' : 'connection', arm);
+  server.on('request', (req: IncomingMessage) => disarm(req.socket));
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -106,6 +158,7 @@ export async function startHttp(opts: {
   }
 
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    disarm(socket);
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     if (path !== MQTT_WS_PATH) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
@@ -142,6 +195,7 @@ export async function startHttp(opts: {
     server,
     port,
     async close() {
+      for (const t of waiting.values()) clearTimeout(t);
       for (const ws of wss.clients) ws.terminate();
       for (const s of upgraded) s.destroy();
       await new Promise<void>((resolve) => wss.close(() => resolve()));

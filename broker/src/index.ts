@@ -8,8 +8,13 @@ import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { Credentials, loadCredentials } from './auth.ts';
 import { installSecurityHooks, type ConnectionInfo } from './hooks.ts';
-import { MQTT_WS_PATH, startHttp, type BrokerHttp, type StaticAsset, type WebSocketGate } from './http.ts';
-import { ConnectionRateLimiter, DEFAULT_CONNECTION_RATE, DEFAULT_MAX_CLIENT_ID_LENGTH, DEFAULT_MAX_PACKET_BYTES, guardStream, type BrokerLimits } from './limits.ts';
+import { MQTT_WS_PATH, gateConnections, startHttp, type BrokerHttp, type StaticAsset, type WebSocketGate } from './http.ts';
+import {
+  ByteRateLimiter, ConnectionRateLimiter, DEFAULT_BYTE_RATE, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_CONNECTION_RATE, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CLIENT_ID_LENGTH,
+  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_PACKET_BYTES, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_MAX_SUBSCRIPTIONS, OpenConnections,
+  defaultMaxConnections, guardStream, isLoopback, type BrokerLimits,
+} from './limits.ts';
+import { installQueueLimits, installSubscriptionCap, memoryStoreOf, storeGrantedOnly, type GrantedFilters } from './quotas.ts';
 import { instrumentBroker, trafficRoleOf, type Traffic, type Transport } from './metrics.ts';
 import { createPersistence } from './persistence.ts';
 import { assertClusterOptions, startCluster, type PubsubLimitOutcome } from './cluster.ts';
@@ -27,17 +32,24 @@ export {
   instrumentBroker, REJECTION_REASONS, TRAFFIC_ROLES, TRANSPORTS, trafficRoleOf, type BrokerMetrics, type RejectionReason, type TrackedSocket, type Traffic, type TrafficRole, type Transport,
 } from './metrics.ts';
 // acl.ts: the ACL generated from the topic table
-export { ROLES, RESERVED_CLIENT_ID_PREFIX, aclTable, canPublish, canSubscribe, filterWithin, readableFilters, scopeToClientId, writableFilters, type Principal, type Role } from './acl.ts';
+export {
+  ROLES, RESERVED_CLIENT_ID_PREFIX, aclTable, canPublish, canSubscribe, clientIdOwner, filterWithin, publishFlagsProblem, readableFilters, scopeToClientId, writableFilters, type Principal, type Role,
+} from './acl.ts';
 // auth.ts: credentials file, scrypt passwords
 export {
   Credentials, DEFAULT_SCRYPT, addCredential, generatePassword, hashPassword, loadCredentials, parseCredentials, removeCredential, verifyPassword,
   type CredentialEntry, type CredentialSummary, type CredentialsFile, type NewCredential, type ScryptParams,
 } from './auth.ts';
-// limits.ts: packet size, connection rate and client id limits
+// limits.ts: packet size, byte rate, connection rate, open connections, timeouts and client id limits
 export {
-  ConnectionRateLimiter, DEFAULT_CONNECTION_RATE, DEFAULT_MAX_CLIENT_ID_LENGTH, DEFAULT_MAX_PACKET_BYTES, MAX_REMAINING_LENGTH, PacketSizeGuard,
-  clientIdProblem, guardStream, isLoopback, type BrokerLimits, type ConnectionRate, type PacketViolation,
+  ByteRateLimiter, ConnectionRateLimiter, DEFAULT_BYTE_RATE, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_CONNECTION_RATE, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CLIENT_ID_LENGTH,
+  DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_PACKET_BYTES, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_MAX_SUBSCRIPTIONS,
+  MAX_REMAINING_LENGTH, OpenConnections, PacketSizeGuard, clientIdProblem, defaultMaxConnections, guardStream, isLoopback,
+  type BrokerLimits, type ByteRate, type ConnectionRate, type GuardOptions, type OpenConnectionRefusal, type PacketViolation,
 } from './limits.ts';
+// quotas.ts and retained.ts: per-client subscription and QoS 1 queue caps
+export { memoryStoreOf } from './quotas.ts';
+export { IndexedMemoryPersistence, type QueueDrop, type QueueLimits } from './retained.ts';
 // tls.ts: TLS listener options and client certificates
 export { clientCertProblem, peerIdentity, tlsServerOptions, type BrokerTls, type PeerIdentity } from './tls.ts';
 // certs.ts: development certificates (`fedmq certs`)
@@ -90,7 +102,11 @@ export interface BrokerOptions {
    * (`dashboardAssets()`, loaded only when `httpPort` is given).
    */
   httpAssets?: Map<string, StaticAsset>;
-  /** Packet size, connection rate and client id limits (defaults: 16 MiB, 50 per 10 s per address, 128 characters). Always on. */
+  /**
+   * Limits (docs/security.md, "Limits"; defaults in {@link BrokerLimits}): packet size, byte rate,
+   * connection rate, open connections per address and in total, handshake and CONNECT timeouts,
+   * client id, QoS 1 queue and subscriptions per client. Always on.
+   */
   limits?: BrokerLimits;
   /**
    * Authentication and ACL: a credentials file path (docs/security.md) or loaded {@link Credentials}.
@@ -179,9 +195,10 @@ function listen(server: Server, port: number, host: string): Promise<number> {
  */
 export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBroker> {
   const log = opts.logger ?? pino({ level: 'silent' });
-  const maxPacketBytes = opts.limits?.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
-  const rate = opts.limits?.connectionRate ?? DEFAULT_CONNECTION_RATE;
-  const limiter = rate === false ? undefined : new ConnectionRateLimiter(rate);
+  const limits = resolveLimits(opts.limits);
+  const { maxPacketBytes, exemptLoopback } = limits;
+  const limiter = limits.connectionRate === false ? undefined : new ConnectionRateLimiter(limits.connectionRate);
+  const openConnections = new OpenConnections(limits.maxConnectionsPerAddress, limits.maxConnections, exemptLoopback);
   const tlsOptions = opts.tls ? tlsServerOptions(opts.tls) : undefined;
   const credentials = typeof opts.auth === 'string' ? await loadCredentials(opts.auth) : opts.auth;
   if (credentials?.fileMode !== undefined && (credentials.fileMode & 0o077) !== 0) {
@@ -192,14 +209,24 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
   if (opts.cluster) assertClusterOptions(opts.cluster, opts);
   const cluster = opts.cluster ? await startCluster(opts.cluster, { logger: log, maxPacketBytes, concurrency: opts.aedes?.concurrency }) : undefined;
   const store = cluster ?? (opts.aedes?.persistence ? undefined : createPersistence(opts.persistence ?? 'memory'));
-  const aedes = await Aedes.createBroker({ ...cluster?.aedes, ...opts.aedes, ...(store ? { persistence: store.persistence } : {}) }).catch(async (err: unknown) => {
+  const persistence = store?.persistence ?? opts.aedes?.persistence;
+  // the filters each client was granted: the persistence stores no others (quotas.ts)
+  const granted: GrantedFilters = new WeakMap();
+  const aedes = await Aedes.createBroker({
+    connectTimeout: limits.connectTimeoutMs, ...cluster?.aedes, ...opts.aedes, ...(persistence ? { persistence: storeGrantedOnly(persistence, granted) } : {}),
+  }).catch(async (err: unknown) => {
     await store?.close().catch(() => undefined);
     throw err;
   });
   const metrics = instrumentBroker(aedes);
+  const memoryStore = memoryStoreOf(persistence);
+  if (memoryStore) installQueueLimits(aedes, memoryStore, { maxMessages: limits.maxQueuedMessages, maxBytes: limits.maxQueuedBytes, reject: metrics.reject, log });
+  else log.info({ persistence: cluster ? 'cluster' : opts.persistence ?? 'custom' }, 'QoS 1 queue limits apply to the memory persistence only: queued messages live in the persistence (docs/security.md)');
+  // before the security hooks: their ACL is asked first, the cap counts only what it grants
+  installSubscriptionCap(aedes, { maxSubscriptions: limits.maxSubscriptions, reject: metrics.reject, log, granted });
   const connections = new WeakMap<object, ConnectionInfo>();
   const security = installSecurityHooks(aedes, {
-    credentials, maxClientIdLength: opts.limits?.maxClientIdLength ?? DEFAULT_MAX_CLIENT_ID_LENGTH,
+    credentials, maxClientIdLength: limits.maxClientIdLength,
     connectionOf: (conn) => (conn && typeof conn === 'object' ? connections.get(conn) : undefined), reject: metrics.reject, log,
   });
 
@@ -210,14 +237,38 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
     log.debug({ remoteAddress, transport, code: ErrorCodes.LIMIT }, 'connection refused: over the connection rate');
     return false;
   };
-  /** Size guard, connection info for the hooks, then Aedes. */
+  /** Counts a new TCP connection against the open-connection caps until it closes; false (counted, logged) when over one. */
+  const open = (raw: Socket, transport: Transport): boolean => {
+    const remoteAddress = raw.remoteAddress;
+    const refusal = openConnections.open(remoteAddress);
+    if (refusal) {
+      metrics.reject(refusal);
+      log.debug({ remoteAddress, transport, open: openConnections.total, code: ErrorCodes.LIMIT }, `connection refused: ${refusal === 'connections_total' ? `${limits.maxConnections} connections open` : `${limits.maxConnectionsPerAddress} connections open from this address`}`);
+      return false;
+    }
+    raw.once('close', () => openConnections.close(remoteAddress));
+    return true;
+  };
+  /** Size guard and byte rate, connection info for the hooks, then Aedes. */
   const handle = (stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void => {
+    const rate = limits.byteRate === false || (exemptLoopback && isLoopback(info.remoteAddress ?? '')) ? undefined : new ByteRateLimiter(limits.byteRate);
+    const conn: ConnectionInfo = { ...info, ...(rate ? { rate } : {}) };
+    let throttled = 0;
     const guarded = guardStream(stream, maxPacketBytes, (v) => {
       metrics.reject(v.reason);
-      log.warn({ ...info, ...v, code: ErrorCodes.LIMIT }, v.reason === 'packet_too_large' ? `connection closed: packet of ${v.packetBytes} bytes over the limit of ${v.maxPacketBytes}` : 'connection closed: malformed fixed header');
+      log.warn({ ...info, traffic: undefined, ...v, code: ErrorCodes.LIMIT }, v.reason === 'packet_too_large' ? `connection closed: packet of ${v.packetBytes} bytes over the limit of ${v.maxPacketBytes}` : 'connection closed: malformed fixed header');
+    }, {
+      rate,
+      onThrottle: (delayMs) => {
+        metrics.reject('byte_rate');
+        const fields = { clientId: conn.clientId, remoteAddress: info.remoteAddress, transport: info.transport, delayMs, byteRate: limits.byteRate, code: ErrorCodes.LIMIT };
+        // the first pause of a connection at warn, the next ones at debug (a steady sender pauses often)
+        if (throttled++ === 0) log.warn(fields, 'reading paused: connection over its byte rate');
+        else log.debug(fields, 'reading paused: connection over its byte rate');
+      },
     });
     guarded.on('error', (err) => log.debug({ err: err.message, transport: info.transport }, 'connection error'));
-    connections.set(guarded, info);
+    connections.set(guarded, conn);
     aedes.handle(guarded, req);
   };
 
@@ -230,42 +281,53 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
   const plainPort = opts.port === undefined ? (opts.tls ? null : 1883) : opts.port;
   const server: Server | undefined = plainPort === null ? undefined : createServer({ noDelay: true }, (socket) => {
     track(socket);
-    if (!admit(socket.remoteAddress, 'tcp')) return void socket.destroy();
+    if (!open(socket, 'tcp') || !admit(socket.remoteAddress, 'tcp')) return void socket.destroy();
     const traffic = metrics.trackSocket(socket, 'tcp');
     handle(socket, { transport: 'tcp', remoteAddress: socket.remoteAddress, traffic });
   });
   let tlsServer: TlsServer | undefined;
   if (tlsOptions) {
-    tlsServer = createTlsServer(tlsOptions, (socket: TLSSocket) => {
+    tlsServer = createTlsServer({ ...tlsOptions, handshakeTimeout: limits.handshakeTimeoutMs }, (socket: TLSSocket) => {
       track(socket);
       const traffic = metrics.trackSocket(socket, 'tls');
       const peer = peerIdentity(socket);
       handle(socket, { transport: 'tls', remoteAddress: socket.remoteAddress, traffic, ...(peer ? { peer } : {}) });
     });
-    // the rate is checked before the TLS server sees the socket: a flood costs no TLS work and is
-    // not also counted as a failed handshake
-    const tlsListeners = tlsServer.listeners('connection') as ((raw: Socket) => void)[];
-    tlsServer.removeAllListeners('connection');
-    tlsServer.on('connection', (raw: Socket) => {
+    // the caps and the rate are checked before the TLS server sees the socket: a flood costs no
+    // TLS work and is not also counted as a failed handshake
+    gateConnections(tlsServer, (raw) => {
       track(raw);
-      if (!admit(raw.remoteAddress, 'tls')) return void raw.destroy();
-      for (const listener of tlsListeners) listener.call(tlsServer, raw);
+      return open(raw, 'tls') && admit(raw.remoteAddress, 'tls');
     });
-    tlsServer.on('tlsClientError', (err, socket) => {
-      metrics.reject('tls_handshake');
-      log.debug({ err: err.message, remoteAddress: socket.remoteAddress, transport: 'tls' }, 'TLS handshake failed');
+    tlsServer.on('tlsClientError', (err: Error & { code?: string }, socket) => {
+      const timeout = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
+      metrics.reject(timeout ? 'handshake_timeout' : 'tls_handshake');
+      log.debug({ err: err.message, remoteAddress: socket.remoteAddress, transport: 'tls', ...(timeout ? { code: ErrorCodes.LIMIT } : {}) }, timeout ? 'connection closed: TLS handshake not done in time' : 'TLS handshake failed');
+      // with a tlsClientError listener Node leaves the socket open (a handshake timeout too): close it here
+      socket.destroy();
     });
   }
   aedes.on('clientError', (client, err) => log.debug({ clientId: client?.id, err: err.message }, 'client error'));
-  aedes.on('connectionError', (client, err) => log.debug({ clientId: client?.id, err: err.message }, 'connection error'));
+  aedes.on('connectionError', (client, err) => {
+    const info = connections.get(client?.conn);
+    if (err.message === CONNECT_TIMEOUT_MESSAGE) {
+      metrics.reject('connect_timeout');
+      log.debug({ remoteAddress: info?.remoteAddress, transport: info?.transport, timeoutMs: limits.connectTimeoutMs, code: ErrorCodes.LIMIT }, 'connection closed: no CONNECT in time');
+    } else log.debug({ clientId: client?.id, err: err.message }, 'connection error');
+  });
   aedes.on('client', (client) => {
     // registered, CONNACK not yet written: the CONNECT counts as `other`, the CONNACK and the rest as the client's role
-    connections.get(client.conn)?.traffic?.setRole(trafficRoleOf(client.id, security.principalOf(client)));
+    const info = connections.get(client.conn);
+    const principal = security.principalOf(client);
+    info?.traffic?.setRole(trafficRoleOf(client.id, principal));
+    if (info) info.clientId = client.id;
+    // the byte rate is for everyone but an authenticated coordinator (it publishes the models)
+    if (principal?.role === 'coordinator') info?.rate?.lift();
     log.debug({ clientId: client.id }, 'client connected');
   });
   aedes.on('clientDisconnect', (client) => log.debug({ clientId: client.id }, 'client disconnected'));
 
-  const gate: WebSocketGate = { admit, handle, maxPayload: maxPacketBytes };
+  const gate: WebSocketGate = { open, admit, handle, maxPayload: maxPacketBytes, handshakeTimeoutMs: limits.handshakeTimeoutMs };
   const host = opts.host ?? '0.0.0.0';
   let http: BrokerHttp | undefined;
   let closing: Promise<void> | undefined;
@@ -300,7 +362,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
   const urlHost = urlHostOf(host);
   const tlsUrl = tlsPort === undefined ? undefined : `mqtts://${urlHost}:${tlsPort}`;
   const url = port === undefined ? tlsUrl! : `mqtt://${urlHost}:${port}`;
-  log.info({ url, tlsUrl, cluster: cluster?.url, brokerId: aedes.id, auth: credentials ? `${credentials.size} users` : 'off (open broker)', maxPacketBytes, connectionRate: rate }, 'broker listening');
+  log.info({ url, tlsUrl, cluster: cluster?.url, brokerId: aedes.id, auth: credentials ? `${credentials.size} users` : 'off (open broker)', limits }, 'broker listening');
   const running: RunningBroker = { url, port: port ?? tlsPort!, aedes, metrics: metrics.registry, traffic: metrics.traffic, close };
   if (tlsUrl) Object.assign(running, { tlsUrl, tlsPort });
   if (credentials) running.credentials = credentials;
@@ -313,6 +375,44 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<RunningBrok
     log.info({ httpUrl: running.httpUrl, wsUrl: running.wsUrl }, 'dashboard listening');
   }
   return running;
+}
+
+/** Aedes' error when no CONNECT arrived within `connectTimeout` (lib/client.js). */
+const CONNECT_TIMEOUT_MESSAGE = 'connect did not arrive in time';
+
+/** {@link BrokerLimits} with every default filled in. */
+export type ResolvedLimits = Required<Omit<BrokerLimits, 'connectionRate' | 'byteRate'>> & Pick<Required<BrokerLimits>, 'connectionRate' | 'byteRate'>;
+
+/**
+ * `limits` with the defaults filled in (docs/security.md, "Limits"). The connection rate's
+ * `exemptLoopback` is the top-level `exemptLoopback` unless the rate names its own.
+ * @throws RangeError for a negative or fractional count, a timeout ≤ 0, or a bad rate.
+ */
+export function resolveLimits(limits: BrokerLimits = {}): ResolvedLimits {
+  const exemptLoopback = limits.exemptLoopback ?? true;
+  const rate = limits.connectionRate ?? { max: DEFAULT_CONNECTION_RATE.max, perMs: DEFAULT_CONNECTION_RATE.perMs };
+  const r: ResolvedLimits = {
+    maxPacketBytes: limits.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES,
+    maxClientIdLength: limits.maxClientIdLength ?? DEFAULT_MAX_CLIENT_ID_LENGTH,
+    exemptLoopback,
+    connectionRate: rate === false ? false : { ...rate, exemptLoopback: rate.exemptLoopback ?? exemptLoopback },
+    byteRate: limits.byteRate ?? DEFAULT_BYTE_RATE,
+    maxConnectionsPerAddress: limits.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    maxConnections: limits.maxConnections ?? defaultMaxConnections(),
+    handshakeTimeoutMs: limits.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    connectTimeoutMs: limits.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    maxQueuedMessages: limits.maxQueuedMessages ?? DEFAULT_MAX_QUEUED_MESSAGES,
+    maxQueuedBytes: limits.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+    maxSubscriptions: limits.maxSubscriptions ?? DEFAULT_MAX_SUBSCRIPTIONS,
+  };
+  for (const k of ['maxConnectionsPerAddress', 'maxConnections', 'maxQueuedMessages', 'maxQueuedBytes', 'maxSubscriptions'] as const) {
+    if (!Number.isInteger(r[k]) || r[k] < 0) throw new RangeError(`limits.${k} must be an integer ≥ 0 (0 = no cap), got ${r[k]}`);
+  }
+  for (const k of ['handshakeTimeoutMs', 'connectTimeoutMs'] as const) {
+    if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`limits.${k} must be an integer ≥ 1 ms, got ${r[k]}`);
+  }
+  if (r.byteRate !== false) new ByteRateLimiter(r.byteRate); // validates
+  return r;
 }
 
 /** Host name for a URL: `localhost` for the wildcard addresses, brackets around IPv6. */

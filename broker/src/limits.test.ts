@@ -1,10 +1,16 @@
 import { once } from 'node:events';
 import { connect as netConnect, createServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import mqtt from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from './index.ts';
-import { ConnectionRateLimiter, MAX_REMAINING_LENGTH, PacketSizeGuard, clientIdProblem, guardStream, isLoopback } from './limits.ts';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ByteRateLimiter, ConnectionRateLimiter, DEFAULT_MAX_CONNECTIONS, MAX_REMAINING_LENGTH, OpenConnections, PacketSizeGuard, clientIdProblem, defaultMaxConnections, guardStream, isLoopback,
+} from './limits.ts';
+import { resolveLimits } from './index.ts';
 
 /** Fixed header of a packet of type byte `type` with `remaining` bytes after it (MQTT 3.1.1 §2.2.3). */
 function header(type: number, remaining: number): Buffer {
@@ -259,5 +265,165 @@ describe('limits on a real broker', () => {
     raw.destroy();
     expect(await code({ clientId: 'fedmq:j:node:ok' })).toBe(0);
     expect((await rejections(broker)).get('client_id')).toBe(3);
+  });
+});
+
+describe('ByteRateLimiter', () => {
+  it('lets the burst through at once, then asks for the debt / rate (rounded up); refills with time; lift() ends it', () => {
+    let now = 0;
+    const r = new ByteRateLimiter({ bytesPerSecond: 1000, burstBytes: 5000 }, () => now);
+    expect(r.take(4999)).toBe(0);
+    expect(r.take(1)).toBe(0); // exactly the burst
+    expect(r.take(1)).toBe(1); // one byte over: 1 ms at 1000 B/s
+    expect(r.take(499)).toBe(500);
+    now += 500; // paid
+    expect(r.take(0)).toBe(0);
+    now += 10_000; // refills to the burst, no more
+    expect(r.take(5000)).toBe(0);
+    expect(r.take(2000)).toBe(2000);
+    r.lift();
+    expect(r.take(1e9)).toBe(0);
+  });
+  it('refuses a nonsensical rate', () => {
+    expect(() => new ByteRateLimiter({ bytesPerSecond: 0, burstBytes: 1 })).toThrow(RangeError);
+    expect(() => new ByteRateLimiter({ bytesPerSecond: 1, burstBytes: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('OpenConnections', () => {
+  it('accepts up to the cap per address, refuses one more, and takes one again after a close; loopback exempt only from the per-address cap', () => {
+    const o = new OpenConnections(2, 5, true);
+    expect([o.open('10.0.0.1'), o.open('10.0.0.1'), o.open('10.0.0.1')]).toEqual([undefined, undefined, 'connections_per_address']);
+    o.close('10.0.0.1');
+    expect(o.open('10.0.0.1')).toBeUndefined();
+    expect([o.open('127.0.0.1'), o.open('127.0.0.1'), o.open('::ffff:127.0.0.1')]).toEqual([undefined, undefined, undefined]);
+    expect(o.total).toBe(5);
+    expect(o.open('10.0.0.2')).toBe('connections_total'); // the total counts loopback too
+    const strict = new OpenConnections(1, 0, false);
+    expect([strict.open('127.0.0.1'), strict.open('127.0.0.1')]).toEqual([undefined, 'connections_per_address']);
+    expect(() => new OpenConnections(-1, 0)).toThrow(RangeError);
+  });
+  it('the default total is 10,000, or the open-file limit minus 64 when lower', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fedmq-limits-'));
+    const file = (soft: string) => `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                 524288               files\n`;
+    await writeFile(join(dir, 'a'), file('256'));
+    await writeFile(join(dir, 'b'), file('1048576'));
+    await writeFile(join(dir, 'c'), file('unlimited'));
+    expect([defaultMaxConnections(join(dir, 'a')), defaultMaxConnections(join(dir, 'b')), defaultMaxConnections(join(dir, 'c')), defaultMaxConnections(join(dir, 'none'))]).toEqual([192, 10_000, 10_000, DEFAULT_MAX_CONNECTIONS]);
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
+describe('resolveLimits', () => {
+  it('fills in the defaults; exemptLoopback reaches the connection rate unless it names its own', () => {
+    const d = resolveLimits();
+    expect(d).toMatchObject({ exemptLoopback: true, maxConnectionsPerAddress: 100, handshakeTimeoutMs: 10_000, connectTimeoutMs: 30_000, maxQueuedMessages: 100_000, maxQueuedBytes: 2 ** 30, maxSubscriptions: 100 });
+    expect(d.byteRate).toEqual({ bytesPerSecond: 16 * 2 ** 20, burstBytes: 64 * 2 ** 20 });
+    expect(resolveLimits({ exemptLoopback: false }).connectionRate).toEqual({ max: 50, perMs: 10_000, exemptLoopback: false });
+    expect(resolveLimits({ exemptLoopback: false, connectionRate: { max: 5, perMs: 1000, exemptLoopback: true } }).connectionRate).toMatchObject({ exemptLoopback: true });
+    expect(() => resolveLimits({ maxSubscriptions: -1 })).toThrow(RangeError);
+    expect(() => resolveLimits({ handshakeTimeoutMs: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('connection caps, timeouts and the byte rate on a real broker', () => {
+  let broker: RunningBroker | undefined;
+  const open: { end(force?: boolean): unknown }[] = [];
+  const raws: Socket[] = [];
+  afterEach(async () => {
+    for (const c of open.splice(0)) c.end(true);
+    for (const s of raws.splice(0)) s.destroy();
+    await broker?.close();
+    broker = undefined;
+  });
+  const rejections = async () => {
+    const m = new Map<string, number>();
+    for (const v of (await broker!.metrics.getSingleMetric('fedmq_broker_rejections_total')!.get()).values) m.set(String(v.labels.reason), v.value);
+    return m;
+  };
+  const raw = async (port: number): Promise<Socket> => {
+    const s = netConnect(port, '127.0.0.1');
+    s.on('error', () => {});
+    raws.push(s);
+    await once(s, 'connect');
+    return s;
+  };
+  const client = async (url: string) => {
+    const c = await mqtt.connectAsync(url, { reconnectPeriod: 0 });
+    open.push(c);
+    return c;
+  };
+
+  it('idle sockets beyond the per-address cap are destroyed at once; a client connects again once one closes', async () => {
+    broker = await startBroker({ port: 0, host: '127.0.0.1', limits: { maxConnectionsPerAddress: 3, exemptLoopback: false } });
+    const idle = [await raw(broker.port), await raw(broker.port)];
+    await client(broker.url); // the third: at the cap, accepted and served
+    const fourth = await raw(broker.port);
+    await once(fourth, 'close');
+    expect((await rejections()).get('connections_per_address')).toBe(1);
+    const closed = once(idle[0], 'close');
+    idle[0].destroy();
+    await closed;
+    // the broker may see the close a moment later: a CONNECT then succeeds (polling the real condition)
+    let c: MqttClient | undefined;
+    while (!c) c = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 }, false).catch(() => undefined);
+    open.push(c);
+    expect(c.connected).toBe(true);
+  });
+
+  it('loopback is exempt from the per-address cap by default, not from the total', async () => {
+    broker = await startBroker({ port: 0, host: '127.0.0.1', limits: { maxConnectionsPerAddress: 1, maxConnections: 3 } });
+    await client(broker.url);
+    await client(broker.url);
+    await client(broker.url); // three from 127.0.0.1 with a per-address cap of 1
+    const fourth = await raw(broker.port);
+    await once(fourth, 'close');
+    const r = await rejections();
+    expect([r.get('connections_per_address'), r.get('connections_total')]).toEqual([0, 1]);
+  });
+
+  it('a TCP connection that never sends CONNECT is closed by the connect timeout', async () => {
+    broker = await startBroker({ port: 0, host: '127.0.0.1', limits: { connectTimeoutMs: 200 } });
+    const s = await raw(broker.port);
+    await once(s, 'close');
+    expect((await rejections()).get('connect_timeout')).toBe(1);
+  });
+
+  it('a connection to the HTTP port that neither upgrades nor asks for anything is closed by the handshake timeout', async () => {
+    broker = await startBroker({ port: 0, host: '127.0.0.1', httpPort: 0, httpAssets: new Map(), limits: { handshakeTimeoutMs: 200 } });
+    const s = await raw(broker.httpPort!);
+    await once(s, 'close');
+    expect((await rejections()).get('handshake_timeout')).toBe(1);
+    // an upgrade in time is not affected
+    const ws = await client(broker.wsUrl!);
+    expect(ws.connected).toBe(true);
+  });
+
+  it('over the byte rate the broker stops reading (backpressure): every message arrives, the publisher stays connected', async () => {
+    broker = await startBroker({ port: 0, host: '127.0.0.1', limits: { byteRate: { bytesPerSecond: 512 * 1024, burstBytes: 64 * 1024 }, exemptLoopback: false } });
+    const sub = await client(broker.url);
+    await sub.subscribeAsync('bulk', { qos: 1 });
+    const got: number[] = [];
+    const all = new Promise<void>((resolve) => sub.on('message', (_t, p) => got.push(p.readUInt32BE(0)) === 8 && resolve()));
+    const pub = await client(broker.url);
+    for (let i = 0; i < 8; i++) {
+      const p = Buffer.alloc(32 * 1024);
+      p.writeUInt32BE(i, 0);
+      await pub.publishAsync('bulk', p, { qos: 1 });
+    }
+    await all;
+    expect(got).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(pub.connected).toBe(true);
+    expect((await rejections()).get('byte_rate')).toBeGreaterThanOrEqual(1); // 256 KiB against a 64 KiB burst
+  });
+
+  it('the byte rate does not touch a loopback client by default, nor traffic within the burst', async () => {
+    broker = await startBroker({ port: 0, host: '127.0.0.1', limits: { byteRate: { bytesPerSecond: 1024, burstBytes: 1024 } } });
+    const sub = await client(broker.url);
+    await sub.subscribeAsync('bulk', { qos: 1 });
+    const arrived = new Promise<number>((resolve) => sub.on('message', (_t, p) => resolve(p.length)));
+    await (await client(broker.url)).publishAsync('bulk', Buffer.alloc(256 * 1024), { qos: 1 });
+    expect(await arrived).toBe(256 * 1024);
+    expect((await rejections()).get('byte_rate')).toBe(0);
   });
 });

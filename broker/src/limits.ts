@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Duplex } from 'node:stream';
 
@@ -8,8 +9,14 @@ import { Duplex } from 'node:stream';
  * - a packet size guard ({@link PacketSizeGuard}, {@link guardStream}): Aedes 1.2 has no maximum
  *   packet size (moscajs/aedes#831) and its parser buffers a whole packet before handling it, so a
  *   client could make the broker hold up to 256 MB per connection;
+ * - a per-connection byte rate ({@link ByteRateLimiter}, applied by {@link guardStream} as
+ *   backpressure: the socket is not read until the bucket has refilled);
  * - a per-address connection rate ({@link ConnectionRateLimiter});
+ * - caps on open connections per address and in total ({@link OpenConnections});
  * - client id rules ({@link clientIdProblem}), answered with CONNACK return code 2.
+ *
+ * The per-client quotas that live above the transport (QoS 1 queue, subscriptions) are in
+ * quotas.ts and retained.ts.
  */
 
 /** Default maximum size of one MQTT packet, fixed header included: 16 MiB. */
@@ -20,6 +27,50 @@ export const DEFAULT_MAX_CLIENT_ID_LENGTH = 128;
 
 /** Default connection rate per remote address: 50 per 10 s, loopback exempt. */
 export const DEFAULT_CONNECTION_RATE: ConnectionRate = { max: 50, perMs: 10_000, exemptLoopback: true };
+
+/**
+ * Default byte rate per connection: a burst of 64 MiB, then 16 MiB/s (128 Mbit/s) sustained.
+ * A node's chunked 40 MB update goes out at line speed from a full bucket; one connection cannot
+ * keep the broker busy with more than 16 MiB/s (docs/security.md, "Why these defaults").
+ */
+export const DEFAULT_BYTE_RATE: ByteRate = { bytesPerSecond: 16 * 1024 * 1024, burstBytes: 64 * 1024 * 1024 };
+
+/** Default cap on connections open at once from one remote address (loopback exempt): 100. */
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 100;
+
+/** Upper bound of the default total connection cap: 10,000 (lower when the open-file limit is; {@link defaultMaxConnections}). */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+
+/** File descriptors kept free for everything else (listeners, Redis, logs, files) below the open-file limit. */
+export const FD_RESERVE = 64;
+
+/** Default time a TLS handshake or a WebSocket upgrade may take after the TCP connection: 10 s. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** Default time from the TCP connection (or the TLS handshake / upgrade) to the MQTT CONNECT: 30 s (Aedes' `connectTimeout`). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+
+/**
+ * Default cap on the QoS 1/2 messages queued for one persistent-session client: 100,000.
+ * Counts every message in the session's outgoing queue (sent and not yet acknowledged, or not
+ * yet sent because the client is offline).
+ */
+export const DEFAULT_MAX_QUEUED_MESSAGES = 100_000;
+
+/** Default cap on the payload bytes queued for one persistent-session client: 1 GiB. */
+export const DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024 * 1024;
+
+/** Default cap on the subscriptions (distinct filters) of one client, its stored session's included: 100. */
+export const DEFAULT_MAX_SUBSCRIPTIONS = 100;
+
+/**
+ * A byte rate limit (token bucket): `burstBytes` tokens, one spent per byte received, refilled at
+ * `bytesPerSecond`.
+ */
+export interface ByteRate {
+  bytesPerSecond: number;
+  burstBytes: number;
+}
 
 /**
  * Largest "remaining length" MQTT 3.1.1 can encode: four 7-bit groups (§2.2.3), 268,435,455 bytes.
@@ -38,7 +89,7 @@ export interface ConnectionRate {
   exemptLoopback?: boolean;
 }
 
-/** The limits of one broker (option `limits` of `startBroker`). */
+/** The limits of one broker (option `limits` of `startBroker`; docs/security.md, "Limits"). */
 export interface BrokerLimits {
   /** Largest MQTT packet accepted, in bytes, fixed header included. Default {@link DEFAULT_MAX_PACKET_BYTES}. */
   maxPacketBytes?: number;
@@ -46,6 +97,34 @@ export interface BrokerLimits {
   connectionRate?: ConnectionRate | false;
   /** Longest client id accepted. Default {@link DEFAULT_MAX_CLIENT_ID_LENGTH}. */
   maxClientIdLength?: number;
+  /**
+   * Exempt loopback addresses (127.0.0.0/8, ::1) from every per-address limit: the connection
+   * rate, the open connections per address and the byte rate. Default true (`fedmq simulate`
+   * connects thousands of nodes from 127.0.0.1). Set false behind a reverse proxy or TLS
+   * terminator on the same host, where every client looks like loopback (`--no-loopback-exempt`).
+   * `connectionRate.exemptLoopback`, when given, still decides for the connection rate alone.
+   */
+  exemptLoopback?: boolean;
+  /**
+   * Bytes received per connection (token bucket), for every client but an authenticated
+   * coordinator; `false` turns it off. Over the rate the broker stops reading the socket until the
+   * bucket has refilled (backpressure: nothing is lost). Default {@link DEFAULT_BYTE_RATE}.
+   */
+  byteRate?: ByteRate | false;
+  /** Connections open at once from one remote address (loopback exempt, see `exemptLoopback`). Default {@link DEFAULT_MAX_CONNECTIONS_PER_ADDRESS}; `0` = no cap. */
+  maxConnectionsPerAddress?: number;
+  /** Connections open at once in total, loopback included. Default {@link defaultMaxConnections}(); `0` = no cap. */
+  maxConnections?: number;
+  /** Milliseconds a TLS handshake (mqtts, https/wss) or a WebSocket upgrade may take after the TCP connection. Default {@link DEFAULT_HANDSHAKE_TIMEOUT_MS}. */
+  handshakeTimeoutMs?: number;
+  /** Milliseconds until the MQTT CONNECT must have arrived (Aedes' `connectTimeout`). Default {@link DEFAULT_CONNECT_TIMEOUT_MS}. */
+  connectTimeoutMs?: number;
+  /** QoS 1/2 messages queued per persistent-session client (memory persistence). Default {@link DEFAULT_MAX_QUEUED_MESSAGES}; `0` = no cap. */
+  maxQueuedMessages?: number;
+  /** Payload bytes queued per persistent-session client (memory persistence). Default {@link DEFAULT_MAX_QUEUED_BYTES}; `0` = no cap. */
+  maxQueuedBytes?: number;
+  /** Subscriptions (distinct filters) per client, a persistent session's stored ones included. Default {@link DEFAULT_MAX_SUBSCRIPTIONS}; `0` = no cap. */
+  maxSubscriptions?: number;
 }
 
 /** Why the size guard stopped a connection. */
@@ -117,25 +196,43 @@ export class PacketSizeGuard {
   }
 }
 
+/** Options of {@link guardStream} beyond the packet size. */
+export interface GuardOptions {
+  /**
+   * Bytes-received budget of this connection: after each chunk the guard spends its length; when
+   * the bucket is in debt it stops reading `inner` until the debt is paid (backpressure down to
+   * TCP: the peer's writes block, nothing is dropped). {@link ByteRateLimiter.lift} ends it.
+   */
+  rate?: ByteRateLimiter;
+  /** Called each time reading is paused for the rate, with the pause in ms. */
+  onThrottle?(delayMs: number): void;
+}
+
 /**
  * Puts a {@link PacketSizeGuard} between `inner` (a socket, TLS socket or WebSocket stream) and
  * Aedes: returns a Duplex that passes every chunk `inner` reads through the guard before it
  * becomes readable, and writes straight to `inner`. On a violation, `onViolation` is called once
- * and both streams are destroyed, so the oversized body is never read into the broker.
+ * and both streams are destroyed, so the oversized body is never read into the broker. With
+ * `opts.rate`, reading also follows a byte rate ({@link GuardOptions.rate}).
  *
  * Backpressure is kept both ways (`inner` is paused while the guarded side is full; a write
  * returns false while `inner` is full). Ending, errors and close travel both ways; destroying the
  * returned stream without an error ends `inner` gracefully (FIN, TLS close_notify) and destroys it
  * 2 s later if the peer has not closed by then.
  */
-export function guardStream(inner: Duplex, maxPacketBytes: number, onViolation: (v: PacketViolation) => void): Duplex {
+export function guardStream(inner: Duplex, maxPacketBytes: number, onViolation: (v: PacketViolation) => void, opts: GuardOptions = {}): Duplex {
   const guard = new PacketSizeGuard(maxPacketBytes);
   let stopped = false;
+  /** The guarded side is full: wait for its read(). */
+  let full = false;
+  /** Paused for the byte rate until this timer fires. */
+  let throttle: NodeJS.Timeout | undefined;
   const outer: Duplex = new Duplex({
     readableHighWaterMark: 64 * 1024,
     writableHighWaterMark: 64 * 1024,
     read() {
-      if (!stopped) inner.resume();
+      full = false;
+      if (!stopped && !throttle) inner.resume();
     },
     write(chunk: Buffer, _encoding, callback) {
       if (inner.destroyed) return callback(new Error('connection closed'));
@@ -155,6 +252,8 @@ export function guardStream(inner: Duplex, maxPacketBytes: number, onViolation: 
       callback();
     },
     destroy(err, callback) {
+      if (throttle) clearTimeout(throttle);
+      throttle = undefined;
       if (err || inner.destroyed || !inner.writable) inner.destroy();
       else {
         // a normal close (Aedes after a DISCONNECT, or broker shutdown of a client): end our side and
@@ -181,7 +280,19 @@ export function guardStream(inner: Duplex, maxPacketBytes: number, onViolation: 
       outer.destroy();
       return;
     }
-    if (!outer.push(chunk)) inner.pause();
+    if (!outer.push(chunk)) {
+      full = true;
+      inner.pause();
+    }
+    const delay = opts.rate?.take(chunk.length) ?? 0;
+    if (delay > 0 && !throttle && !stopped) {
+      inner.pause();
+      opts.onThrottle?.(delay);
+      throttle = setTimeout(() => {
+        throttle = undefined;
+        if (!stopped && !full && !outer.destroyed) inner.resume();
+      }, delay);
+    }
   });
   inner.on('end', () => {
     if (!stopped) outer.push(null);
@@ -191,6 +302,128 @@ export function guardStream(inner: Duplex, maxPacketBytes: number, onViolation: 
     if (!outer.destroyed) outer.destroy();
   });
   return outer;
+}
+
+/**
+ * A token bucket over bytes ({@link ByteRate}): starts full with `burstBytes` tokens and refills
+ * at `bytesPerSecond`. {@link take} spends bytes that were already received (the bucket may go
+ * into debt) and says how long to stop reading until the debt is paid.
+ */
+export class ByteRateLimiter {
+  private tokens: number;
+  private at: number;
+  private lifted = false;
+
+  /**
+   * @param rate bytes per second (> 0) and burst bytes (≥ 1).
+   * @param now clock in ms (injectable for tests).
+   * @throws RangeError for a rate or burst that is not a positive number.
+   */
+  constructor(readonly rate: ByteRate, private readonly now: () => number = Date.now) {
+    if (!(rate.bytesPerSecond > 0) || !(rate.burstBytes >= 1) || !Number.isFinite(rate.bytesPerSecond) || !Number.isFinite(rate.burstBytes)) {
+      throw new RangeError(`byte rate must have bytesPerSecond > 0 and burstBytes ≥ 1, got ${JSON.stringify(rate)}`);
+    }
+    this.tokens = rate.burstBytes;
+    this.at = now();
+  }
+
+  /**
+   * Spends `bytes` (just received). Returns 0 while the bucket holds enough, else the ms to wait
+   * before reading again: the debt divided by the rate, rounded up.
+   */
+  take(bytes: number): number {
+    if (this.lifted) return 0;
+    const t = this.now();
+    this.tokens = Math.min(this.rate.burstBytes, this.tokens + ((t - this.at) * this.rate.bytesPerSecond) / 1000);
+    this.at = t;
+    this.tokens -= bytes;
+    return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens * 1000) / this.rate.bytesPerSecond);
+  }
+
+  /** Ends the limit for this connection (e.g. once it authenticated as a coordinator). */
+  lift(): void {
+    this.lifted = true;
+  }
+
+  /** True after {@link lift}. */
+  get isLifted(): boolean {
+    return this.lifted;
+  }
+}
+
+/** Why {@link OpenConnections.open} refused a connection. */
+export type OpenConnectionRefusal = 'connections_per_address' | 'connections_total';
+
+/**
+ * Counts the connections open now, per remote address and in total, against two caps. Loopback
+ * addresses are exempt from the per-address cap when `exemptLoopback`, never from the total.
+ * Memory is bounded by the addresses with a connection open.
+ */
+export class OpenConnections {
+  private readonly byAddress = new Map<string, number>();
+  private open_ = 0;
+
+  /**
+   * @param maxPerAddress cap per address (0 = none).
+   * @param maxTotal cap in total (0 = none).
+   * @throws RangeError for a negative or fractional cap.
+   */
+  constructor(readonly maxPerAddress: number, readonly maxTotal: number, readonly exemptLoopback = true) {
+    for (const [name, v] of [['maxConnectionsPerAddress', maxPerAddress], ['maxConnections', maxTotal]] as const) {
+      if (!Number.isInteger(v) || v < 0) throw new RangeError(`${name} must be an integer ≥ 0, got ${v}`);
+    }
+  }
+
+  /**
+   * Counts a new connection from `address` and returns undefined, or refuses it (nothing counted)
+   * with the cap it would exceed. Call {@link close} once for each accepted connection.
+   */
+  open(address: string | undefined): OpenConnectionRefusal | undefined {
+    const addr = address ?? 'unknown';
+    if (this.maxTotal > 0 && this.open_ >= this.maxTotal) return 'connections_total';
+    const n = this.byAddress.get(addr) ?? 0;
+    if (this.maxPerAddress > 0 && n >= this.maxPerAddress && !(this.exemptLoopback && isLoopback(addr))) return 'connections_per_address';
+    this.byAddress.set(addr, n + 1);
+    this.open_++;
+    return undefined;
+  }
+
+  /** Forgets one connection of `address` counted by {@link open}. */
+  close(address: string | undefined): void {
+    const addr = address ?? 'unknown';
+    const n = this.byAddress.get(addr);
+    if (n === undefined) return;
+    if (n <= 1) this.byAddress.delete(addr);
+    else this.byAddress.set(addr, n - 1);
+    this.open_--;
+  }
+
+  /** Connections open now. */
+  get total(): number {
+    return this.open_;
+  }
+
+  /** Connections open now from `address`. */
+  of(address: string): number {
+    return this.byAddress.get(address) ?? 0;
+  }
+}
+
+/**
+ * The default total connection cap: {@link DEFAULT_MAX_CONNECTIONS}, or the process's soft
+ * open-file limit (RLIMIT_NOFILE, read from /proc/self/limits on Linux) minus {@link FD_RESERVE}
+ * when that is lower (at least 16), so a flood is refused by the broker before accept() fails
+ * with EMFILE for everyone. Elsewhere (no /proc) {@link DEFAULT_MAX_CONNECTIONS}.
+ */
+export function defaultMaxConnections(limitsFile = '/proc/self/limits'): number {
+  let soft: number | undefined;
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(limitsFile, 'utf8'));
+    if (m && m[1] !== 'unlimited') soft = Number(m[1]);
+  } catch {
+    soft = undefined;
+  }
+  return soft === undefined ? DEFAULT_MAX_CONNECTIONS : Math.min(DEFAULT_MAX_CONNECTIONS, Math.max(16, soft - FD_RESERVE));
 }
 
 /**

@@ -176,6 +176,62 @@ interface AsyncMemoryPersistence {
   createRetainedStreamCombi(patterns: string[]): Readable;
   destroy(): Promise<void>;
 }
+
+/**
+ * A packet of a client's outgoing queue, as Aedes hands it to the persistence (an `aedes-packet`
+ * Packet; a PUBLISH, or a PUBREL that replaced one for QoS 2).
+ */
+export interface QueuedPacket {
+  cmd?: string;
+  topic?: string;
+  payload?: Buffer | string;
+  qos?: number;
+  messageId?: number;
+  brokerId?: string;
+  brokerCounter?: number;
+  [field: string]: unknown;
+}
+
+/** The caps of {@link IndexedMemoryPersistence}'s outgoing queues, per client; 0 = no cap. */
+export interface QueueLimits {
+  maxMessages: number;
+  maxBytes: number;
+}
+
+/** A message {@link IndexedMemoryPersistence} did not queue for a client because its queue was full. */
+export interface QueueDrop {
+  clientId: string;
+  /** Which cap: the number of messages or the payload bytes. */
+  limit: 'messages' | 'bytes';
+  topic: string;
+  /** Payload bytes of the dropped message. */
+  bytes: number;
+  /** The client's queue as it stays (the message not counted). */
+  queuedMessages: number;
+  queuedBytes: number;
+  /** True for the first drop since the client's queue last had room (log this one loudly). */
+  first: boolean;
+  /** The dropped packet's broker id and counter (Aedes' identity of a message; live deliveries carry them too). */
+  brokerId?: string;
+  brokerCounter?: number;
+}
+
+/** One client's outgoing queue and its payload bytes. */
+interface Outgoing {
+  packets: QueuedPacket[];
+  bytes: number;
+  /** A message was dropped and nothing has left the queue since. */
+  full: boolean;
+}
+
+/** Payload bytes of a queued packet (PUBREL: 0). */
+function payloadBytes(packet: QueuedPacket): number {
+  const p = packet.payload;
+  return p === undefined ? 0 : typeof p === 'string' ? Buffer.byteLength(p) : p.length;
+}
+
+// the packet class aedes-persistence queues (a copy of what Aedes hands it)
+const AedesPacket = require('aedes-packet') as new (original: QueuedPacket) => QueuedPacket;
 type AsyncMemoryClass = new (opts?: Record<string, unknown>) => AsyncMemoryPersistence;
 
 // aedes-persistence 11's own in-memory store and its callback layer, as persistence.js builds them
@@ -185,9 +241,12 @@ const { CallBackPersistence } = require('aedes-persistence/callBackPersistence.j
 };
 
 /**
- * aedes-persistence 11's in-memory store (sessions, subscriptions, QoS 1/2 queues, wills: all
- * inherited unchanged) with its retained messages in a {@link RetainedIndex} instead of a `Map`
- * scanned in full for every subscription (`retainedMessagesByPattern` in asyncPersistence.js).
+ * aedes-persistence 11's in-memory store (sessions, subscriptions, wills: inherited unchanged)
+ * with its retained messages in a {@link RetainedIndex} instead of a `Map` scanned in full for
+ * every subscription (`retainedMessagesByPattern` in asyncPersistence.js), and its outgoing QoS
+ * 1/2 queues kept here with their payload bytes, so they can be capped per client
+ * ({@link IndexedMemoryPersistence.queueLimits}; the stock store's queue rules otherwise, checked
+ * by aedes-persistence's abstract test suite in retained.test.ts).
  *
  * Differences from the stock store, both where the stock store departs from MQTT 3.1.1 §4.7 and
  * from Aedes' own live routing (mqemitter with `matchEmptyLevels`, `blockDollarSignTopics`):
@@ -198,6 +257,19 @@ const { CallBackPersistence } = require('aedes-persistence/callBackPersistence.j
  */
 export class IndexedMemoryPersistence extends AsyncMemory {
   #retained = new RetainedIndex();
+  /** clientId → its outgoing queue (the stock store's `#outgoing`, plus byte accounting). */
+  #outgoing = new Map<string, Outgoing>();
+
+  /**
+   * Caps per client's outgoing queue (QoS 1/2 messages for a persistent session, sent and not
+   * acknowledged or not yet sent); 0 = no cap. Default none; `startBroker` sets its `limits`.
+   * Beyond a cap a new message is not queued for that client (the oldest are kept, as mosquitto's
+   * `max_queued_messages` / `max_queued_bytes`) and {@link onQueueDrop} is told.
+   */
+  queueLimits: QueueLimits = { maxMessages: 0, maxBytes: 0 };
+
+  /** Called for every message not queued because of {@link queueLimits} (synchronously, before Aedes delivers it live). */
+  onQueueDrop: ((drop: QueueDrop) => void) | undefined;
 
   /** Stores a copy of `packet` (as the stock store does); an empty payload deletes the topic's retained message. */
   override async storeRetained(packet: RetainedPacket): Promise<void> {
@@ -217,6 +289,90 @@ export class IndexedMemoryPersistence extends AsyncMemory {
   /** Number of retained messages held. */
   get retainedCount(): number {
     return this.#retained.size;
+  }
+
+  /** Queues `packet` for `sub.clientId` unless a {@link queueLimits} cap is reached (then {@link onQueueDrop}). */
+  async outgoingEnqueue(sub: { clientId: string }, packet: QueuedPacket): Promise<void> {
+    this.#enqueue(sub.clientId, packet);
+  }
+
+  /** {@link outgoingEnqueue} for each of `subs` (one copy per subscription, as the stock store). */
+  async outgoingEnqueueCombi(subs: { clientId: string }[], packet: QueuedPacket): Promise<void> {
+    for (const sub of subs) this.#enqueue(sub.clientId, packet);
+  }
+
+  /**
+   * Sets the message id of the queued packet with `packet`'s broker id and counter, or replaces
+   * the packet of a different broker with the same message id (a PUBREL after PUBREC) — the stock
+   * store's rules. @throws Error 'no such packet' when neither is queued (Aedes then drops the client).
+   */
+  async outgoingUpdate(client: { id: string }, packet: QueuedPacket): Promise<void> {
+    const q = this.#outgoing.get(client.id);
+    for (const [i, queued] of (q?.packets ?? []).entries()) {
+      if (queued.brokerId === packet.brokerId) {
+        if (queued.brokerCounter === packet.brokerCounter) {
+          queued.messageId = packet.messageId;
+          return;
+        }
+        // same broker, another counter: message ids wrap at 65535, keep searching
+      } else if (queued.messageId === packet.messageId) {
+        q!.bytes += payloadBytes(packet) - payloadBytes(queued);
+        q!.packets[i] = packet;
+        return;
+      }
+    }
+    throw new Error('no such packet');
+  }
+
+  /**
+   * Removes and returns the queued packet with `packet.messageId` (a PUBACK, or a message the
+   * client no longer gets). A packet without a message id clears nothing: Aedes asks so when its
+   * `authorizeForward` refuses a live delivery, and the stock store would then remove the first
+   * queued message not yet sent (which has no id either) — a message lost for an offline client.
+   */
+  async outgoingClearMessageId(client: { id: string }, packet: QueuedPacket): Promise<QueuedPacket | undefined> {
+    if (packet.messageId === undefined || packet.messageId === null) return undefined;
+    const q = this.#outgoing.get(client.id);
+    if (!q) return undefined;
+    const i = q.packets.findIndex((p) => p.messageId === packet.messageId);
+    if (i < 0) return undefined;
+    const [removed] = q.packets.splice(i, 1);
+    q.bytes -= payloadBytes(removed);
+    q.full = false;
+    if (q.packets.length === 0) this.#outgoing.delete(client.id);
+    return removed;
+  }
+
+  /** The client's queued packets, oldest first (a copy: the queue may change while it is read). */
+  outgoingStream(client: { id: string }): Readable {
+    return Readable.from([...(this.#outgoing.get(client.id)?.packets ?? [])]);
+  }
+
+  /** What is queued for `clientId` now: messages and their payload bytes. */
+  queued(clientId: string): { messages: number; bytes: number } {
+    const q = this.#outgoing.get(clientId);
+    return { messages: q?.packets.length ?? 0, bytes: q?.bytes ?? 0 };
+  }
+
+  #enqueue(clientId: string, packet: QueuedPacket): void {
+    let q = this.#outgoing.get(clientId);
+    const bytes = payloadBytes(packet);
+    const { maxMessages, maxBytes } = this.queueLimits;
+    const count = q?.packets.length ?? 0;
+    const held = q?.bytes ?? 0;
+    const limit = maxMessages > 0 && count >= maxMessages ? 'messages' : maxBytes > 0 && held + bytes > maxBytes ? 'bytes' : undefined;
+    if (limit) {
+      const first = !q?.full;
+      if (q) q.full = true;
+      this.onQueueDrop?.({ clientId, limit, topic: String(packet.topic ?? ''), bytes, queuedMessages: count, queuedBytes: held, first, brokerId: packet.brokerId, brokerCounter: packet.brokerCounter });
+      return;
+    }
+    if (!q) {
+      q = { packets: [], bytes: 0, full: false };
+      this.#outgoing.set(clientId, q);
+    }
+    q.packets.push(new AedesPacket(packet));
+    q.bytes += bytes;
   }
 
   /**

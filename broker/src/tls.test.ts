@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
+import { connect as netConnect } from 'node:net';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -177,6 +178,37 @@ describe('mqtts and wss with auth and mutual TLS', () => {
     expect(r.get('tls_handshake')).toBe(0); // refused before the handshake, not counted twice
     expect(b.aedes.connectedClients).toBe(2);
     await Promise.all([tlsClient.endAsync(), wsClient.endAsync()]);
+  });
+
+  it('closes a TCP connection to the TLS port that never starts the handshake (handshake timeout), and caps idle sockets per address before TLS', async () => {
+    const b = await startBroker({
+      host: '127.0.0.1', tlsPort: 0, httpPort: 0, httpAssets: new Map(), tls: { cert: pem.cert, key: pem.key },
+      limits: { handshakeTimeoutMs: 200, maxConnectionsPerAddress: 2, exemptLoopback: false },
+    });
+    brokers.push(b);
+    const plain = netConnect(b.tlsPort!, '127.0.0.1');
+    plain.on('error', () => {});
+    await once(plain, 'connect');
+    await once(plain, 'close'); // sent nothing: closed after 200 ms
+    const https = netConnect(b.httpPort!, '127.0.0.1');
+    https.on('error', () => {});
+    await once(https, 'connect');
+    await once(https, 'close');
+    let r = await rejections(b);
+    expect([r.get('handshake_timeout'), r.get('tls_handshake')]).toEqual([2, 0]);
+    // a real client completes its handshake in time
+    const c = await mqtt.connectAsync(b.tlsUrl!, { reconnectPeriod: 0, ca: pem.ca });
+    // two open from this address (c and an idle one): the third is destroyed before any TLS work
+    const idle = netConnect(b.tlsPort!, '127.0.0.1');
+    idle.on('error', () => {});
+    await once(idle, 'connect');
+    const third = netConnect(b.tlsPort!, '127.0.0.1');
+    third.on('error', () => {});
+    await once(third, 'close');
+    r = await rejections(b);
+    expect(r.get('connections_per_address')).toBe(1);
+    idle.destroy();
+    await c.endAsync();
   });
 
   it('can serve plain MQTT next to mqtts when a port is given explicitly', async () => {
