@@ -9,7 +9,8 @@ import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCredentials, makeDevCerts, type DevCerts } from '@fedmq/broker';
-import { brokerSecurityOptions, clientMqttOptions, parseConnectionRate, simulatedNodeMqtt } from './security.ts';
+import { Command } from 'commander';
+import { brokerSecurityOptions, clientMqttOptions, parseByteRate, parseConnectionRate, parseSize, simulatedNodeMqtt, withBrokerSecurityOptions, type BrokerSecurityFlags } from './security.ts';
 
 const run = promisify(execFile);
 const bin = fileURLToPath(new URL('../bin/fedmq.js', import.meta.url));
@@ -84,6 +85,31 @@ describe('flag parsing', () => {
     expect(parseConnectionRate('5/1500ms')).toEqual({ max: 5, perMs: 1500 });
     expect(parseConnectionRate('off')).toBe(false);
     for (const bad of ['50', '0/1s', '5/0s', 'x/1s']) expect(() => parseConnectionRate(bad)).toThrow('connection rate must be');
+  });
+
+  it('byte sizes and the byte rate', () => {
+    expect([parseSize('65536'), parseSize('64KiB'), parseSize('16MiB'), parseSize('1GiB'), parseSize('5MB'), parseSize('0')]).toEqual([65536, 65536, 16 * 2 ** 20, 2 ** 30, 5e6, 0]);
+    for (const bad of ['', 'x', '-1', '1TiB', '1.5']) expect(() => parseSize(bad)).toThrow('byte count');
+    expect(parseByteRate('16MiB/s,64MiB')).toEqual({ bytesPerSecond: 16 * 2 ** 20, burstBytes: 64 * 2 ** 20 });
+    expect(parseByteRate('1MiB/s')).toEqual({ bytesPerSecond: 2 ** 20, burstBytes: 4 * 2 ** 20 });
+    expect(parseByteRate('off')).toBe(false);
+    for (const bad of ['16MiB', '0/s', 'x/s,1']) expect(() => parseByteRate(bad)).toThrow();
+  });
+
+  it('fedmq broker limit flags become startBroker limits; --no-loopback-exempt turns the exemption off alone', () => {
+    const parse = (argv: string[]) => {
+      const cmd = withBrokerSecurityOptions(new Command('broker').exitOverride());
+      cmd.parse(argv, { from: 'user' });
+      return brokerSecurityOptions(cmd.opts<BrokerSecurityFlags>(), false).limits;
+    };
+    expect(parse([])).toBeUndefined();
+    expect(parse(['--no-loopback-exempt'])).toEqual({ exemptLoopback: false });
+    expect(parse(['--connection-rate', 'off', '--byte-rate', '1MiB/s,2MiB', '--max-connections-per-address', '10', '--max-connections', '500', '--handshake-timeout-ms', '5000',
+      '--connect-timeout-ms', '20000', '--max-queued-messages', '1000', '--max-queued-bytes', '256MiB', '--max-subscriptions', '50'])).toEqual({
+      connectionRate: false, byteRate: { bytesPerSecond: 2 ** 20, burstBytes: 2 * 2 ** 20 }, maxConnectionsPerAddress: 10, maxConnections: 500, handshakeTimeoutMs: 5000,
+      connectTimeoutMs: 20000, maxQueuedMessages: 1000, maxQueuedBytes: 256 * 2 ** 20, maxSubscriptions: 50,
+    });
+    expect(() => parse(['--max-subscriptions', '-1'])).toThrow();
   });
 
   it('client options: the default username applies only with a password or certificate; --cert needs --key', async () => {

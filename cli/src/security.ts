@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ROLES, addCredential, loadCredentials, makeDevCerts, removeCredential, type BrokerOptions, type ConnectionRate, type Role } from '@fedmq/broker';
+import { ROLES, addCredential, loadCredentials, makeDevCerts, removeCredential, type BrokerLimits, type BrokerOptions, type ByteRate, type ConnectionRate, type Role } from '@fedmq/broker';
 import { ErrorCodes, FedmqError } from '@fedmq/protocol';
 import { PASSWORD_ENV, readPem } from './client-security.ts';
 
@@ -100,6 +100,16 @@ export interface BrokerSecurityFlags {
   auth?: string;
   maxPacketBytes?: number;
   connectionRate?: ConnectionRate | false;
+  /** `--no-loopback-exempt` makes this false. */
+  loopbackExempt?: boolean;
+  byteRate?: ByteRate | false;
+  maxConnectionsPerAddress?: number;
+  maxConnections?: number;
+  handshakeTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  maxQueuedMessages?: number;
+  maxQueuedBytes?: number;
+  maxSubscriptions?: number;
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
@@ -116,7 +126,28 @@ export function parseConnectionRate(v: string): ConnectionRate | false {
   return { max: Number(m[1]), perMs: Number(m[2]) * (m[3] === 's' ? 1000 : 1) };
 }
 
-/** Adds the broker's security flags: `--auth`, `--max-packet-bytes`, `--connection-rate`, `--tls-*`. */
+const SIZE_UNITS: Record<string, number> = { '': 1, B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, KB: 1000, MB: 1000 ** 2, GB: 1000 ** 3 };
+
+/** Parses a byte count: an integer with an optional unit (`65536`, `64KiB`, `16MiB`, `1GiB`, `5MB`). */
+export function parseSize(v: string, name = 'size'): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?$/.exec(v.trim());
+  const n = m ? Number(m[1]) * (SIZE_UNITS[m[2] ?? ''] ?? Number.NaN) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a byte count such as 65536, 64KiB, 16MiB or 1GiB`);
+  return n;
+}
+
+/** Parses `--byte-rate`: `RATE/s[,BURST]` in bytes with units (`16MiB/s,64MiB`; burst default 4 × the rate), or `off`. */
+export function parseByteRate(v: string): ByteRate | false {
+  if (v === 'off' || v === '0') return false;
+  const m = /^([^/,]+)\/s(?:,(.+))?$/.exec(v);
+  if (!m) throw new InvalidArgumentError('byte rate must be RATE/s[,BURST], e.g. 16MiB/s,64MiB, or off');
+  const bytesPerSecond = parseSize(m[1], 'byte rate');
+  const burstBytes = m[2] === undefined ? 4 * bytesPerSecond : parseSize(m[2], 'byte rate burst');
+  if (bytesPerSecond < 1 || burstBytes < 1) throw new InvalidArgumentError('byte rate and burst must be at least 1 byte');
+  return { bytesPerSecond, burstBytes };
+}
+
+/** Adds the broker's security flags: `--auth`, the limits (`--max-packet-bytes`, `--connection-rate`, `--byte-rate`, …), `--tls-*`. */
 export function withBrokerSecurityOptions(cmd: Command): Command {
   const positiveInt = (name: string, min: number) => (v: string) => {
     const n = Number(v);
@@ -127,6 +158,15 @@ export function withBrokerSecurityOptions(cmd: Command): Command {
     .option('--auth <file>', 'require a username and password from this credentials file (`fedmq auth add`) and enforce the topic ACL')
     .option('--max-packet-bytes <n>', 'largest MQTT packet accepted; bigger ones close the connection (default 16 MiB)', positiveInt('max-packet-bytes', 2))
     .option('--connection-rate <max/period>', 'new connections per remote address, e.g. 50/10s (the default), or off; loopback is exempt', parseConnectionRate)
+    .option('--no-loopback-exempt', 'apply the per-address limits (connection rate, open connections, byte rate) to 127.0.0.1 and ::1 too (behind a proxy on the same host)')
+    .option('--byte-rate <rate/s,burst>', 'bytes received per connection, e.g. 16MiB/s,64MiB (the default), or off; over it the broker stops reading until the bucket refills; authenticated coordinators and loopback are exempt', parseByteRate)
+    .option('--max-connections-per-address <n>', 'connections open at once from one address (default 100; 0 = no cap); loopback is exempt', positiveInt('max-connections-per-address', 0))
+    .option('--max-connections <n>', 'connections open at once in total (default 10,000, or the open-file limit minus 64 if lower; 0 = no cap)', positiveInt('max-connections', 0))
+    .option('--handshake-timeout-ms <ms>', 'time a TLS handshake or WebSocket upgrade may take (default 10000)', positiveInt('handshake-timeout-ms', 1))
+    .option('--connect-timeout-ms <ms>', 'time until the MQTT CONNECT must have arrived (default 30000)', positiveInt('connect-timeout-ms', 1))
+    .option('--max-queued-messages <n>', 'QoS 1 messages queued per persistent session, beyond that new ones are dropped for it (default 100000; 0 = no cap; memory persistence)', positiveInt('max-queued-messages', 0))
+    .option('--max-queued-bytes <size>', 'payload bytes queued per persistent session, e.g. 1GiB (the default); 0 = no cap; memory persistence', (v: string) => parseSize(v, 'max-queued-bytes'))
+    .option('--max-subscriptions <n>', 'subscriptions per client, its stored session included (default 100; 0 = no cap)', positiveInt('max-subscriptions', 0))
     .option('--tls-cert <file>', 'server certificate (PEM): serve MQTT over TLS on --tls-port and HTTPS/wss on --http-port; plain MQTT only if --port is given')
     .option('--tls-key <file>', 'server private key (PEM)')
     .option('--tls-ca <file>', 'CA certificate (PEM) that client certificates must chain to')
@@ -144,7 +184,13 @@ export function withBrokerSecurityOptions(cmd: Command): Command {
 export function brokerSecurityOptions(o: BrokerSecurityFlags, portGiven: boolean): Partial<BrokerOptions> {
   const out: Partial<BrokerOptions> = {};
   if (o.auth) out.auth = resolve(o.auth);
-  if (o.maxPacketBytes !== undefined || o.connectionRate !== undefined) out.limits = { maxPacketBytes: o.maxPacketBytes, connectionRate: o.connectionRate };
+  const limits: BrokerLimits = {
+    maxPacketBytes: o.maxPacketBytes, connectionRate: o.connectionRate, byteRate: o.byteRate, maxConnectionsPerAddress: o.maxConnectionsPerAddress, maxConnections: o.maxConnections,
+    handshakeTimeoutMs: o.handshakeTimeoutMs, connectTimeoutMs: o.connectTimeoutMs, maxQueuedMessages: o.maxQueuedMessages, maxQueuedBytes: o.maxQueuedBytes, maxSubscriptions: o.maxSubscriptions,
+    ...(o.loopbackExempt === false ? { exemptLoopback: false } : {}),
+  };
+  for (const k of Object.keys(limits) as (keyof BrokerLimits)[]) if (limits[k] === undefined) delete limits[k];
+  if (Object.keys(limits).length > 0) out.limits = limits;
   if (!o.tlsCert !== !o.tlsKey) throw new FedmqError(ErrorCodes.BAD_CONFIG, '--tls-cert and --tls-key go together');
   if (!o.tlsCert && (o.tlsCa || o.requestClientCert || o.requireClientCert)) throw new FedmqError(ErrorCodes.BAD_CONFIG, '--tls-ca, --request-client-cert and --require-client-cert need --tls-cert and --tls-key');
   if (o.tlsCert && o.tlsKey) {
