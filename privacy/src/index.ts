@@ -4,3 +4,9 @@
  * noise multiplier) and the noise samplers (Gaussian and discrete Gaussian from a CSPRNG).
  */
 export {};
+// the accountant (docs/privacy.md, "Accounting")
+export { erf, erfc, erfcx, logErfc } from './special.ts';
+export { DEFAULT_RDP_ORDERS, computeLogAFrac, computeLogAInt, effectiveNoiseMultiplier, rdpPoissonSubsampledGaussian, rdpSampledWithoutReplacementGaussian } from './rdp.ts';
+export { computeDelta, computeEpsilon, type DeltaAndOrder, type EpsilonAndOrder } from './convert.ts';
+export { RdpAccountant, type NeighboringRelation, type RdpAccountantState } from './accountant.ts';
+export { MAX_NOISE_MULTIPLIER, epsilonFor, noiseMultiplierFor, type RunPlan } from './calibrate.ts';
