@@ -17,6 +17,7 @@ import { simulateProgress } from './progress.ts';
 import { writeReport } from './report.ts';
 import { registerMonitorCommand } from './monitor.ts';
 import { registerNodeCommand } from './node-command.ts';
+import { registerPrivacyCommand } from './privacy-command.ts';
 import { LABELS_HELP, parseLabels } from './data-flags.ts';
 import { logLevelOption, onSignal, runProgram } from './process.ts';
 import { withUrlCredentials } from './broker-url.ts';
@@ -490,6 +491,7 @@ program
 registerMonitorCommand(program);
 registerAuthCommand(program);
 registerCertsCommand(program);
+registerPrivacyCommand(program);
 
 function listModelsSafe(): string {
   try {
