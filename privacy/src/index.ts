@@ -10,3 +10,11 @@ export { DEFAULT_RDP_ORDERS, computeLogAFrac, computeLogAInt, effectiveNoiseMult
 export { computeDelta, computeEpsilon, type DeltaAndOrder, type EpsilonAndOrder } from './convert.ts';
 export { RdpAccountant, type NeighboringRelation, type RdpAccountantState } from './accountant.ts';
 export { MAX_NOISE_MULTIPLIER, epsilonFor, noiseMultiplierFor, type RunPlan } from './calibrate.ts';
+// the noise samplers and clipping (docs/privacy.md, "Noise" and "Clipping"); the seeded test stream is in '@fedmq/privacy/testing', tests only
+export { BufferedRandomSource, CryptoRandom, cryptoRandom, type RandomSource } from './random.ts';
+export { addGaussianNoise, fillGaussian, gaussian } from './noise.ts';
+export {
+  DISCRETE_GAUSSIAN_INT32_MAX_SIGMA, DiscreteGaussian, bernoulliExp, discreteGaussian, discreteGaussianVariance, discreteGaussianVector,
+  discreteGaussianVectorBigInt, discreteLaplace, isqrt, rationalFromNumber, type Rational,
+} from './discrete-gaussian.ts';
+export { CLIP_MARGIN, MAX_CLIP_ELEMENTS, MIN_CLIP_NORM, clipL2, type ClipResult } from './clip.ts';
