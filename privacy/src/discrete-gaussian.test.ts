@@ -100,7 +100,7 @@ describe('the building blocks of CKS 2020', () => {
 });
 
 describe('discreteGaussianVariance: the true variance of N_Z(0, σ²), from the pmf', () => {
-  it('satisfies the Poisson-summation identity v(σ²) = σ²(1 − 4π²σ²·v(1/(4π²σ²))) (CKS 2020, Lemma 20)', () => {
+  it('satisfies the Poisson-summation identity v(σ²) = σ²(1 − 4π²σ²·v(1/(4π²σ²))) (CKS 2020, arXiv v3 Lemma 20)', () => {
     for (const s2 of [0.05, 0.25, 1, 2, 10]) {
       const dual = discreteGaussianVariance(1 / (4 * Math.PI * Math.PI * s2));
       const viaIdentity = s2 * (1 - 4 * Math.PI * Math.PI * s2 * dual);

@@ -218,7 +218,7 @@ function checkLength(n: number): void {
 
 /**
  * The exact variance of N_Z(0, σ²), Σ x² e^{−x²/2σ²} / Σ e^{−x²/2σ²}, summed in float64 over
- * |x| ≤ 40σ + 40 (the rest is below e^{−800} relative). It is < σ² (CKS 2020, Cor. 9), markedly
+ * |x| ≤ 40σ + 40 (the rest is below e^{−800} relative). It is < σ² (CKS 2020 prove Var ≤ σ²), markedly
  * so for σ ≲ 1 (σ = 0.5: 0.2138 vs 0.25), and equal to σ² up to 1e−15 for σ ≥ 2. A float
  * computation for tests and documentation; the sampler never uses it.
  */
