@@ -10,7 +10,7 @@ export { DEFAULT_RDP_ORDERS, computeLogAFrac, computeLogAInt, effectiveNoiseMult
 export { computeDelta, computeEpsilon, type DeltaAndOrder, type EpsilonAndOrder } from './convert.ts';
 export { RdpAccountant, type NeighboringRelation, type RdpAccountantState } from './accountant.ts';
 export { MAX_NOISE_MULTIPLIER, epsilonFor, noiseMultiplierFor, type RunPlan } from './calibrate.ts';
-// the noise samplers and clipping (docs/privacy.md, "Noise" and "Clipping"); the seeded test stream is in '@fedmq/privacy/testing', tests only
+// the noise samplers and clipping (docs/privacy.md, "Noise" and "Clipping"); the seeded test stream is privacy/src/testing.ts, not exported: tests import it by path
 export { BufferedRandomSource, CryptoRandom, cryptoRandom, type RandomSource } from './random.ts';
 export { addGaussianNoise, fillGaussian, gaussian } from './noise.ts';
 export {

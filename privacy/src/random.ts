@@ -10,7 +10,7 @@ import { ErrorCodes, FedmqError } from '@fedmq/protocol';
  *
  * The production API takes no seed: {@link CryptoRandom}'s constructor has no seed parameter
  * and {@link cryptoRandom} returns a process-wide instance. A seeded, reproducible stream (ChaCha20
- * keyed by a 32-byte seed) exists for statistical tests only, in `@fedmq/privacy/testing`
+ * keyed by a 32-byte seed) exists for statistical tests only, in privacy/src/testing.ts (not exported from the package)
  * (privacy/src/testing.ts); no production path imports it (a test checks that).
  */
 

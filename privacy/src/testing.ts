@@ -3,7 +3,7 @@ import { ErrorCodes, FedmqError } from '@fedmq/protocol';
 import { BufferedRandomSource, type RandomSource } from './random.ts';
 
 /**
- * FOR TESTS ONLY (`@fedmq/privacy/testing`). A reproducible {@link RandomSource}: the RFC 8439
+ * FOR TESTS ONLY (privacy/src/testing.ts, not exported from the package: tests import it by path). A reproducible {@link RandomSource}: the RFC 8439
  * ChaCha20 keystream (from the audited `@noble/ciphers`) under a 32-byte key = the seed, an
  * all-zero 12-byte nonce and block counter 0, 1, 2, … — i.e. the bytes ChaCha20 would XOR onto
  * an all-zero plaintext. It makes statistical tests of the samplers reproducible.
