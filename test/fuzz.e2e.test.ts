@@ -72,9 +72,9 @@
  * status for a node): that is spoofing, which only authentication and ACLs prevent
  * (docs/security.md). They read the real nodes' task topics to know the live task ids, and never
  * reuse a live (runId, taskId, nodeId) triple with an acceptable body; see test/fuzz/payloads.ts.
- * For the same reason chunk cases on a real node's topic stay small: a large announced transfer
- * there, while the node has an open fit task, would still reserve the shared budget (the
- * coordinator has no per-node reassembly limit yet).
+ * For the same reason chunk cases that would open a multi-chunk transfer on a real node's topic
+ * are sent on made-up node ids: the coordinator holds one pending transfer per node, so such a
+ * transfer would supersede the node's real update (test/fuzz/chunks.ts).
  */
 import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';

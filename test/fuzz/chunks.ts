@@ -7,11 +7,12 @@
  *
  * Transfers stay small (a few KiB), except first chunks announcing up to 256 MiB on node ids that
  * are not real ones (`huge-announce`: those used to exhaust the coordinator's shared reassembly
- * budget, coordinator/src/chunk-budget.test.ts). On a selected node's topic, where only that node
- * may publish once ACLs are on, such a chunk would still reserve the budget the other nodes need;
- * see the fuzz test's header.
+ * budget, coordinator/src/chunk-budget.test.ts). On a real node's topic, where only that node may
+ * publish once ACLs are on, a transfer of several chunks would supersede the node's own update (one
+ * pending transfer per node): those cases are sent on made-up node ids instead (see the end of
+ * `next`).
  */
-import { packMessage, splitPayload, CHUNK_OVERHEAD_BYTES, type Chunk } from '@fedmq/protocol';
+import { decodeChunk, packMessage, splitPayload, CHUNK_OVERHEAD_BYTES, type Chunk } from '@fedmq/protocol';
 import { unpackMessage } from '@fedmq/protocol';
 import { mutateBytes, type Rand } from './rand.ts';
 import { topicOf, type Fuzzed, type PayloadFuzzer } from './payloads.ts';
@@ -119,6 +120,24 @@ export class ChunkFuzzer {
         payloads = c;
       }
     }
+    // On a real node's topic a chunk that would open a transfer of several chunks supersedes the
+    // node's own pending update (the coordinator holds one transfer per node, docs/protocol.md
+    // "Chunked updates"): that is spoofing, which only authentication and the ACL prevent, and it
+    // would lose the real update. Such cases go to a node id that is not a real one; the rest
+    // (one-chunk transfers, chunks that do not decode) stay on the real topic.
+    if (this.realNodeIds.includes(f.nodeId) && payloads.some(opensTransfer)) {
+      const nodeId = `ghost-chunk-${r.str(6)}`;
+      return { kind: `chunk/${kind}`, topic: topicOf(this.job, nodeId, 'update'), nodeId, payloads };
+    }
     return { kind: `chunk/${kind}`, topic: f.topic, nodeId: f.nodeId, payloads };
+  }
+}
+
+/** Whether a payload decodes as a chunk of a transfer of more than one chunk (it would be held pending). */
+function opensTransfer(payload: Buffer): boolean {
+  try {
+    return decodeChunk(payload).count > 1;
+  } catch {
+    return false;
   }
 }
