@@ -526,3 +526,31 @@ describe('monitor client ids and retained junk on a real broker', () => {
     expect(await refusal({ clientId: 'fedmq:j:node:A', username: 'A', password: pw.A, will: { topic: topics.nodeStatus('j', 'A'), payload: Buffer.from('{}'), qos: 1, retain: true } })).toBe('connected');
   });
 });
+
+describe('the byte rate by role on a real broker with auth', () => {
+  it('limits a node, not an authenticated coordinator (loopback exemption off)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fedmq-acl3-'));
+    const file = join(dir, 'creds.json');
+    const pwA = await addCredential(file, { username: 'A', role: 'node', jobs: ['j'] }, FAST);
+    const pwC = await addCredential(file, { username: 'coord', role: 'coordinator', jobs: ['j'] }, FAST);
+    const broker = await startBroker({
+      port: 0, host: '127.0.0.1', auth: await loadCredentials(file), limits: { byteRate: { bytesPerSecond: 256 * 1024, burstBytes: 32 * 1024 }, exemptLoopback: false },
+    });
+    const byteRate = async () => (await broker.metrics.getSingleMetric('fedmq_broker_rejections_total')!.get()).values.find((v) => v.labels.reason === 'byte_rate')!.value;
+    const coord = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0, clientId: 'fedmq:j:coordinator', username: 'coord', password: pwC });
+    const node = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0, clientId: 'fedmq:j:node:A', username: 'A', password: pwA });
+    await node.subscribeAsync(topicFilter('model', 'j'), { qos: 1 });
+    const model = new Promise<number>((resolve) => node.on('message', (_t, p) => resolve(p.length)));
+    await coord.publishAsync(topics.model('j', 1), Buffer.alloc(128 * 1024), { qos: 1, retain: true }); // 4 × the burst
+    expect(await model).toBe(128 * 1024);
+    expect(await byteRate()).toBe(0);
+    await coord.subscribeAsync(topicFilter('nodeUpdate', 'j'), { qos: 1 });
+    const update = new Promise<number>((resolve) => coord.on('message', (t, p) => t.endsWith('/update') && resolve(p.length)));
+    await node.publishAsync(topics.nodeUpdate('j', 'A'), Buffer.alloc(128 * 1024), { qos: 1 });
+    expect(await update).toBe(128 * 1024); // delayed, not lost
+    expect(await byteRate()).toBeGreaterThanOrEqual(1);
+    await Promise.all([coord.endAsync(), node.endAsync()]);
+    await broker.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+});
