@@ -18,7 +18,7 @@ interface MonitorCliOptions extends ClientSecurityFlags {
  *
  * A user and password in the broker URL are taken out of it (they log the monitor in; the URL it
  * prints has neither). With a username the MQTT client id is `<username>-monitor-<random>` (the
- * broker pins a monitor's client ids to its username), else `fedmq-monitor-<random>`.
+ * broker pins a monitor's client ids to its username; startMonitor's default), else `fedmq-monitor-<random>`.
  */
 export function registerMonitorCommand(program: Command): void {
   withClientSecurityOptions(program
@@ -33,7 +33,6 @@ export function registerMonitorCommand(program: Command): void {
       // connection errors are part of the UI or of the stream on stdout; the log repeats them only when asked for (--log-level debug)
       const log = pino({ level: (program.opts().logLevel as string | undefined) ?? 'warn' }, pino.destination(2));
       const mqtt = clientMqttOptions(o, 'monitor');
-      if (mqtt.username) mqtt.clientId = `${mqtt.username}-monitor-${Math.random().toString(36).slice(2, 10)}`;
       const monitor = startMonitor({ brokerUrl: o.broker, job: o.job, mqtt });
       let stopping: Promise<void> | undefined;
       const stop = (code: number) => {

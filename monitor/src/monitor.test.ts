@@ -1,6 +1,9 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
-import { startBroker, type RunningBroker } from '@fedmq/broker';
+import { addCredential, loadCredentials, startBroker, type RunningBroker } from '@fedmq/broker';
 import { ErrorCodes, topics, type NodeStatus, type StageStatus } from '@fedmq/protocol';
 import { startMonitor, type ConnectionEvent, type RunningMonitor } from './monitor.ts';
 import type { MonitorEvent } from './state.ts';
@@ -42,6 +45,25 @@ describe('startMonitor', () => {
     for (const m of open.monitors.splice(0)) await m.close();
     for (const c of open.clients.splice(0)) await c.endAsync();
     for (const b of open.brokers.splice(0)) await b.close();
+  });
+
+  it('logs in to a broker with --auth as a monitor user, with the client id the broker pins to that user (<username>-monitor-…)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fedmq-monitor-auth-'));
+    try {
+      const file = join(dir, 'creds.json');
+      const password = await addCredential(file, { username: 'ops', role: 'monitor', jobs: [J] }, { N: 1024, r: 8, p: 1, keylen: 32 });
+      const broker = await startBroker({ port: 0, host: '127.0.0.1', auth: await loadCredentials(file) });
+      open.brokers.push(broker);
+      const ids: string[] = [];
+      broker.aedes.on('client', (c) => ids.push(c.id));
+      const m = startMonitor({ brokerUrl: broker.url, job: J, mqtt: { username: 'ops', password } });
+      open.monitors.push(m);
+      await m.ready;
+      expect(ids).toHaveLength(1);
+      expect(ids[0]).toMatch(/^ops-monitor-[a-z0-9]+$/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('subscribes read-only to the monitor topics only, gets retained state, follows live changes and reports invalid payloads', async () => {

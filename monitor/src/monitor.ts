@@ -73,7 +73,8 @@ export function startMonitor(opts: MonitorOptions): RunningMonitor {
   ready.catch(() => undefined); // unobserved when closed before connecting
 
   const client: MqttClient = mqtt.connect(brokerUrl, {
-    clientId: `fedmq-monitor-${Math.random().toString(36).slice(2, 10)}`,
+    // a broker with --auth pins a monitor's client ids to its username: `<username>` or `<username>-…` (docs/security.md)
+    clientId: `${opts.mqtt?.username ?? 'fedmq'}-monitor-${Math.random().toString(36).slice(2, 10)}`,
     protocolVersion: 4,
     clean: true,
     reconnectPeriod: 1000,
