@@ -58,6 +58,10 @@ export const ErrorCodes = {
   AUTH: 'FEDMQ_AUTH',
   /** The broker's ACL denied a PUBLISH (the connection is closed) or a SUBSCRIBE (SUBACK 0x80) (docs/security.md). Logged by the broker. */
   FORBIDDEN: 'FEDMQ_FORBIDDEN',
+  /** Differential privacy: the next round would spend more than `--max-epsilon`; the run stops cleanly before it, checkpointed (docs/privacy.md). */
+  PRIVACY_BUDGET: 'FEDMQ_PRIVACY_BUDGET',
+  /** Differential privacy: an update of a task with `dp` whose clipped norm exceeds the task's clip norm or that lacks its `dp.unclipped` bit (§5.7). */
+  DP_VIOLATION: 'FEDMQ_DP_VIOLATION',
   /** The broker closed a connection that broke a limit: packet larger than `maxPacketBytes`, malformed fixed header, or too many connections from one address (docs/security.md). Logged by the broker. */
   LIMIT: 'FEDMQ_LIMIT',
 } as const;

@@ -23,13 +23,13 @@ export {
 
 // messages.ts: protocol version, enumerations, zod schemas and types of every message (§3), decode/encode helpers
 export {
-  PROTOCOL_VERSION, COORDINATOR_STATES, DOWNLINK_DTYPES, ENGINE_MODES, MAX_VAL_FRACTION, NODE_STATES, STAGE_NAMES,
+  PROTOCOL_VERSION, COORDINATOR_STATES, DOWNLINK_DTYPES, DP_MODES, ENGINE_MODES, MAX_VAL_FRACTION, NODE_STATES, STAGE_NAMES,
   CodecParamsSchema, CoordinatorStatusSchema, DeviceInfoSchema, EvaluateResultSchema, EvaluateTaskSchema, FederatedEvalSchema, FitConfigSchema,
-  FitTaskSchema, GlobalModelSchema, MESSAGE_SCHEMAS, ModelMetaSchema, NodeStatusSchema, NodeTaskSchema, RoundMetricsSchema, RoundRecordSchema,
+  FitDpSchema, FitTaskSchema, PrivacyRecordSchema, GlobalModelSchema, MESSAGE_SCHEMAS, ModelMetaSchema, NodeStatusSchema, NodeTaskSchema, RoundMetricsSchema, RoundRecordSchema,
   StageStatusSchema, UpdateSchema,
   decodeGlobalModel, decodeJson, decodePacked, decodeUpdate, encodeJson, encodePacked,
-  type CoordinatorStatus, type DeviceInfo, type EngineMode, type EvaluateResult, type EvaluateTask, type FederatedEval, type FitConfig, type FitTask,
-  type GlobalModelMessage, type ModelMeta, type NodeStage, type NodeStatus, type NodeTask, type RoundMetrics, type RoundRecord, type StageName,
+  type CoordinatorStatus, type DeviceInfo, type DpMode, type EngineMode, type EvaluateResult, type EvaluateTask, type FederatedEval, type FitConfig, type FitDp, type FitTask,
+  type GlobalModelMessage, type ModelMeta, type NodeStage, type NodeStatus, type NodeTask, type PrivacyRecord, type RoundMetrics, type RoundRecord, type StageName,
   type StageStatus, type UpdateMessage,
 } from './messages.ts';
 

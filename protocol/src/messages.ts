@@ -166,6 +166,26 @@ const taskBase = {
   ts: epochMs,
 };
 
+/** Differential privacy modes (docs/privacy.md): the coordinator noises the sum, or each node noises its own update. */
+export const DP_MODES = ['central', 'local'] as const;
+export type DpMode = (typeof DP_MODES)[number];
+
+/**
+ * What a fit task asks of a node under differential privacy (DP-FedAvg, McMahan et al. 2018,
+ * arXiv:1710.06963; docs/protocol.md §3.4, §5.7): clip the delta to L2 norm `clipNorm` over all its
+ * tensors, add Gaussian noise in local mode, report the clipping bit when adaptive clipping asks.
+ */
+export const FitDpSchema = z.strictObject({
+  mode: z.enum(DP_MODES),
+  /** C: the node scales its delta so that ‖Δ‖₂ ≤ C (over all tensors together, before encoding). */
+  clipNorm: z.number().positive().finite(),
+  /** Local mode only: σ; the node adds N(0, σ²C²) to every coordinate of the clipped delta, from a CSPRNG. */
+  noiseMultiplier: z.number().positive().finite().optional(),
+  /** Adaptive clipping (Andrew et al. 2021): the update must carry `dp.unclipped`. */
+  clipBit: z.boolean().optional(),
+});
+export type FitDp = z.infer<typeof FitDpSchema>;
+
 /** A fit task: train on the local data from the named global model, answer with an Update. */
 export const FitTaskSchema = z.strictObject({
   ...taskBase,
@@ -181,6 +201,8 @@ export const FitTaskSchema = z.strictObject({
   maxPayloadBytes: z.number().int().min(1024).max(256 * 2 ** 20).optional(),
   /** Updates carry the delta (trained − global). */
   updateKind: z.literal('delta'),
+  /** Differential privacy: clip (and in local mode noise) the delta before it leaves the node (§5.7). */
+  dp: FitDpSchema.optional(),
 });
 export type FitTask = z.infer<typeof FitTaskSchema>;
 
@@ -263,6 +285,11 @@ export const UpdateSchema = z.object({
     /** Payload bytes the node received since its previous answer (task, model, statuses): measured on its MQTT client. */
     bytesDown: count.optional(),
   }),
+  /** Differential privacy (§5.7): present when the task had `dp.clipBit`. */
+  dp: z.object({
+    /** Andrew et al. 2021's bit b = 1[‖Δ‖₂ ≤ C]: true when the delta was within the clip norm before clipping. */
+    unclipped: z.boolean(),
+  }).optional(),
   /** delta = trained − global, one encoded tensor per global-model tensor, in the update's codec (§9). */
   tensors: z.array(z.object({ name: z.string().min(1).max(256), shape: z.array(z.number().int().nonnegative()).max(8), codec: z.string() }).passthrough()).max(10_000),
   ts: epochMs,
@@ -317,6 +344,36 @@ export type FederatedEval = z.infer<typeof FederatedEvalSchema>;
 export const StalenessSchema = z.object({ mean: finite, max: count });
 
 /**
+ * The privacy ledger after a round (docs/protocol.md §3.10, docs/privacy.md): what was spent so far
+ * and how this round was sampled, clipped and noised.
+ */
+export const PrivacyRecordSchema = z.object({
+  mode: z.enum(DP_MODES),
+  /** Which sampling the accountant assumes: `poisson` (each eligible node independently with probability q). */
+  sampling: z.enum(['poisson']),
+  /** q: sampling probability of a node in a round. */
+  q: z.number().min(0).max(1),
+  /** σ of the delta sum's noise, in units of C (central: the coordinator's; local: each node's). */
+  noiseMultiplier: z.number().positive().finite(),
+  /** Noise multiplier the accountant composes for the round (adaptive clipping's combined σ, or σ/2 in local mode for substitution). */
+  accountedNoiseMultiplier: z.number().positive().finite(),
+  /** C the round's nodes clipped to. */
+  clipNorm: z.number().positive().finite(),
+  /** C for the next round (adaptive clipping moves it; else equal to clipNorm). */
+  nextClipNorm: z.number().positive().finite(),
+  /** Adaptive clipping: the noised fraction of the round's updates that were within C (null without adaptive clipping). */
+  unclippedFraction: finite.nullable(),
+  /** Rounds that released a noised aggregate so far, this one included (the accountant's steps). */
+  steps: count,
+  /** ε(δ) spent so far (null: infinite, e.g. before any noise would bound it). */
+  epsilon: z.number().nonnegative().finite().nullable(),
+  delta: z.number().positive().max(1),
+  /** The run's budget (`--max-epsilon`), null when none. */
+  maxEpsilon: z.number().positive().finite().nullable(),
+});
+export type PrivacyRecord = z.infer<typeof PrivacyRecordSchema>;
+
+/**
  * One round (one server step in async mode) as recorded in `history.json` and, with the message
  * envelope, published as RoundMetrics. Defined once here for the coordinator, the monitor, the
  * dashboard and the report.
@@ -352,6 +409,8 @@ export const RoundRecordSchema = z.object({
   durationMs: finite,
   /** Wall time of each part, ms: fit (tasks out → closed), aggregate (step + publishing the model), evaluate. */
   phases: z.object({ trainMs: finite, aggregateMs: finite, evalMs: finite }),
+  /** Differential privacy of the run so far (absent without `--dp`; docs/privacy.md). */
+  privacy: PrivacyRecordSchema.optional(),
 });
 export type RoundRecord = z.infer<typeof RoundRecordSchema>;
 
