@@ -12,6 +12,7 @@ import { checkDataFits, createModel, type Dataset, type FederatedModel } from '@
 import type { Strategy } from './strategy.ts';
 import { RoundMachine } from './engine/machine.ts';
 import { maxUpdateBytes } from './validate.ts';
+import type { DpOptions } from './privacy/options.ts';
 import type { AsyncOptions, CoordinatorCheckpoint, Effect, EngineConfig, EngineEvent, EngineNotice } from './engine/types.ts';
 
 /** Options of {@link Coordinator}. */
@@ -89,6 +90,8 @@ export interface CoordinatorOptions {
   reconnect?: BackoffOptions | false;
   /** The clock, ms since the epoch; default `Date.now`. Injected into the round engine. */
   clock?: () => number;
+  /** Client-level differential privacy (docs/privacy.md); off when absent. */
+  dp?: DpOptions;
 }
 
 /** Events a {@link Coordinator} emits. */

@@ -8,6 +8,8 @@ export { SYNC_ROUND, federatedEval, type SyncRound } from './engine/sync.ts';
 export { FedBuff, stalenessWeight } from './engine/fedbuff.ts';
 export type { Answer, OpenTask, Stage } from './engine/stage.ts';
 export type { AsyncOptions, CoordinatorCheckpoint, Effect, EngineConfig, EngineEvent, EngineNotice, StalenessFunction } from './engine/types.ts';
+// privacy/: differential privacy of a run (DP-FedAvg, adaptive clipping, the accountant's ledger)
+export type { AdaptiveClipOptions, DpOptions } from './privacy/options.ts';
 // registry.ts: nodes seen and their status
 export { NodeRegistry } from './registry.ts';
 // aggregate.ts: the running weighted sum of deltas
