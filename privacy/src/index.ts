@@ -18,3 +18,5 @@ export {
   discreteGaussianVectorBigInt, discreteLaplace, isqrt, rationalFromNumber, type Rational,
 } from './discrete-gaussian.ts';
 export { CLIP_MARGIN, MAX_CLIP_ELEMENTS, MIN_CLIP_NORM, clipL2, type ClipResult } from './clip.ts';
+// membership inference
+export { lossThresholdAuc, rocAuc } from './membership.ts';
