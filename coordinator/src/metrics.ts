@@ -26,6 +26,16 @@ export interface CoordinatorMetrics {
  * | `fedmq_test_accuracy` | gauge | test accuracy of the latest global model (central test set) |
  * | `fedmq_federated_accuracy` | gauge | federated evaluation: numExamples-weighted accuracy of the latest global model on the nodes' held-out data |
  * | `fedmq_federated_worst_decile_accuracy` | gauge | mean accuracy of the worst 10 % of the evaluating nodes |
+ * | `fedmq_privacy_epsilon` | gauge | differential privacy: ε(δ) spent so far, the latest round's `privacy.epsilon` (`+Inf` while unbounded: `epsilon` null) |
+ * | `fedmq_privacy_delta` | gauge | δ of that ε |
+ * | `fedmq_privacy_noise_multiplier` | gauge | σ of the latest round, noise std in units of the clip norm C |
+ * | `fedmq_privacy_clip_norm` | gauge | C the latest round's nodes clipped their deltas to (L2 norm, in model-weight units) |
+ * | `fedmq_privacy_max_epsilon` | gauge | the run's budget (`--max-epsilon`); absent without one |
+ *
+ * The `fedmq_privacy_*` gauges come from the rounds' `privacy` record (docs/privacy.md) and are
+ * registered at the first round that has one: a run without differential privacy has none of
+ * them (no sample, no HELP or TYPE line), and `fedmq_privacy_max_epsilon` appears only with a
+ * budget.
  *
  * plus prom-client's default process metrics.
  */
@@ -52,6 +62,17 @@ export function coordinatorMetrics(coordinator: Coordinator): CoordinatorMetrics
   const accuracy = new Gauge({ name: 'fedmq_test_accuracy', help: 'Test accuracy of the latest global model', registers: [registry] });
   const fedAccuracy = new Gauge({ name: 'fedmq_federated_accuracy', help: "Federated evaluation: weighted accuracy on the nodes' held-out data", registers: [registry] });
   const fedWorst = new Gauge({ name: 'fedmq_federated_worst_decile_accuracy', help: 'Federated evaluation: mean accuracy of the worst 10 % of nodes', registers: [registry] });
+  // Created on the first round with a `privacy` record, so a run without differential privacy
+  // exposes exactly the metrics it did before (an unlabelled gauge shows 0 from its creation).
+  let privacy: { epsilon: Gauge; delta: Gauge; noise: Gauge; clip: Gauge } | undefined;
+  let maxEpsilon: Gauge | undefined;
+  const privacyGauges = () =>
+    (privacy ??= {
+      epsilon: new Gauge({ name: 'fedmq_privacy_epsilon', help: 'Differential privacy: epsilon(delta) spent so far, dimensionless (+Inf while unbounded)', registers: [registry] }),
+      delta: new Gauge({ name: 'fedmq_privacy_delta', help: 'Differential privacy: delta of the reported epsilon, a probability', registers: [registry] }),
+      noise: new Gauge({ name: 'fedmq_privacy_noise_multiplier', help: 'Differential privacy: noise multiplier sigma of the latest round, noise std in units of the clip norm', registers: [registry] }),
+      clip: new Gauge({ name: 'fedmq_privacy_clip_norm', help: "Differential privacy: clip norm C of the latest round, L2 norm of a node's delta in model-weight units", registers: [registry] }),
+    });
 
   coordinator.on('stage', (p) => current.set(p.round));
   coordinator.on('accepted', () => accepted.inc());
@@ -66,6 +87,18 @@ export function coordinatorMetrics(coordinator: Coordinator): CoordinatorMetrics
     if (r.federatedEval) {
       fedAccuracy.set(r.federatedEval.accuracy);
       fedWorst.set(r.federatedEval.worstDecileAccuracy);
+    }
+    if (r.privacy) {
+      const p = r.privacy;
+      const g = privacyGauges();
+      g.epsilon.set(p.epsilon ?? Infinity); // prom-client writes +Inf
+      g.delta.set(p.delta);
+      g.noise.set(p.noiseMultiplier);
+      g.clip.set(p.clipNorm);
+      if (p.maxEpsilon !== null) {
+        maxEpsilon ??= new Gauge({ name: 'fedmq_privacy_max_epsilon', help: 'Differential privacy: the run budget max epsilon, dimensionless', registers: [registry] });
+        maxEpsilon.set(p.maxEpsilon);
+      }
     }
   });
   return { registry, text: () => registry.metrics() };
