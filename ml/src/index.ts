@@ -44,6 +44,7 @@ export {
   type LocalTrainingResult,
   type ModelEvaluation,
 } from './federated-model.ts';
+export { perExampleLoss } from './per-example.ts'; // per-example.ts: each example's loss (what a membership-inference attack reads)
 // io.ts: tfjs layers-format files
 export { fileSystemHandler, loadLayersModelFromDir, MODEL_JSON, WEIGHTS_BIN } from './io.ts';
 // export.ts: writing datasets to files
