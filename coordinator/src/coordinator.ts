@@ -13,6 +13,9 @@ import type { Strategy } from './strategy.ts';
 import { RoundMachine } from './engine/machine.ts';
 import { maxUpdateBytes } from './validate.ts';
 import type { DpOptions } from './privacy/options.ts';
+import { PrivacyLedger } from './privacy/ledger.ts';
+import { withDp } from './privacy/dp-fedavg.ts';
+import type { RandomSource } from '@fedmq/privacy';
 import type { AsyncOptions, CoordinatorCheckpoint, Effect, EngineConfig, EngineEvent, EngineNotice } from './engine/types.ts';
 
 /** Options of {@link Coordinator}. */
@@ -92,6 +95,8 @@ export interface CoordinatorOptions {
   clock?: () => number;
   /** Client-level differential privacy (docs/privacy.md); off when absent. */
   dp?: DpOptions;
+  /** The randomness of DP (cohorts, noise); default the process CSPRNG. A seeded stream in tests only. */
+  dpRandom?: RandomSource;
 }
 
 /** Events a {@link Coordinator} emits. */
@@ -135,6 +140,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private queue: Promise<void> = Promise.resolve();
   private finished?: { resolve: (h: RoundRecord[]) => void; reject: (e: unknown) => void };
   private done = false;
+  /** Differential privacy of the run (accountant, clip norm), when `dp` is set. */
+  readonly privacy?: PrivacyLedger;
+  /** Why a run that resolved stopped early, when it was not a `stop()`: FEDMQ_PRIVACY_BUDGET. */
+  stopError?: FedmqError;
 
   /**
    * @throws FedmqError FEDMQ_BAD_CONFIG on an invalid option or unknown model, FEDMQ_BAD_TOPIC on
@@ -149,8 +158,15 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.clock = opts.clock ?? Date.now;
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ job: opts.job });
     const evaluateFraction = opts.evaluateFraction ?? 0;
+    let strategy = opts.strategy;
+    if (opts.dp) {
+      const fraction = (strategy.selector as { fraction?: unknown }).fraction;
+      if (typeof fraction !== 'number') throw new FedmqError(ErrorCodes.BAD_CONFIG, 'dp: the strategy must sample a fraction of the nodes (--fraction), the Poisson sampling probability q');
+      this.privacy = new PrivacyLedger(opts.dp, { fraction, rounds: opts.rounds, expectedCohort: fraction * opts.minAvailableNodes }, opts.dpRandom);
+      strategy = withDp(strategy, this.privacy);
+    }
     const cfg: EngineConfig = {
-      job: opts.job, runId: this.runId, model: opts.model, mode: opts.mode ?? 'sync', rounds: opts.rounds, strategy: opts.strategy,
+      job: opts.job, runId: this.runId, model: opts.model, mode: opts.mode ?? 'sync', rounds: opts.rounds, strategy, privacy: this.privacy,
       minAvailableNodes: opts.minAvailableNodes, minAcceptedUpdates: opts.minAcceptedUpdates ?? 1, minCompletionRate: opts.minCompletionRate ?? 0,
       overSelection: opts.overSelection ?? 0, maxRoundRetries: opts.maxRoundRetries ?? 3, deadlineMs: opts.deadlineMs, codec: opts.codec ?? 'float32',
       codecParams: opts.codecParams, maxPayloadBytes: opts.maxPayloadBytes, downlink: opts.downlink ?? 'float32', seed: opts.seed ?? 42,
@@ -227,8 +243,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   /** How the coordinator was started, without secrets or local paths (the `config` of coordinator/status). */
   describe(): Record<string, unknown> {
     // brokerUrl may carry credentials and outDir is a local path: neither goes on the wire
-    const { strategy, testData: _t, logger: _l, mqtt: _m, brokerUrl: _b, outDir: _o, checkpointDir: _c, resume, clock: _k, ...rest } = this.opts;
-    return { ...rest, runId: this.runId, strategy: strategy.name, ...(resume ? { resumedFrom: resume.runId, resumedAtRound: resume.round } : {}) };
+    const { strategy, testData: _t, logger: _l, mqtt: _m, brokerUrl: _b, outDir: _o, checkpointDir: _c, resume, clock: _k, dpRandom: _r, dp, ...rest } = this.opts;
+    const p = this.privacy;
+    const privacy = dp && p ? { dp: { ...dp, noiseMultiplier: p.noiseMultiplier, delta: p.delta, q: p.q, sampling: 'poisson' } } : {};
+    return { ...rest, ...privacy, runId: this.runId, strategy: strategy.name, ...(resume ? { resumedFrom: resume.runId, resumedAtRound: resume.round } : {}) };
   }
 
   /**
@@ -359,6 +377,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   private async finish(outcome: 'done' | 'stopped' | 'failed', error?: FedmqError): Promise<void> {
     this.done = true;
+    if (outcome === 'stopped' && error) {
+      this.stopError = error;
+      this.log.warn({ code: error.code, ...error.details }, error.message);
+    }
     this.clearTimers();
     if (this.opts.outDir && this.model) {
       this.model.setWeights(this.machine.global);

@@ -26,6 +26,8 @@ export interface FitResult {
   delta: readonly Addable[];
   /** Mean local training loss. */
   loss: number;
+  /** Differential privacy with adaptive clipping: the node's bit b = 1[‖Δ‖ ≤ C] (Update `dp.unclipped`). */
+  unclipped?: boolean;
 }
 
 /** A selected node that did not report, or a rejected update, by error code (or `timeout`, `offline`). */

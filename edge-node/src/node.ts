@@ -6,10 +6,11 @@ import {
   CoordinatorStatusSchema, ErrorCodes, EvaluateResultSchema, FedmqError, NodeTaskSchema, PROTOCOL_VERSION, Reassembler,
   decodeGlobalModel, decodeJson, encodeJson, encodePacked, getCodec, isFedmqError, keepReconnecting, parseTopic, seededRng, splitPayload,
   topicFilter, topics,
-  type BackoffOptions, type CodecState, type DeviceInfo, type EvaluateResult, type EvaluateTask, type FitTask, type NamedTensor,
+  type BackoffOptions, type CodecState, type DeviceInfo, type EvaluateResult, type EvaluateTask, type FitDp, type FitTask, type NamedTensor,
   type NodeStage, type NodeStatus, type NodeTask, type Reconnector, type UpdateMessage,
 } from '@fedmq/protocol';
 import type { LocalDataset } from '@fedmq/ml';
+import { addGaussianNoise, clipL2, cryptoRandom, type RandomSource } from '@fedmq/privacy';
 import { createTrainer, type LocalEvaluation, type LocalTrainer } from './trainer.ts';
 import { fnv1a, splitDataset, type DataSplit } from './split.ts';
 
@@ -502,12 +503,14 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     this.publishStatus('uploading');
     const delta = this.opts.transformDelta ? await this.opts.transformDelta(r.delta, task.round, fitContext(task, r.trainMs)) : r.delta;
     if (this.stopped) return;
+    // differential privacy (§5.7): clip to C, and in local mode noise, before the delta is encoded
+    const dp = task.dp ? privatizeDelta(delta, task.dp) : undefined;
     // error feedback (top-k) keeps what was not sent in run.codecState and adds it next time
     const tensors = getCodec(task.codec).encode(delta, task.codecParams ?? {}, run.codecState, seededRng(seed));
     const update: UpdateMessage = {
       v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, taskId: task.taskId, round: task.round,
       modelVersion: task.modelVersion, numExamples: r.numExamples, codec: task.codec, kind: 'delta',
-      metrics: { loss: r.loss, trainMs: r.trainMs, bytesDown: this.takeBytesDown() }, tensors, ts: Date.now(),
+      metrics: { loss: r.loss, trainMs: r.trainMs, bytesDown: this.takeBytesDown() }, dp: task.dp?.clipBit ? dp : undefined, tensors, ts: Date.now(),
     };
     const whole = encodePacked(update);
     // under a broker's message size limit the update goes in chunks (docs/chunking.md)
@@ -666,6 +669,25 @@ function fitContext(task: FitTask, trainMs = 0): TransformDeltaContext {
 
 function score(e: LocalEvaluation): EvalScore {
   return { loss: e.loss, accuracy: e.accuracy };
+}
+
+/**
+ * A fit task's differential privacy on the node (docs/protocol.md §5.7; McMahan et al. 2018,
+ * arXiv:1710.06963): scales `delta` in place so that ‖Δ‖₂ ≤ C over all its tensors
+ * (`clipL2`), then in local mode adds N(0, σ²C²) to every value from the process CSPRNG
+ * (`addGaussianNoise`).
+ * @returns Andrew et al. 2021's bit: `unclipped` = the delta was within C before clipping.
+ * @throws FedmqError FEDMQ_NON_FINITE on a NaN/∞ delta; FEDMQ_BAD_CONFIG on a bad C or σ.
+ */
+export function privatizeDelta(delta: readonly NamedTensor[], dp: FitDp, random: RandomSource = cryptoRandom()): { unclipped: boolean } {
+  const tensors = delta.map((t) => ({ data: t.data }));
+  const { clipped } = clipL2(tensors, dp.clipNorm);
+  if (dp.mode === 'local') {
+    if (dp.noiseMultiplier === undefined) throw new FedmqError(ErrorCodes.BAD_CONFIG, 'a local-DP fit task needs dp.noiseMultiplier');
+    const std = dp.noiseMultiplier * dp.clipNorm;
+    for (const t of tensors) addGaussianNoise(t.data, std, random);
+  }
+  return { unclipped: !clipped };
 }
 
 /** global + delta, tensor by tensor (float32). */

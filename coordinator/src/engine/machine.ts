@@ -100,6 +100,12 @@ export class RoundMachine {
           throw new FedmqError(ErrorCodes.CHECKPOINT, `checkpoint's strategy state does not fit ${cfg.strategy.name}: ${(err as Error).message}`, {}, { cause: err });
         }
       }
+      if (cfg.privacy) {
+        if (!cp.privacy) throw new FedmqError(ErrorCodes.CHECKPOINT, 'the checkpoint is of a run without differential privacy; a DP run cannot continue it (its ε would not count the rounds already run)');
+        cfg.privacy.setState(cp.privacy);
+      } else if (cp.privacy) {
+        throw new FedmqError(ErrorCodes.CHECKPOINT, 'the checkpoint is of a run with differential privacy; resume it with the same --dp options');
+      }
       this.history.push(...cp.history);
       this.lastRound = cp.round;
       this.version = cp.modelVersion - 1; // start republishes the checkpoint's model as the next version
@@ -207,7 +213,7 @@ export class RoundMachine {
       v: PROTOCOL_VERSION, job: this.cfg.job, runId: this.cfg.runId, nodeId, taskId: ++this.taskCounter, round, stage: 'fit', cohort,
       modelVersion: this.version, modelSha256: m.sha256, modelChunks: m.chunked ? m.payloads.length : undefined, deadline, timeoutMs: this.cfg.deadlineMs,
       valFraction: this.cfg.valFraction, config: this.cfg.strategy.fitConfig(round), codec: this.cfg.codec, codecParams: this.cfg.codecParams,
-      maxPayloadBytes: this.cfg.maxPayloadBytes, updateKind: 'delta', ts: this.now(),
+      maxPayloadBytes: this.cfg.maxPayloadBytes, updateKind: 'delta', dp: this.cfg.privacy?.fitDp(), ts: this.now(),
     };
     return this.sendTask(task);
   }
@@ -339,7 +345,7 @@ export class RoundMachine {
       format: 'fedmq-checkpoint', v: 2, job: this.cfg.job, runId: this.cfg.runId, model: this.cfg.model, seed: this.cfg.seed, mode: this.cfg.mode,
       round: this.lastRound, modelVersion: this.version, failedInARow: this.failedInARow, rngDraws: this.rngDraws, evalRngDraws: this.evalRngDraws,
       taskId: this.taskCounter, strategy: this.cfg.strategy.name, strategyState: this.cfg.strategy.getState(), history: [...this.history],
-      weights: this.global.map((t) => ({ name: t.name, shape: [...t.shape], data: t.data.slice() })), ts: this.now(),
+      weights: this.global.map((t) => ({ name: t.name, shape: [...t.shape], data: t.data.slice() })), privacy: this.cfg.privacy?.getState(), ts: this.now(),
     };
   }
 
@@ -393,6 +399,11 @@ export class RoundMachine {
 
   private beginSyncRound(): void {
     const round = this.lastRound + 1;
+    // differential privacy: a round that would exceed the budget is not run (the last round's checkpoint is written)
+    if (this.cfg.privacy?.wouldExceedBudget()) {
+      this.finish('stopped', this.cfg.privacy.budgetError(round));
+      return;
+    }
     const r = SYNC_ROUND.newRound(this, round);
     this.sync = { r, index: 0 };
     SYNC_ROUND.stages[0].enter(this, r);
@@ -612,6 +623,8 @@ export function validateConfig(c: EngineConfig): void {
   if (!(c.evaluateFraction >= 0 && c.evaluateFraction <= 1)) bad(`evaluateFraction must be in [0, 1], got ${c.evaluateFraction}`);
   if (!(c.valFraction >= 0 && c.valFraction <= 0.9)) bad(`valFraction must be in [0, 0.9], got ${c.valFraction}`);
   if (c.evaluateFraction > 0 && c.valFraction === 0) bad('federated evaluation (evaluateFraction > 0) needs held-out data: valFraction > 0');
+  if (c.privacy && c.overSelection > 0) bad('over-selection changes who is sampled after the fact; differential privacy needs the Poisson cohort as drawn (overSelection 0)');
+  if (c.privacy && !(c.strategy.aggregator.name === 'dp-fedavg')) bad('differential privacy needs the strategy made by withDp (Poisson selector, DP-FedAvg aggregator)');
   if (c.mode === 'async') {
     const a = c.async;
     if (!a) return bad('mode async needs its FedBuff options (bufferSize, concurrency, staleness, maxStaleness)');
@@ -622,6 +635,7 @@ export function validateConfig(c: EngineConfig): void {
     if (c.evaluateFraction > 0) bad('federated evaluation runs between synchronous rounds; it is not available in async mode (use a central test set)');
     if (c.overSelection > 0) bad('over-selection is for synchronous rounds; async mode keeps `concurrency` nodes busy instead');
     if (!c.strategy.aggregator.streaming) bad(`aggregator ${c.strategy.aggregator.name} keeps every update; async mode needs a streaming aggregator (mean, norm-bounding)`);
+    if (c.privacy) bad('differential privacy runs synchronous rounds: its accountant assumes one Poisson-sampled cohort per release, which FedBuff\'s buffers are not');
   } else if (c.mode !== 'sync') {
     bad(`mode must be sync or async, got ${String(c.mode)}`);
   }

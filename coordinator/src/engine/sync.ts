@@ -103,7 +103,7 @@ const fit: Stage<SyncRound> = {
     if (a.kind !== 'update') return;
     const u = a.update;
     const delta = m.checkUpdate(u);
-    r.aggregate!.add({ nodeId: u.nodeId, numExamples: u.numExamples, delta, loss: u.metrics.loss });
+    r.aggregate!.add({ nodeId: u.nodeId, numExamples: u.numExamples, delta, loss: u.metrics.loss, unclipped: u.dp?.unclipped });
     r.reported.add(u.nodeId);
     r.dropped.delete(u.nodeId);
     r.bytesUp += a.wireBytes;
@@ -239,7 +239,7 @@ export const SYNC_ROUND = {
       round: r.round, modelVersion: m.version, accepted: r.accepted, mode: 'sync', selected: r.selected.length, reported: r.reported.size, failures: r.failures,
       trainLoss: finiteOrNull(r.aggregate?.trainLoss ?? Number.NaN), testLoss: r.testLoss, testAccuracy: r.testAccuracy, federatedEval: federatedEval(r.evalResults),
       bytesDown: r.bytesDown, bytesUp: r.bytesUp, durationMs: m.now() - r.startedAt,
-      phases: { trainMs: r.trainMs, aggregateMs: r.aggregateMs, evalMs: r.evalMs },
+      phases: { trainMs: r.trainMs, aggregateMs: r.aggregateMs, evalMs: r.evalMs }, privacy: m.cfg.privacy?.record(),
     };
   },
 };

@@ -1,5 +1,6 @@
 import type { CodecName, CodecParams, DownlinkDtype, FedmqError, NamedTensor, RoundRecord, StageName } from '@fedmq/protocol';
 import type { Strategy, StrategyState } from '../strategy.ts';
+import type { PrivacyLedger, PrivacyLedgerState } from '../privacy/ledger.ts';
 
 /**
  * The round engine's vocabulary (docs/architecture.md, "Round engine"): the coordinator is a pure
@@ -103,6 +104,8 @@ export interface EngineConfig {
   async?: AsyncOptions;
   /** Free-form description for `coordinator/status` (no secrets, no local paths). */
   describe: Record<string, unknown>;
+  /** Differential privacy (sync mode): the ledger the strategy's Poisson selector and DP aggregator share (`withDp`). */
+  privacy?: PrivacyLedger;
 }
 
 /**
@@ -136,6 +139,8 @@ export interface CoordinatorCheckpoint {
   history: RoundRecord[];
   /** The global model after `round`. */
   weights: NamedTensor[];
+  /** Differential privacy: the accountant and the clip norm after `round` (absent without DP). */
+  privacy?: PrivacyLedgerState;
   /** Time of the write, ms since the epoch (the machine's clock). */
   ts: number;
 }
