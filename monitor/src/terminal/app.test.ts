@@ -3,7 +3,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { createElement as h } from 'react';
 import { render, type Instance } from 'ink';
 import { afterEach, describe, expect, it } from 'vitest';
-import { topics, type CoordinatorStatus, type FederatedEval, type NodeStatus, type RoundMetrics } from '@fedmq/protocol';
+import { topics, type CoordinatorStatus, type FederatedEval, type NodeStatus, type PrivacyRecord, type RoundMetrics } from '@fedmq/protocol';
 import { FleetState } from '../state.ts';
 import type { MonitorEmitterEvents } from '../monitor.ts';
 import { MonitorApp } from './app.ts';
@@ -64,7 +64,14 @@ interface FleetOptions {
   failed?: number[];
   /** Coordinator state (default running). */
   state?: CoordinatorStatus['state'];
+  /** Differential privacy of each finished round (none: a run without it). */
+  privacy?: (PrivacyRecord | undefined)[];
 }
+
+const privacy = (epsilon: number | null, extra: Partial<PrivacyRecord> = {}): PrivacyRecord => ({
+  mode: 'central', sampling: 'poisson', q: 0.1, noiseMultiplier: 1.1, accountedNoiseMultiplier: 1.1, clipNorm: 0.5, nextClipNorm: 0.5,
+  unclippedFraction: null, steps: 1, epsilon, delta: 1e-5, maxEpsilon: 3, ...extra,
+});
 
 type Monitor = { state: FleetState; events: EventEmitter<MonitorEmitterEvents>; connected: boolean };
 
@@ -82,6 +89,7 @@ function fleet(rounds: number, o: FleetOptions = {}): { monitor: Monitor; feed: 
     const fed = o.fed?.[r - 1] ?? null;
     feed(topics.roundMetrics(J, r), metrics(r, o.test ? o.test[r - 1] : [0.71, 0.85, 0.9][r - 1], {
       federatedEval: fed === null ? null : fedEval(fed),
+      ...(o.privacy?.[r - 1] ? { privacy: o.privacy[r - 1] } : {}),
       ...(failed ? { accepted: false, reported: 1, failures: { timeout: 2 } } : {}),
     }));
   }
@@ -231,6 +239,46 @@ describe('MonitorApp (ink)', () => {
     expect(waiting).toContain('round 1 · waiting · 2 online');
     expect(waiting).toContain('0/5 rounds done');
     expect(waiting).toContain('no round finished yet');
+  });
+
+  it('shows the latest ε spent of the budget and the clip norm C next to the accuracy', async () => {
+    // small terminal: on the test accuracy sparkline
+    const { monitor } = fleet(2, { privacy: [privacy(1.2), privacy(2.3141, { clipNorm: 0.6182, steps: 2 })] });
+    const term = draw(monitor, 80, 24);
+    const frame = await term.until((f) => f.includes('ε'));
+    expect(frame).toMatch(/^test accuracy\s+\S+\s+0\.8500  ε 2\.31\/3 C 0\.618\s*$/m);
+    expect(frame.match(/ε/g)).toHaveLength(1);
+    fits(frame, 80, 24);
+
+    // line charts side by side: after the accuracy title; without a budget, and ∞ while unbounded
+    const big = fleet(3, { privacy: [privacy(null), privacy(null), privacy(null, { maxEpsilon: null })] });
+    app?.unmount();
+    const tall = draw(big.monitor, 120, 40);
+    const chart = await tall.until((f) => f.includes('accuracy over 3 rounds'));
+    expect(chart).toMatch(/accuracy over 3 rounds: test 0\.900  ε ∞ C 0\.5\s+test loss over 3 rounds/);
+    fits(chart, 120, 40);
+
+    // with the federated title too the left half is full: ε ends the title line
+    const both = fleet(3, { fed: [0.8, 0.88, 0.912], privacy: [privacy(0.5), privacy(0.9), privacy(1.25)] });
+    app?.unmount();
+    const t3 = draw(both.monitor, 120, 40);
+    const f3 = await t3.until((f) => f.includes('accuracy over 3 rounds'));
+    expect(f3).toMatch(/accuracy over 3 rounds: test 0\.900 federated 0\.912 p10\/p90\s+test loss over 3 rounds, last 0\.2667  ε 1\.25\/3 C 0\.5$/m);
+    fits(f3, 120, 40);
+  });
+
+  it('shows nothing about privacy for a run without it', async () => {
+    const { monitor } = fleet(2, { fed: [0.88, 0.912] });
+    const term = draw(monitor, 80, 24);
+    const frame = await term.until((f) => f.includes('fed accuracy'));
+    expect(frame).toMatch(/^test accuracy\s+\S+\s+0\.8500\s*$/m);
+    expect(frame).not.toContain('ε');
+    const big = fleet(3);
+    app?.unmount();
+    const tall = draw(big.monitor, 120, 40);
+    const chart = await tall.until((f) => f.includes('accuracy over 3 rounds'));
+    expect(chart).toMatch(/accuracy over 3 rounds: test 0\.900\s+test loss over 3 rounds, last 0\.2667$/m);
+    expect(chart).not.toContain('ε');
   });
 
   it('quits on q', async () => {

@@ -5,7 +5,7 @@ import type { CoordinatorStatus, NodeStatus, StageName } from '@fedmq/protocol';
 import { acceptedRounds, nodeCounts, type FleetState, type JobState, type NodeView } from '../state.ts';
 import type { ConnectionEvent, MonitorEmitterEvents } from '../monitor.ts';
 import { lineChart, sparkline, visibleLength } from './chart.ts';
-import { ago, formatBytes, formatCount, formatDuration, formatFederated, roundWord, stageParts } from './format.ts';
+import { ago, formatBytes, formatCount, formatDuration, formatEpsilon, formatFederated, roundWord, stageParts } from './format.ts';
 
 /** What the terminal UI needs of a running monitor (see `startMonitor`). */
 export interface MonitorSource {
@@ -58,7 +58,10 @@ function pickJob(state: FleetState, job: string | undefined, index: number): { s
  *   (`0.912 (p10 0.850 … p90 0.960, worst decile 0.800)`, when nodes evaluate); a round with
  *   `accepted: false` reads `failed, retried` in red;
  * - accuracy (test and federated, with the p10/p90 of the nodes) and loss over rounds: line
- *   charts when the terminal is tall enough, sparklines otherwise; and the last round's bytes.
+ *   charts when the terminal is tall enough, sparklines otherwise; and the last round's bytes;
+ * - with differential privacy, the latest round's ε spent (of the budget, when the run has one;
+ *   `∞` while unbounded) and clip norm C next to the accuracy title (`ε 2.31/3 C 0.5`; on the
+ *   test or federated accuracy sparkline in small terminals).
  *
  * Fits 80×24 and uses the room of larger terminals. `q` or Esc quits; Tab shows the next job
  * when no job was given.
@@ -178,6 +181,11 @@ export function MonitorApp(props: MonitorAppProps): ReactElement {
   const fedLoss = history.map((r) => r.federatedEval?.loss ?? null);
   const trainLoss = history.map((r) => r.trainLoss);
   const lastOf = (xs: readonly (number | null)[]) => [...xs].reverse().find((x) => x !== null) ?? null;
+  // differential privacy: the latest round's ε (ε/budget) and clip norm C; failed rounds carry the ε spent too
+  const privacy = [...history].reverse().find((x) => x.privacy)?.privacy;
+  const privacyText = privacy
+    ? `  ε ${formatEpsilon(privacy.epsilon)}${privacy.maxEpsilon !== null ? `/${formatEpsilon(privacy.maxEpsilon)}` : ''} C ${formatEpsilon(privacy.clipNorm)}`
+    : '';
 
   // room: header (5 lines) + node table header (1) + separator (1) + footer (2) + 1 spare line
   const nodes = shown ? [...shown.nodes.values()].sort(byId) : [];
@@ -246,9 +254,17 @@ export function MonitorApp(props: MonitorAppProps): ReactElement {
     if (hasTest) accTitle.push([` test ${fixed(lastOf(testAcc), 3)}`, { color: 'green', bold: true }]);
     if (hasFed) accTitle.push([` federated ${fixed(lastOf(fedAcc), 3)}`, { color: 'cyan', bold: true }], [' p10/p90', { dimColor: true }]);
     const lossTitle = `${lossName} over ${history.length} ${word}s, last ${fixed(lastOf(lossSeries))}`;
-    const titleWidth = accTitle.reduce((n, [t]) => n + t.length, 0);
+    const privacyTitle = text(privacyText, { color: 'magenta' });
+    const accWidth = accTitle.reduce((n, [t]) => n + t.length, 0);
+    // side by side the accuracy title has w + 1 columns: ε goes after it when it fits, else at the end of the line
+    const privacyLeft = privacyText !== '' && (!sideBySide || accWidth + privacyText.length <= w + 1);
+    if (privacyLeft) accTitle.push([privacyText, { color: 'magenta' }]);
+    const titleWidth = accWidth + (privacyLeft ? privacyText.length : 0);
     if (sideBySide) {
-      row(...clip(accTitle.map(([t, st]) => text(t, st)), w + 1), text(' '.repeat(Math.max(1, w + 2 - Math.min(titleWidth, w + 1)))), text(lossTitle, { bold: true }));
+      row(
+        ...clip(accTitle.map(([t, st]) => text(t, st)), w + 1), text(' '.repeat(Math.max(1, w + 2 - Math.min(titleWidth, w + 1)))), text(lossTitle, { bold: true }),
+        ...(privacyText && !privacyLeft ? [privacyTitle] : []),
+      );
       for (let i = 0; i < chartHeight; i++) row(text(padVisible(acc[i] ?? '', w + 2)), text(loss[i] ?? '', { color: 'yellow' }));
     } else {
       row(...accTitle.map(([t, st]) => text(t, st)));
@@ -257,11 +273,13 @@ export function MonitorApp(props: MonitorAppProps): ReactElement {
       for (let i = 0; i < chartHeight; i++) row(text(loss[i] ?? '', { color: 'yellow' }));
     }
   } else {
-    const sw = Math.max(4, columns - 40);
-    const spark = (name: string, values: readonly (number | null)[], color: string, value: string) =>
-      row(text(name.padEnd(15)), text(sparkline(values, sw), { color }), text(`  ${value}`));
-    if (hasTest || !hasFed) spark('test accuracy', testAcc, 'green', fixed(lastOf(testAcc)));
-    if (hasFed) spark('fed accuracy', fedAcc, 'cyan', fixed(lastOf(fedAcc)));
+    // a line is 15 + sw + 2 + a value of up to 6: 17 columns spare, which ε and C may take
+    const sw = Math.max(4, columns - 40 - Math.max(0, privacyText.length - 17));
+    const spark = (name: string, values: readonly (number | null)[], color: string, value: string, ...extra: Segment[]) =>
+      row(text(name.padEnd(15)), text(sparkline(values, sw), { color }), text(`  ${value}`), ...extra);
+    const privacySpark = privacyText ? [text(privacyText, { color: 'magenta' })] : [];
+    if (hasTest || !hasFed) spark('test accuracy', testAcc, 'green', fixed(lastOf(testAcc)), ...privacySpark);
+    if (hasFed) spark('fed accuracy', fedAcc, 'cyan', fixed(lastOf(fedAcc)), ...(hasTest ? [] : privacySpark));
     spark(hasTest || !hasFed ? 'test loss' : 'fed loss', hasTest || !hasFed ? testLoss : fedLoss, 'yellow', fixed(lastOf(hasTest || !hasFed ? testLoss : fedLoss)));
     spark('train loss', trainLoss, 'yellow', fixed(lastOf(trainLoss)));
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { FederatedEval, RoundMetrics, StageStatus } from '@fedmq/protocol';
-import { eventRecord, formatFederated, jsonLine, plainLine, roundSummary, stageText } from './format.ts';
+import type { FederatedEval, PrivacyRecord, RoundMetrics, StageStatus } from '@fedmq/protocol';
+import { eventRecord, formatDelta, formatEpsilon, formatFederated, formatPrivacy, jsonLine, plainLine, roundSummary, stageText } from './format.ts';
 import { lineChart, visibleLength } from './chart.ts';
 
 const J = 'mnist';
@@ -12,6 +12,10 @@ const round = (extra: Partial<RoundMetrics> = {}): RoundMetrics => ({
   v: 2, job: J, runId: 'run-1', round: 3, modelVersion: 4, accepted: true, mode: 'sync', selected: 10, reported: 10, failures: {}, trainLoss: 0.3382,
   testLoss: 0.3425, testAccuracy: 0.8895, federatedEval: fe, bytesDown: 3_190_300, bytesUp: 3_189_204, durationMs: 5351,
   phases: { trainMs: 4958, aggregateMs: 59, evalMs: 333 }, ts: 1_795_324_495_723, ...extra,
+});
+const privacy = (extra: Partial<PrivacyRecord> = {}): PrivacyRecord => ({
+  mode: 'central', sampling: 'poisson', q: 0.1, noiseMultiplier: 1.1, accountedNoiseMultiplier: 1.1, clipNorm: 0.5, nextClipNorm: 0.5,
+  unclippedFraction: null, steps: 3, epsilon: 2.3141, delta: 1e-5, maxEpsilon: null, ...extra,
 });
 const stage = (extra: Partial<StageStatus> = {}): StageStatus => ({
   v: 2, job: J, runId: 'run-1', round: 3, stage: 'fit', cohort: 10, online: 12, deadline: 1_000_042_000, ts: 1_000_000_000, ...extra,
@@ -38,6 +42,34 @@ describe('line formats', () => {
       'step 3: 10/10 nodes, train loss 0.3382, staleness mean 1.25 max 3, up 3.2 MB, down 3.2 MB, 5.4s',
     );
     expect(plainLine({ type: 'round', job: J, metrics: round({ accepted: false }) })).toMatch(/^\[mnist\] round 3 failed, retried: /);
+  });
+
+  it('writes the privacy budget spent: ε with 3 significant digits, the budget when set, ∞ while unbounded, δ', () => {
+    expect(formatEpsilon(2.3141)).toBe('2.31');
+    expect(formatEpsilon(12.345)).toBe('12.3');
+    expect(formatEpsilon(0.5)).toBe('0.5');
+    expect(formatEpsilon(6.620769482191477)).toBe('6.62');
+    expect(formatEpsilon(null)).toBe('∞');
+    expect(formatDelta(1e-5)).toBe('1e-5');
+    expect(formatDelta(1 / 60000)).toBe('1.67e-5');
+    expect(formatPrivacy(privacy())).toBe('ε 2.31 (δ 1e-5)');
+    expect(formatPrivacy(privacy({ maxEpsilon: 3 }))).toBe('ε 2.31/3 (δ 1e-5)');
+    expect(formatPrivacy(privacy({ epsilon: null, maxEpsilon: 8 }))).toBe('ε ∞/8 (δ 1e-5)');
+    expect(roundSummary(round({ privacy: privacy({ maxEpsilon: 3 }) }))).toBe(
+      'round 3: 10/10 nodes, train loss 0.3382, test loss 0.3425, test acc 0.8895, fed acc 0.912 (p10 0.850 … p90 0.960, worst decile 0.800), ε 2.31/3 (δ 1e-5), up 3.2 MB, down 3.2 MB, 5.4s',
+    );
+    expect(plainLine({ type: 'round', job: J, metrics: round({ federatedEval: null, privacy: privacy({ epsilon: null }) }) })).toBe(
+      '[mnist] round 3: 10/10 nodes, train loss 0.3382, test loss 0.3425, test acc 0.8895, ε ∞ (δ 1e-5), up 3.2 MB, down 3.2 MB, 5.4s',
+    );
+    // the JSON line carries the whole record
+    expect(JSON.parse(jsonLine({ type: 'round', job: J, metrics: round({ privacy: privacy() }) })).privacy).toEqual(privacy());
+  });
+
+  it('writes nothing about privacy for a round without a privacy record', () => {
+    const line = roundSummary(round());
+    expect(line).toBe('round 3: 10/10 nodes, train loss 0.3382, test loss 0.3425, test acc 0.8895, fed acc 0.912 (p10 0.850 … p90 0.960, worst decile 0.800), up 3.2 MB, down 3.2 MB, 5.4s');
+    expect(line).not.toMatch(/ε|δ/);
+    expect(JSON.parse(jsonLine({ type: 'round', job: J, metrics: round() }))).not.toHaveProperty('privacy');
   });
 
   it('writes the stage with its cohort and the time to its deadline', () => {

@@ -1,4 +1,4 @@
-import type { EngineMode, FederatedEval, RoundMetrics, StageStatus } from '@fedmq/protocol';
+import type { EngineMode, FederatedEval, PrivacyRecord, RoundMetrics, StageStatus } from '@fedmq/protocol';
 import type { MonitorEvent } from '../state.ts';
 import type { ConnectionEvent } from '../monitor.ts';
 
@@ -71,6 +71,28 @@ export function formatFederated(fe: FederatedEval | null | undefined, opts: { sh
   return `${fe.accuracy.toFixed(3)} (p10 ${s.p10.toFixed(3)} … p90 ${s.p90.toFixed(3)}, ${opts.short ? 'worst' : 'worst decile'} ${fe.worstDecileAccuracy.toFixed(3)})`;
 }
 
+/**
+ * A privacy number (ε, a budget, σ, C) with 3 significant digits and no trailing zeros:
+ * `2.3141` → `2.31`, `3` → `3`, `0.5` → `0.5`, `12.345` → `12.3`; `∞` for null (an ε that no noise
+ * bounds yet, PrivacyRecord `epsilon: null`).
+ */
+export function formatEpsilon(x: number | null): string {
+  return x === null ? '∞' : String(Number(x.toPrecision(3)));
+}
+
+/** δ in exponent notation with up to 3 significant digits: `1e-5`, `2.5e-6`. */
+export function formatDelta(delta: number): string {
+  return Number(delta.toPrecision(3)).toExponential();
+}
+
+/**
+ * The differential-privacy budget spent so far, as the round summary shows it: `ε 2.31 (δ 1e-5)`,
+ * with the run's budget `ε 2.31/3 (δ 1e-5)`, `ε ∞ (δ 1e-5)` while ε is unbounded.
+ */
+export function formatPrivacy(p: PrivacyRecord): string {
+  return `ε ${formatEpsilon(p.epsilon)}${p.maxEpsilon !== null ? `/${formatEpsilon(p.maxEpsilon)}` : ''} (δ ${formatDelta(p.delta)})`;
+}
+
 /** The pieces of {@link stageText}, for views that style them separately. */
 export interface StageParts {
   /** `round 3` (`step 3` in async mode). */
@@ -106,14 +128,16 @@ export function stageText(stage: StageStatus, now: number, mode?: EngineMode): s
 
 /**
  * One round's metrics as a line: nodes, losses, centralized test accuracy (when the job has a
- * test set), federated accuracy and its spread (when nodes evaluated), staleness (async), bytes,
- * time and failures; a round with `accepted: false` reads `round 4 failed, retried: …`.
+ * test set), federated accuracy and its spread (when nodes evaluated), staleness (async), the
+ * privacy budget spent (with differential privacy, {@link formatPrivacy}: `ε 2.31/3 (δ 1e-5)`),
+ * bytes, time and failures; a round with `accepted: false` reads `round 4 failed, retried: …`.
  */
 export function roundSummary(m: RoundMetrics): string {
   const parts = [`${m.reported}/${m.selected} nodes`, `train loss ${fixed(m.trainLoss)}`];
   if (m.testLoss !== null || m.testAccuracy !== null) parts.push(`test loss ${fixed(m.testLoss)}`, `test acc ${fixed(m.testAccuracy)}`);
   if (m.federatedEval) parts.push(`fed acc ${formatFederated(m.federatedEval)}`);
   if (m.staleness) parts.push(`staleness mean ${m.staleness.mean.toFixed(2)} max ${m.staleness.max}`);
+  if (m.privacy) parts.push(formatPrivacy(m.privacy));
   parts.push(`up ${formatBytes(m.bytesUp)}`, `down ${formatBytes(m.bytesDown)}`, formatDuration(m.durationMs));
   const failures = Object.entries(m.failures).map(([k, n]) => `${k}=${n}`).join(' ');
   if (failures) parts.push(`failures ${failures}`);
