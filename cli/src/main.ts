@@ -19,6 +19,7 @@ import { registerMonitorCommand } from './monitor.ts';
 import { registerNodeCommand } from './node-command.ts';
 import { registerPrivacyCommand } from './privacy-command.ts';
 import { LABELS_HELP, parseLabels } from './data-flags.ts';
+import { addDpOptions, dpOptions, dpSummary, type DpFlags } from './dp-flags.ts';
 import { logLevelOption, onSignal, runProgram } from './process.ts';
 import { withUrlCredentials } from './broker-url.ts';
 import { assertJobId, defaultRunDir, prepareOutDir } from './out-dir.ts';
@@ -82,7 +83,7 @@ function parseStaleness(v: string): StalenessFunction {
 }
 
 /** Flags of a job's rounds, shared by `coordinator` and the embedded `simulate` (commander's parsed values). */
-interface RoundFlags {
+interface RoundFlags extends DpFlags {
   rounds: number;
   fraction: number;
   minNodes?: number;
@@ -166,7 +167,7 @@ function addRoundOptions(cmd: Command): Command {
       }
     });
   }
-  return cmd
+  cmd
     .option('--max-payload-bytes <n>', 'send the model and updates in chunks of at most this many bytes (e.g. 131072 for AWS IoT Core)', int('max-payload-bytes', 1024))
     .addOption(new Option('--mode <mode>', 'sync rounds, or async buffered aggregation (FedBuff)').choices(['sync', 'async']).default('sync'))
     .option('--buffer-size <k>', 'async: accepted updates per server step (K)', int('buffer-size', 1), 3)
@@ -176,6 +177,7 @@ function addRoundOptions(cmd: Command): Command {
     .option('--evaluate-fraction <f>', 'federated evaluation: fraction of online nodes that evaluate each new model on their held-out data', num('evaluate-fraction', (n) => n >= 0 && n <= 1, 'in [0, 1]'), 0)
     .option('--val-fraction <f>', "fraction of each node's data held out for evaluation (default 0.1 with --evaluate-fraction, else 0)", num('val-fraction', (n) => n >= 0 && n <= 0.9, 'in [0, 0.9]'))
     .option('--no-test-data', 'no central evaluation (a fleet has no central test set; use --evaluate-fraction)');
+  return addDpOptions(cmd);
 }
 
 withBrokerSecurityOptions(program
@@ -241,8 +243,9 @@ withClientSecurityOptions(withRoundOptions(
     minAcceptedUpdates: o.minAcceptedUpdates, minCompletionRate: o.minCompletionRate, overSelection: o.overSelection, maxRoundRetries: o.maxRoundRetries,
     mode: o.mode, async: asyncOptions(o), evaluateFraction: o.evaluateFraction, valFraction: o.valFraction,
     seed: o.seed, logger: log, mqtt: clientMqttOptions(o, 'coordinator'), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes,
-    downlink: o.downlink, strategy,
+    downlink: o.downlink, strategy, dp: dpOptions(o),
   });
+  if (coordinator.privacy) process.stdout.write(`${dpSummary(coordinator.privacy, o.targetEpsilon)}\n`);
   const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined, o.metricsHost);
   const federated = o.evaluateFraction > 0;
   process.stdout.write(`coordinator for job ${o.job} on ${shownBroker}; waiting for ${o.minNodes ?? 2} node(s); run folder ${out}\nPrometheus metrics: ${metrics.url}\n${roundHeader({ federated })}\n`);
@@ -260,6 +263,7 @@ withClientSecurityOptions(withRoundOptions(
   const history = await running;
   await coordinator.close();
   await metrics.close();
+  if (coordinator.stopError) process.stdout.write(`stopped: ${coordinator.stopError.code}: ${coordinator.stopError.message}\n`);
   const last = history.at(-1);
   const acc = last?.testAccuracy ?? last?.federatedEval?.accuracy;
   process.stdout.write(`done: ${history.length} rounds, ${last?.testAccuracy == null && last?.federatedEval ? 'federated' : 'test'} accuracy ${acc?.toFixed(4) ?? '-'}; wrote ${out}/history.json, ${out}/report.html and ${out}/model/model.json\n`);
@@ -402,6 +406,7 @@ withClientSecurityOptions(withRoundOptions(
   const mode = o.mode === 'async' ? `async FedBuff (K=${o.bufferSize}, C=${o.concurrency}) server steps` : 'rounds';
   process.stdout.write(`fedmq: ${o.nodes} nodes, ${o.dataset}, partition ${o.partition}, seed ${o.seed}, ${o.rounds} ${mode} of ${o.strategy === 'fedavg' ? 'FedAvg' : o.strategy} (E=${o.epochs}, B=${o.batchSize}, lr=${o.lr}, fraction ${o.fraction}${codec})\n`);
   const federated = o.evaluateFraction > 0;
+  const dp = dpOptions(o);
   const progress = simulateProgress({ stream: process.stdout, enabled: o.progress, nodes: o.nodes, rounds: o.rounds, mode: o.mode, bufferSize: o.bufferSize });
   const result = await runLocalJob({
     job: o.job, dataset: o.dataset, nodes: o.nodes, partition, seed: o.seed, rounds: o.rounds, fraction: o.fraction, deadlineMs: o.deadlineMs,
@@ -411,13 +416,18 @@ withClientSecurityOptions(withRoundOptions(
     fit: fitConfig(o), outDir: out, port: o.port, workers: o.workers, logger: log,
     metricsPort: o.metricsPort, metricsHost: o.metricsHost, host: o.host, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos, strategy: o.strategy, aggregator: o.aggregator,
     serverOptimizer: o.serverOptimizer, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize },
-    maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink,
+    maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink, dp,
     onBroker: (url, dashboard) => progress.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
     onMetrics: (url) => progress.write(`Prometheus metrics: ${url}\n`),
     onNodes: (n) => progress.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader({ federated })}\n`),
     onRound: (r) => progress.write(`${roundLine(r, { federated })}\n`),
-    onCoordinator: progress.onCoordinator, onSimulation: progress.onSimulation,
+    onCoordinator: (c) => {
+      if (c.privacy) progress.write(`${dpSummary(c.privacy, o.targetEpsilon)}\n`);
+      progress.onCoordinator(c);
+    },
+    onSimulation: progress.onSimulation,
   }).finally(progress.stop);
+  if (result.stopError) process.stdout.write(`stopped: ${result.stopError.code}: ${result.stopError.message}\n`);
   await writeReport(out, { job: o.job, runId: result.runId, config: result.config, history: result.history, nodes: result.nodes });
   const last = result.history.at(-1);
   const acc = last?.testAccuracy ?? last?.federatedEval?.accuracy;

@@ -2,7 +2,7 @@ import { pino, type Logger } from 'pino';
 import { startBrokerThread, type BrokerThread } from '@fedmq/broker';
 import { Coordinator, DEFAULT_METRICS_PORT, type DpOptions, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type AsyncOptions } from '@fedmq/coordinator';
 import { initBackend, type PartitionSpec } from '@fedmq/ml';
-import type { CodecName, CodecParams, FitConfig, NamedTensor, NodeStatus, RoundRecord } from '@fedmq/protocol';
+import type { CodecName, CodecParams, FedmqError, FitConfig, NamedTensor, NodeStatus, RoundRecord } from '@fedmq/protocol';
 import { loadSimDataset } from './datasets.ts';
 import { startSimulation, type Simulation } from './simulation.ts';
 import type { AttackName } from './attacks.ts';
@@ -108,6 +108,8 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
   history: RoundRecord[]; brokerUrl: string; runId: string; weights: NamedTensor[];
   /** The coordinator's description of the run (coordinator/status `config`) and the nodes' last statuses, for the report. */
   config: Record<string, unknown>; nodes: NodeStatus[];
+  /** Why the run stopped before its rounds, when it did on its own (FEDMQ_PRIVACY_BUDGET). */
+  stopError?: FedmqError;
 }> {
   const logger = o.logger ?? pino({ level: 'silent' });
   const data = loadSimDataset(o.dataset);
@@ -159,7 +161,10 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
     o.onSimulation?.(sim);
     o.onNodes?.({ nodes: sim.plan.length, workers: sim.workers, backend: sim.backend });
     const history = await done;
-    return { history, brokerUrl: broker.url, runId: coordinator.runId, weights: coordinator.globalWeights(), config: coordinator.describe(), nodes: coordinator.nodes() };
+    return {
+      history, brokerUrl: broker.url, runId: coordinator.runId, weights: coordinator.globalWeights(), config: coordinator.describe(), nodes: coordinator.nodes(),
+      stopError: coordinator.stopError,
+    };
   } finally {
     await sim?.stop();
     await coordinator?.close();
