@@ -13,7 +13,7 @@
 // instances, data.labels = rounds), window.fedmqDashboard = {state, client, view(), login()}.
 
 import mqtt from './vendor/mqtt.esm.js';
-import { createCharts, failureCount, formatBytes, formatPercent, roundTable, setHistory } from './charts.js';
+import { createCharts, failureCount, formatBytes, formatPercent, lastPrivacy, privacyTexts, roundTable, setHistory } from './charts.js';
 
 const PROTOCOL_VERSION = 2;
 
@@ -200,6 +200,12 @@ function render() {
   const failures = history.reduce((a, r) => a + failureCount(r.failures), 0);
   const failed = history.length - history.filter((r) => r.accepted !== false).length;
   $('stat-accuracy').title = failures || failed ? `${failures} failures, ${failed} failed ${word}s in this run` : '';
+  // differential privacy: ε spent so far (of the budget) after the latest round, its δ, mode, σ and clip norm C; hidden without it
+  const privacy = lastPrivacy(history);
+  const pt = privacy ? privacyTexts(privacy) : null;
+  $('stat-privacy').textContent = pt ? pt.budget : '–';
+  $('stat-privacy-detail').textContent = pt ? `δ ${pt.delta} · ${pt.mode} · σ ${pt.sigma} · C ${pt.clip}` : '';
+  $('stat-privacy').parentElement.hidden = !pt;
 
   renderRounds(history, key);
   renderNodes(s);
@@ -228,6 +234,7 @@ function renderRounds(history, key) {
       th.textContent = c.label;
       th.dataset.col = c.id;
       if (c.num) th.className = 'num';
+      if (c.keepCase) th.style.textTransform = 'none'; // ε: headers are uppercased, and an uppercase ε reads E
       return th;
     }),
   );

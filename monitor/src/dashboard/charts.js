@@ -6,9 +6,12 @@
 // { round, modelVersion, accepted, mode, selected, reported, failures, trainLoss, testLoss, testAccuracy,
 //   federatedEval: { loss, accuracy, numExamples, nodes, worstDecileAccuracy, localBetterFraction,
 //                    accuracySpread: { min, p10, median, p90, max } } | null,
-//   staleness?: { mean, max }, bytesDown, bytesUp, durationMs, phases }.
+//   staleness?: { mean, max }, bytesDown, bytesUp, durationMs, phases,
+//   privacy?: { mode, sampling, q, noiseMultiplier, accountedNoiseMultiplier, clipNorm, nextClipNorm,
+//               unclippedFraction, steps, epsilon, delta, maxEpsilon } }.
 // testAccuracy/testLoss are null when the job has no central test set; federatedEval is null when
 // no node evaluated. A round with accepted: false failed (model unchanged) and was retried.
+// privacy is there in every round of a run with differential privacy (epsilon null: unbounded).
 // charts.d.ts declares this module's exports for TypeScript (report.ts imports roundTable).
 
 const COLORS = {
@@ -55,6 +58,40 @@ const seconds = (ms) => (isNum(ms) ? `${(ms / 1000).toFixed(1)} s` : '–');
 export function failuresText(failures) {
   return Object.entries(failures ?? {}).filter(([, n]) => n > 0).map(([k, n]) => `${k}: ${n}`).join(', ') || '–';
 }
+/**
+ * A privacy number (ε, a budget, σ, C) with 3 significant digits and no trailing zeros:
+ * 2.3141 → "2.31", 3 → "3"; "∞" for null (an ε no noise bounds yet); "–" when not a number.
+ * (The terminal monitor's formatEpsilon writes the same.)
+ */
+export function formatEpsilon(v) {
+  if (v === null) return '∞';
+  return isNum(v) ? String(Number(v.toPrecision(3))) : '–';
+}
+/** δ in exponent notation, up to 3 significant digits: 1e-5 → "1e-5"; "–" when not a number. */
+export function formatDelta(v) {
+  return isNum(v) ? Number(v.toPrecision(3)).toExponential() : '–';
+}
+/** The privacy record of the latest round that has one (ε only grows, failed rounds included), or null. */
+export function lastPrivacy(records) {
+  const withPrivacy = [...records].filter((r) => r?.privacy).sort((a, b) => a.round - b.round);
+  return withPrivacy.at(-1)?.privacy ?? null;
+}
+/**
+ * A privacy record as texts: `epsilon` ("2.31", "∞"), `budget` ("2.31 / 3", or the ε alone without
+ * a budget), `delta` ("1e-5"), `mode` ("central", "local"), `sigma` (noise multiplier, "1.1") and
+ * `clip` (the round's clip norm C, "0.5").
+ */
+export function privacyTexts(p) {
+  const epsilon = formatEpsilon(p.epsilon);
+  return {
+    epsilon,
+    budget: p.maxEpsilon === null || p.maxEpsilon === undefined ? epsilon : `${epsilon} / ${formatEpsilon(p.maxEpsilon)}`,
+    delta: formatDelta(p.delta),
+    mode: String(p.mode),
+    sigma: formatEpsilon(p.noiseMultiplier),
+    clip: formatEpsilon(p.clipNorm),
+  };
+}
 /** True when the round counted (records without the field, from before protocol v2, did). */
 const accepted = (r) => r?.accepted !== false;
 
@@ -63,15 +100,18 @@ const accepted = (r) => r?.accepted !== false;
  * round, sorted by round. Columns depend on what the rounds hold: the centralized test columns
  * when the job has a test set (or nothing else to show), the federated columns (accuracy, the
  * nodes' p10 – p90 accuracy, worst-decile accuracy, fraction of nodes whose local model beat the
- * global one) when nodes evaluated, staleness in async mode. `result` reads "failed, retried"
+ * global one) when nodes evaluated, staleness in async mode, ε spent so far (`privacy.epsilon`,
+ * "∞" while unbounded) when the run has differential privacy. `result` reads "failed, retried"
  * for a round with accepted: false.
- * @returns {{ columns: Array<{ id: string, label: string, num: boolean }>, rows: Array<{ round: number, accepted: boolean, cells: string[] }> }}
+ * A column with `keepCase` (ε) must not be uppercased like the other headers: an uppercase ε reads E.
+ * @returns {{ columns: Array<{ id: string, label: string, num: boolean, keepCase?: true }>, rows: Array<{ round: number, accepted: boolean, cells: string[] }> }}
  */
 export function roundTable(records) {
   const rows = [...records].sort((a, b) => a.round - b.round);
   const hasTest = rows.some((r) => isNum(r.testAccuracy) || isNum(r.testLoss));
   const hasFed = rows.some((r) => r.federatedEval);
   const hasStaleness = rows.some((r) => r.staleness);
+  const hasPrivacy = rows.some((r) => r.privacy);
   const async = rows.some((r) => r.mode === 'async');
   const spread = (fe) => (fe ? `${formatPercent(fe.accuracySpread.p10)} – ${formatPercent(fe.accuracySpread.p90)}` : '–');
   const cols = [
@@ -95,12 +135,13 @@ export function roundTable(records) {
         ]
       : []),
     ...(hasStaleness ? [{ id: 'staleness', label: 'staleness mean / max', num: true, cell: (r) => (r.staleness ? `${r.staleness.mean.toFixed(2)} / ${r.staleness.max}` : '–') }] : []),
+    ...(hasPrivacy ? [{ id: 'epsilon', label: 'ε', num: true, keepCase: true, cell: (r) => (r.privacy ? formatEpsilon(r.privacy.epsilon) : '–') }] : []),
     { id: 'bytes-down', label: 'bytes down', num: true, cell: (r) => formatBytes(r.bytesDown) },
     { id: 'bytes-up', label: 'bytes up', num: true, cell: (r) => formatBytes(r.bytesUp) },
     { id: 'time', label: 'time', num: true, cell: (r) => seconds(r.durationMs) },
   ];
   return {
-    columns: cols.map(({ id, label, num }) => ({ id, label, num })),
+    columns: cols.map(({ id, label, num, keepCase }) => ({ id, label, num, ...(keepCase ? { keepCase } : {}) })),
     rows: rows.map((r) => ({ round: r.round, accepted: accepted(r), cells: cols.map((c) => c.cell(r)) })),
   };
 }
