@@ -60,7 +60,7 @@ export const ErrorCodes = {
   FORBIDDEN: 'FEDMQ_FORBIDDEN',
   /** Differential privacy: the next round would spend more than `--max-epsilon`; the run stops cleanly before it, checkpointed (docs/privacy.md). */
   PRIVACY_BUDGET: 'FEDMQ_PRIVACY_BUDGET',
-  /** Differential privacy: an update of a task with `dp` whose clipped norm exceeds the task's clip norm or that lacks its `dp.unclipped` bit (§5.7). */
+  /** Differential privacy: an update to a task with `dp.clipBit` (adaptive clipping) that lacks its `dp.unclipped` bit (docs/protocol.md §5.7). */
   DP_VIOLATION: 'FEDMQ_DP_VIOLATION',
   /** The broker closed a connection that broke a limit: packet larger than `maxPacketBytes`, malformed fixed header, or too many connections from one address (docs/security.md). Logged by the broker. */
   LIMIT: 'FEDMQ_LIMIT',
