@@ -510,7 +510,8 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     const update: UpdateMessage = {
       v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, taskId: task.taskId, round: task.round,
       modelVersion: task.modelVersion, numExamples: r.numExamples, codec: task.codec, kind: 'delta',
-      metrics: { loss: r.loss, trainMs: r.trainMs, bytesDown: this.takeBytesDown() }, dp: task.dp?.clipBit ? dp : undefined, tensors, ts: Date.now(),
+      // local DP: the loss is not noised, so it is not sent (0); nothing past the device may see it
+      metrics: { loss: task.dp?.mode === 'local' ? 0 : r.loss, trainMs: r.trainMs, bytesDown: this.takeBytesDown() }, dp: task.dp?.clipBit ? dp : undefined, tensors, ts: Date.now(),
     };
     const whole = encodePacked(update);
     // under a broker's message size limit the update goes in chunks (docs/chunking.md)

@@ -623,6 +623,7 @@ export function validateConfig(c: EngineConfig): void {
   if (!(c.evaluateFraction >= 0 && c.evaluateFraction <= 1)) bad(`evaluateFraction must be in [0, 1], got ${c.evaluateFraction}`);
   if (!(c.valFraction >= 0 && c.valFraction <= 0.9)) bad(`valFraction must be in [0, 0.9], got ${c.valFraction}`);
   if (c.evaluateFraction > 0 && c.valFraction === 0) bad('federated evaluation (evaluateFraction > 0) needs held-out data: valFraction > 0');
+  if (c.privacy && c.evaluateFraction > 0) bad('federated evaluation publishes the nodes\' un-noised accuracy and loss; differential privacy cannot account for it (use a central test set)');
   if (c.privacy && c.overSelection > 0) bad('over-selection changes who is sampled after the fact; differential privacy needs the Poisson cohort as drawn (overSelection 0)');
   if (c.privacy && !(c.strategy.aggregator.name === 'dp-fedavg')) bad('differential privacy needs the strategy made by withDp (Poisson selector, DP-FedAvg aggregator)');
   if (c.mode === 'async') {

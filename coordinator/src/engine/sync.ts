@@ -237,7 +237,7 @@ export const SYNC_ROUND = {
   record(m: RoundMachine, r: SyncRound): RoundRecord {
     return {
       round: r.round, modelVersion: m.version, accepted: r.accepted, mode: 'sync', selected: r.selected.length, reported: r.reported.size, failures: r.failures,
-      trainLoss: finiteOrNull(r.aggregate?.trainLoss ?? Number.NaN), testLoss: r.testLoss, testAccuracy: r.testAccuracy, federatedEval: federatedEval(r.evalResults),
+      trainLoss: m.cfg.privacy ? null : finiteOrNull(r.aggregate?.trainLoss ?? Number.NaN), /* DP: the nodes' losses are not noised, so not published */ testLoss: r.testLoss, testAccuracy: r.testAccuracy, federatedEval: federatedEval(r.evalResults),
       bytesDown: r.bytesDown, bytesUp: r.bytesUp, durationMs: m.now() - r.startedAt,
       phases: { trainMs: r.trainMs, aggregateMs: r.aggregateMs, evalMs: r.evalMs }, privacy: m.cfg.privacy?.record(),
     };
