@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { FederatedEval, RoundRecord } from '@fedmq/protocol';
+import type { FederatedEval, PrivacyRecord, RoundRecord } from '@fedmq/protocol';
 import { renderReport } from './report.ts';
 
 const fedEval = (accuracy: number): FederatedEval => ({
@@ -11,6 +11,12 @@ const record = (round: number, extra: Partial<RoundRecord> = {}): RoundRecord =>
   testAccuracy: 0.7 + round / 100, federatedEval: null, bytesDown: 2_400_000, bytesUp: 2_400_000, durationMs: 5100,
   phases: { trainMs: 4000, aggregateMs: 100, evalMs: 1000 }, ...extra,
 });
+const privacy = (steps: number, epsilon: number | null, extra: Partial<PrivacyRecord> = {}): PrivacyRecord => ({
+  mode: 'central', sampling: 'poisson', q: 0.1, noiseMultiplier: 1.1, accountedNoiseMultiplier: 1.1, clipNorm: 0.5, nextClipNorm: 0.5,
+  unclippedFraction: null, steps, epsilon, delta: 1e-5, maxEpsilon: 3, ...extra,
+});
+/** The summary section (the stat cards) of a report. */
+const summaryOf = (html: string) => /<section class="summary" id="summary">(.*?)<\/section>/s.exec(html)![1];
 const history: RoundRecord[] = [
   record(2, { reported: 2, failures: { timeout: 1 }, trainLoss: 0.61, testLoss: 0.55, testAccuracy: 0.8412, bytesUp: 1_600_000, durationMs: 4200 }),
   record(1, { trainLoss: 1.2, testLoss: 0.95, testAccuracy: 0.738 }),
@@ -116,6 +122,41 @@ describe('renderReport', () => {
     expect(h).not.toContain('<tr data-round="3" class="failed">');
     expect(h).toMatch(/id="stat-rounds" class="value big">2 \(\+1 failed, retried\)</);
     expect(h).toMatch(/id="stat-best" class="value big">73\.00 % \(round 3\)</); // not the failed round's number
+  });
+
+  it('shows the privacy spent: the final ε of the budget with δ, mode, σ and the final C; ε per round', () => {
+    const h = renderReport({
+      job: 'j', runId: 'r', config: {},
+      history: [
+        record(1, { privacy: privacy(1, null, { clipNorm: 0.1 }) }),
+        record(2, { accepted: false, reported: 0, trainLoss: null, privacy: privacy(2, 1.2, { clipNorm: 0.2 }) }),
+        record(3, { privacy: privacy(3, 2.3141, { mode: 'local', noiseMultiplier: 0.8, clipNorm: 0.6182, nextClipNorm: 0.7 }) }),
+      ],
+    });
+    const summary = summaryOf(h);
+    expect(summary).toContain(
+      '<span class="label">privacy spent <span style="text-transform: none">ε </span>(<span style="text-transform: none">δ = 1e-5</span>)</span>' +
+        '<span id="stat-privacy" class="value big">2.31 / 3</span><span id="stat-privacy-detail" class="muted">local · σ 0.8 · C 0.618</span>',
+    );
+    const rows = roundTable(h);
+    expect(rows.map((r) => [r.round, r.ε])).toEqual([['1', '∞'], ['2', '1.2'], ['3', '2.31']]);
+    expect(Object.keys(rows[0]).slice(-4)).toEqual(['ε', 'bytes down', 'bytes up', 'time']);
+    expect(h).toContain('<th class="num" data-col="epsilon" style="text-transform: none">ε</th>');
+    // without a budget the value is ε alone
+    const noBudget = renderReport({ job: 'j', runId: 'r', config: {}, history: [record(1, { privacy: privacy(1, 0.25, { maxEpsilon: null }) })] });
+    expect(noBudget).toMatch(/id="stat-privacy" class="value big">0\.25</);
+  });
+
+  it('shows nothing about privacy for a run without it, and the same numbers and columns as before', () => {
+    const summary = summaryOf(html);
+    expect(summary).not.toContain('privacy');
+    expect(summary).not.toMatch(/ε|δ/);
+    expect([...summary.matchAll(/id="(stat-[a-z-]+)"/g)].map((m) => m[1])).toEqual([
+      'stat-rounds', 'stat-accuracy', 'stat-best', 'stat-loss', 'stat-train-loss', 'stat-bytes', 'stat-time', 'stat-failures',
+    ]);
+    expect(summary).not.toContain('-detail');
+    expect(html).not.toContain('data-col="epsilon"');
+    expect(Object.keys(roundTable(html)[0])).not.toContain('ε');
   });
 
   it('renders an empty run', () => {

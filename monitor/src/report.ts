@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { RoundRecord } from '@fedmq/protocol';
 import { dashboardAssets } from './dashboard/assets.ts';
-import { formatBytes, formatPercent, roundTable } from './dashboard/charts.js';
+import { formatBytes, formatPercent, lastPrivacy, privacyTexts, roundTable } from './dashboard/charts.js';
 
 /** A node as last seen (the fields of a NodeStatus, docs/protocol.md §3, all optional but `nodeId`). */
 export interface ReportNode {
@@ -46,6 +46,11 @@ function inlineJson(value: unknown): string {
   return JSON.stringify(value).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
 }
 
+/**
+ * Keeps what starts at a lowercase Greek letter, up to the next parenthesis, out of the labels'
+ * uppercasing (an uppercase ε reads E, `1e-5` would read `1E-5`); `html` is escaped already.
+ */
+const keepGreek = (html: string) => html.replace(/[\u03b1-\u03c9][^()]*/g, (g) => `<span style="text-transform: none">${g}</span>`);
 const num = (v: number | null | undefined, digits: number) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '–');
 const pct = formatPercent;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -67,7 +72,10 @@ function flatten(obj: Record<string, unknown>, prefix = '', out: Array<[string, 
  * with the nodes' p10 – p90 band; test, training and federated loss; bytes down/up;
  * participation — drawn by the same `charts.js` as the live dashboard), the round table (the
  * dashboard's columns, `roundTable` of charts.js; failed rounds marked "failed, retried", row
- * class `failed`) and, if given, the node table.
+ * class `failed`) and, if given, the node table. A run with differential privacy (rounds with a
+ * `privacy` record) also has the privacy spent: the last round's ε of the budget, labelled with
+ * its δ, with the mode, σ and clip norm C (`#stat-privacy`, `#stat-privacy-detail`), and ε per
+ * round in the round table.
  *
  * Everything is inline — Chart.js (read from `node_modules` now), the chart code, the styles and
  * the data as JSON (`<script type="application/json" id="fedmq-report-data">`) — so the file
@@ -105,8 +113,13 @@ export function renderReport(input: ReportInput): string {
   const sum = (key: 'bytesDown' | 'bytesUp' | 'durationMs') => history.reduce((a, r) => a + (Number(r[key]) || 0), 0);
   const totalFailures = history.reduce((a, r) => a + Object.values(r.failures ?? {}).reduce((x, y) => x + y, 0), 0);
 
+  // Differential privacy: ε spent after the last round that has a privacy record (failed rounds included: ε only grows).
+  const privacy = lastPrivacy(history);
+  const pt = privacy ? privacyTexts(privacy) : null;
+
   // A job without a central test set shows the federated numbers only (and the test ones as – when there is neither).
-  const stats: Array<[string, string, string]> = [
+  // [label, value, id, detail under the value]
+  const stats: Array<[string, string, string, string?]> = [
     [`${word}s`, `${accepted.length}${failedRounds ? ` (+${failedRounds} failed, retried)` : ''}`, 'stat-rounds'],
     ...(hasTest || !hasFed
       ? ([
@@ -130,13 +143,14 @@ export function renderReport(input: ReportInput): string {
         ] as Array<[string, string, string]>)
       : []),
     ['final train loss', num(lastValue((r) => r.trainLoss), 4), 'stat-train-loss'],
+    ...(pt ? ([[`privacy spent ε (δ = ${pt.delta})`, pt.budget, 'stat-privacy', `${pt.mode} · σ ${pt.sigma} · C ${pt.clip}`]] as Array<[string, string, string, string]>) : []),
     ['bytes down / up (total)', `${formatBytes(sum('bytesDown'))} / ${formatBytes(sum('bytesUp'))}`, 'stat-bytes'],
     ['wall time (Σ rounds)', seconds(sum('durationMs')), 'stat-time'],
     ['failures', String(totalFailures), 'stat-failures'],
   ];
 
   const table = roundTable(history);
-  const roundHead = table.columns.map((c) => `<th${c.num ? ' class="num"' : ''} data-col="${esc(c.id)}">${esc(c.label)}</th>`).join('');
+  const roundHead = table.columns.map((c) => `<th${c.num ? ' class="num"' : ''} data-col="${esc(c.id)}"${c.keepCase ? ' style="text-transform: none"' : ''}>${esc(c.label)}</th>`).join('');
   const roundRows = table.rows
     .map(
       (r) =>
@@ -185,7 +199,7 @@ ${css}
 </header>
 
 <section class="summary" id="summary">
-${stats.map(([label, value, id]) => `  <div class="stat"><span class="label">${esc(label)}</span><span id="${id}" class="value big">${esc(value)}</span></div>`).join('\n')}
+${stats.map(([label, value, id, detail]) => `  <div class="stat"><span class="label">${keepGreek(esc(label))}</span><span id="${id}" class="value big">${esc(value)}</span>${detail !== undefined ? `<span id="${id}-detail" class="muted">${esc(detail)}</span>` : ''}</div>`).join('\n')}
 </section>
 
 <main class="grid">
