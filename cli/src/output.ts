@@ -1,5 +1,5 @@
 import prettyBytes from 'pretty-bytes';
-import type { RoundRecord } from '@fedmq/protocol';
+import type { PrivacyRecord, RoundRecord } from '@fedmq/protocol';
 
 const COLS = ['round', 'nodes', 'train loss', 'test acc', 'bytes down', 'bytes up', 'seconds'] as const;
 const WIDTHS = [5, 7, 10, 8, 10, 10, 7];
@@ -20,7 +20,23 @@ export function roundHeader(o: RoundTableOptions = {}): string {
   return cols.map((c, i) => c.padStart(widths[i])).join('  ');
 }
 
-/** One line of the round table: round, reported/selected (`!` when the round failed and is retried), mean train loss, test accuracy, bytes, seconds. */
+/** 3 significant digits, no trailing zeros (`2.31`, `3`); `∞` for null. As `formatEpsilon` of the monitor's terminal format. */
+const sig3 = (x: number | null) => (x === null ? '∞' : String(Number(x.toPrecision(3))));
+
+/**
+ * The privacy budget spent after a round, as the monitor's round summary writes it:
+ * `ε 2.31 (δ 1e-5)`, `ε 2.31/3 (δ 1e-5)` with a budget, `ε ∞ (δ 1e-5)` while unbounded.
+ */
+export function privacyCell(p: PrivacyRecord): string {
+  return `ε ${sig3(p.epsilon)}${p.maxEpsilon !== null ? `/${sig3(p.maxEpsilon)}` : ''} (δ ${Number(p.delta.toPrecision(3)).toExponential()})`;
+}
+
+/**
+ * One line of the round table: round, reported/selected (`!` when the round failed and is
+ * retried), mean train loss, test accuracy, bytes, seconds; with differential privacy the
+ * budget spent after the round ({@link privacyCell}) after the last column (it has no header:
+ * the header is printed before the first round).
+ */
 export function roundLine(r: RoundRecord, o: RoundTableOptions = {}): string {
   const cells = [
     String(r.round),
@@ -37,5 +53,6 @@ export function roundLine(r: RoundRecord, o: RoundTableOptions = {}): string {
     cells.splice(4, 0, f ? f.accuracy.toFixed(4) : '-', f ? `${f.accuracySpread.p10.toFixed(2)}–${f.accuracySpread.p90.toFixed(2)}` : '-');
     widths = [...WIDTHS.slice(0, 4), ...FED_WIDTHS, ...WIDTHS.slice(4)];
   }
-  return cells.map((c, i) => c.padStart(widths[i])).join('  ');
+  const line = cells.map((c, i) => c.padStart(widths[i])).join('  ');
+  return r.privacy ? `${line}  ${privacyCell(r.privacy)}` : line;
 }
