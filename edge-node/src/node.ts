@@ -682,13 +682,14 @@ function score(e: LocalEvaluation): EvalScore {
  */
 export function privatizeDelta(delta: readonly NamedTensor[], dp: FitDp, random: RandomSource = cryptoRandom()): { unclipped: boolean } {
   const tensors = delta.map((t) => ({ data: t.data }));
-  const { clipped } = clipL2(tensors, dp.clipNorm);
+  const { norm } = clipL2(tensors, dp.clipNorm);
   if (dp.mode === 'local') {
     if (dp.noiseMultiplier === undefined) throw new FedmqError(ErrorCodes.BAD_CONFIG, 'a local-DP fit task needs dp.noiseMultiplier');
     const std = dp.noiseMultiplier * dp.clipNorm;
     for (const t of tensors) addGaussianNoise(t.data, std, random);
   }
-  return { unclipped: !clipped };
+  // Andrew et al.'s bit from the norm before clipping (clipL2's `clipped` also counts the 2^-21 margin)
+  return { unclipped: norm <= dp.clipNorm };
 }
 
 /** global + delta, tensor by tensor (float32). */
