@@ -117,7 +117,7 @@ export class DpFedAvgAggregator implements Aggregator {
       for (let i = 0; i < sum.length; i++) sum[i] += r.sumNoiseStd * z[i];
     }
     const denom = r.mode === 'central' ? r.expectedCohort : aggregate.count;
-    this.ledger.release(aggregate.unclipped);
+    this.ledger.release(aggregate.unclipped, aggregate.count);
     let off = 0;
     return global.map((t) => {
       const data = new Float32Array(t.data.length);

@@ -203,16 +203,21 @@ export class PrivacyLedger {
 
   /**
    * The round's noised step is released: composes one step in the accountant and, with adaptive
-   * clipping, moves C by C ← C·exp(−η_C·(b̄ − γ)), b̄ = (Σ b_k + N(0, σ_b²)) / (q·N).
+   * clipping, moves C by C ← C·exp(−η_C·(b̄ − γ)), b̄ = (Σ (b_k − ½) + N(0, σ_b²)) / (q·N) + ½.
+   * The bits are centred to ±½ before the noise (Andrew et al. 2021, §3.1; tensorflow_privacy's
+   * QuantileEstimatorQuery): one node added or removed then moves the noised sum by ½, the
+   * sensitivity the accountant's 2σ_b assumes. The raw count Σ b_k would move by 1.
    * @param unclippedCount Σ b_k, the round's updates that were within C before clipping (adaptive clipping).
+   * @param reportedCount the round's updates folded into the sum (the b_k counted in `unclippedCount`).
    */
-  release(unclippedCount: number): void {
+  release(unclippedCount: number, reportedCount: number): void {
     const r = this.#round;
     if (!r) throw new Error('bug: PrivacyLedger.release() before beginRound()');
     this.#accountant.compose(this.accountedQ, this.accountedNoiseMultiplier);
     const a = this.adaptive;
     if (a) {
-      const bBar = (unclippedCount + a.countNoiseStd * gaussian(this.random)) / r.expectedCohort;
+      const centred = unclippedCount - reportedCount / 2;
+      const bBar = (centred + a.countNoiseStd * gaussian(this.random)) / r.expectedCohort + 0.5;
       r.unclippedFraction = bBar;
       this.#clipNorm = r.clipNorm * Math.exp(-a.learningRate * (bBar - a.targetQuantile));
     }
