@@ -356,7 +356,8 @@ export class RoundMachine {
     for (const t of this.tasks.values()) this.out.push({ type: 'cancelTimer', id: `task:${t.taskId}` });
     this.tasks.clear();
     this.sync = undefined;
-    const final = encodeJson(this.status(outcome === 'done' ? 'done' : 'failed'));
+    // a run that spent its privacy budget ended as planned: done
+    const final = encodeJson(this.status(outcome === 'done' || error?.code === ErrorCodes.PRIVACY_BUDGET ? 'done' : 'failed'));
     this.publish(topics.coordinatorStatus(this.cfg.job), final, true);
     this.publish(topics.legacyCoordinatorStatus(this.cfg.job), final, true);
     this.out.push({ type: 'finish', outcome, error });
