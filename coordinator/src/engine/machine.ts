@@ -626,7 +626,7 @@ export function validateConfig(c: EngineConfig): void {
   if (c.evaluateFraction > 0 && c.valFraction === 0) bad('federated evaluation (evaluateFraction > 0) needs held-out data: valFraction > 0');
   if (c.privacy && c.evaluateFraction > 0) bad('federated evaluation publishes the nodes\' un-noised accuracy and loss; differential privacy cannot account for it (use a central test set)');
   if (c.privacy && c.overSelection > 0) bad('over-selection changes who is sampled after the fact; differential privacy needs the Poisson cohort as drawn (overSelection 0)');
-  if (c.privacy && !(c.strategy.aggregator.name === 'dp-fedavg')) bad('differential privacy needs the strategy made by withDp (Poisson selector, DP-FedAvg aggregator)');
+  if ((c.privacy !== undefined) !== (c.strategy.aggregator.name === 'dp-fedavg')) bad('differential privacy needs both the strategy made by withDp (Poisson selector, DP-FedAvg aggregator) and its ledger as `privacy`');
   if (c.mode === 'async') {
     const a = c.async;
     if (!a) return bad('mode async needs its FedBuff options (bufferSize, concurrency, staleness, maxStaleness)');

@@ -243,7 +243,7 @@ describe('PrivacyLedger: checkpoint state', () => {
     expect(a.clipNorm).not.toBe(99);
   });
 
-  it('refuses the state of another mode, q, σ or δ, or a malformed one (FEDMQ_CHECKPOINT)', () => {
+  it('refuses the state of another mode, q, σ, δ or clipping, or a malformed one (FEDMQ_CHECKPOINT)', () => {
     const a = new PrivacyLedger(opts, plan(0.3), seededTestRandom('state2'));
     releaseRound(a, 50, 10, 14);
     const state = JSON.parse(JSON.stringify(a.getState()));
@@ -253,6 +253,8 @@ describe('PrivacyLedger: checkpoint state', () => {
     bad({ ...state, q: 0.31 });
     bad({ ...state, noiseMultiplier: 1.3 });
     bad({ ...state, delta: 1e-5 });
+    bad({ ...state, clipping: 'adaptive' }); // a fixed-C run's state into an adaptive run, or the other way
+    bad({ ...state, clipping: undefined });
     bad({ ...state, clipNorm: 0 });
     bad({ ...state, clipNorm: 'x' });
     bad(null);

@@ -15,6 +15,8 @@ export interface PrivacyLedgerState {
   q: number;
   noiseMultiplier: number;
   delta: number;
+  /** Fixed C, or adaptive clipping. */
+  clipping: 'fixed' | 'adaptive';
   /** C of the next round. */
   clipNorm: number;
   accountant: RdpAccountantState & { [key: string]: JsonValue };
@@ -236,21 +238,22 @@ export class PrivacyLedger {
   /** The state for the checkpoint (a copy). */
   getState(): PrivacyLedgerState {
     return {
-      mode: this.mode, q: this.q, noiseMultiplier: this.noiseMultiplier, delta: this.delta, clipNorm: this.#clipNorm,
+      mode: this.mode, q: this.q, noiseMultiplier: this.noiseMultiplier, delta: this.delta, clipping: this.adaptive ? 'adaptive' : 'fixed', clipNorm: this.#clipNorm,
       accountant: this.#accountant.toJSON() as RdpAccountantState & { [key: string]: JsonValue },
     };
   }
 
   /**
    * Continues from a checkpoint's state: the same ε, and adaptive clipping's C.
-   * @throws FedmqError FEDMQ_CHECKPOINT when the state is not of this configuration (mode, q, σ, δ) or malformed.
+   * @throws FedmqError FEDMQ_CHECKPOINT when the state is not of this configuration (mode, q, σ, δ, fixed or adaptive clipping) or malformed.
    */
   setState(s: PrivacyLedgerState): void {
     if (typeof s !== 'object' || s === null) throw new FedmqError(ErrorCodes.CHECKPOINT, 'checkpoint has no privacy state for this DP run');
-    if (s.mode !== this.mode || s.q !== this.q || s.noiseMultiplier !== this.noiseMultiplier || s.delta !== this.delta) {
+    const clipping = this.adaptive ? 'adaptive' : 'fixed';
+    if (s.mode !== this.mode || s.q !== this.q || s.noiseMultiplier !== this.noiseMultiplier || s.delta !== this.delta || s.clipping !== clipping) {
       throw new FedmqError(
         ErrorCodes.CHECKPOINT,
-        `checkpoint's privacy (mode ${s.mode}, q ${s.q}, σ ${s.noiseMultiplier}, δ ${s.delta}) differs from this run's (mode ${this.mode}, q ${this.q}, σ ${this.noiseMultiplier}, δ ${this.delta})`,
+        `checkpoint's privacy (mode ${s.mode}, q ${s.q}, σ ${s.noiseMultiplier}, δ ${s.delta}, ${s.clipping} clipping) differs from this run's (mode ${this.mode}, q ${this.q}, σ ${this.noiseMultiplier}, δ ${this.delta}, ${clipping} clipping)`,
       );
     }
     if (!(typeof s.clipNorm === 'number' && s.clipNorm > 0 && Number.isFinite(s.clipNorm))) throw new FedmqError(ErrorCodes.CHECKPOINT, `checkpoint's clip norm ${String(s.clipNorm)} is not a positive number`);
