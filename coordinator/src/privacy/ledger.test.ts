@@ -253,7 +253,7 @@ describe('PrivacyLedger: checkpoint state', () => {
     bad({ ...state, q: 0.31 });
     bad({ ...state, noiseMultiplier: 1.3 });
     bad({ ...state, delta: 1e-5 });
-    bad({ ...state, clipping: 'adaptive' }); // a fixed-C run's state into an adaptive run, or the other way
+    bad({ ...state, clipping: 'fixed' }); // a fixed-C run's state into an adaptive run
     bad({ ...state, clipping: undefined });
     bad({ ...state, clipNorm: 0 });
     bad({ ...state, clipNorm: 'x' });
