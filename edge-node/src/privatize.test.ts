@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, type NamedTensor } from '@fedmq/protocol';
 import { fillGaussian } from '@fedmq/privacy';
-import { seededTestRandom } from '../../privacy/src/testing.ts';
-import { privatizeDelta as fromPackage } from '@fedmq/edge-node';
+import { seededTestRandom } from './seeded.testutil.ts';
+import * as edgeNode from './index.ts';
 import { privatizeDelta } from './node.ts';
 
 const coded = (code: string) => expect.objectContaining({ code });
@@ -12,8 +12,8 @@ const norm = (d: readonly NamedTensor[]) => Math.sqrt(d.reduce((s, t) => s + t.d
 const flat = (d: readonly NamedTensor[]) => d.flatMap((t) => Array.from(t.data));
 
 describe('privatizeDelta', () => {
-  it('is exported by @fedmq/edge-node', () => {
-    expect(fromPackage).toBe(privatizeDelta);
+  it('is exported by @fedmq/edge-node (its index)', () => {
+    expect(edgeNode.privatizeDelta).toBe(privatizeDelta);
   });
 
   it('central: a delta with ‖Δ‖ > C is scaled in place to norm ≤ C, same direction; unclipped false', () => {

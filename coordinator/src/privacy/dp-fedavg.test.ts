@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, type NamedTensor } from '@fedmq/protocol';
 import { fillGaussian, gaussian } from '@fedmq/privacy';
-import { seededTestRandom } from '../../../privacy/src/testing.ts';
+import { seededTestRandom } from './seeded.testutil.ts';
 import { addable } from '../aggregate.ts';
 import { createStrategy } from '../strategies/index.ts';
 import type { FitResult } from '../strategy.ts';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, RoundMetricsSchema, parseTopic, type FitTask, type UpdateMessage } from '@fedmq/protocol';
 import { RdpAccountant } from '@fedmq/privacy';
-import { seededTestRandom } from '../../../privacy/src/testing.ts';
+import { seededTestRandom } from './seeded.testutil.ts';
 import { Harness, config, fedavg, publishes, tinyModel } from '../engine/test-kit.ts';
 import type { CoordinatorCheckpoint, Effect, EngineConfig } from '../engine/types.ts';
 import { withDp } from './dp-fedavg.ts';

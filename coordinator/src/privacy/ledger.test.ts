@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes } from '@fedmq/protocol';
 import { RdpAccountant, effectiveNoiseMultiplier, epsilonFor, gaussian, noiseMultiplierFor } from '@fedmq/privacy';
-import { seededTestRandom } from '../../../privacy/src/testing.ts';
+import { seededTestRandom } from './seeded.testutil.ts';
 import { DEFAULT_DP_DELTA, PrivacyLedger } from './ledger.ts';
 import type { DpOptions } from './options.ts';
 
