@@ -3,6 +3,7 @@ import { fillGaussian } from '@fedmq/privacy';
 import type { Aggregator, FitFailure, FitResult, RoundAggregate, Selector, StepTensor, Strategy } from '../strategy.ts';
 import { FlatDelta } from '../strategies/collect.ts';
 import { FedAvgSelector } from '../strategies/fedavg-selector.ts';
+import { clipScale } from '../strategies/norm-bounding.ts';
 import type { PrivacyLedger } from './ledger.ts';
 
 /**
@@ -54,10 +55,7 @@ export class DpRoundAggregate implements RoundAggregate {
     }
     const v = this.flat.decode(r);
     if (this.round.mode === 'central') {
-      let ss = 0;
-      for (let i = 0; i < v.length; i++) ss += v[i] * v[i];
-      const norm = Math.sqrt(ss);
-      const s = norm > this.round.clipNorm ? this.round.clipNorm / norm : 1;
+      const s = clipScale(v, this.round.clipNorm);
       for (let i = 0; i < v.length; i++) this.sum[i] += s * v[i];
     } else {
       for (let i = 0; i < v.length; i++) this.sum[i] += v[i];

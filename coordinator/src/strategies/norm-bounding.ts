@@ -23,8 +23,8 @@ export function clipToNorm(v: ArrayLike<number>, maxNorm: number): Float64Array 
   return out;
 }
 
-/** min(1, M / ‖v‖). */
-function clipScale(v: ArrayLike<number>, maxNorm: number): number {
+/** min(1, M / ‖v‖₂), ‖v‖₂ in float64: the factor that clips `v` to L2 norm M. */
+export function clipScale(v: ArrayLike<number>, maxNorm: number): number {
   let ss = 0;
   for (let i = 0; i < v.length; i++) ss += v[i] * v[i];
   const norm = Math.sqrt(ss);
