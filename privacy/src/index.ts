@@ -20,3 +20,5 @@ export {
 export { CLIP_MARGIN, MAX_CLIP_ELEMENTS, MIN_CLIP_NORM, clipL2, type ClipResult } from './clip.ts';
 // membership inference
 export { lossThresholdAuc, rocAuc } from './membership.ts';
+// secure aggregation (docs/privacy.md, "Secure aggregation"; docs/protocol.md §11)
+export * from './secagg/index.ts';
