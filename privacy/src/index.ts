@@ -22,3 +22,8 @@ export { CLIP_MARGIN, MAX_CLIP_ELEMENTS, MIN_CLIP_NORM, clipL2, type ClipResult 
 export { lossThresholdAuc, rocAuc } from './membership.ts';
 // secure aggregation (docs/privacy.md, "Secure aggregation"; docs/protocol.md §11)
 export * from './secagg/index.ts';
+// the distributed discrete Gaussian for --secagg --dp distributed (Kairouz, Liu, Steinke 2021): encoding, decoding, ring sizing, accounting
+export {
+  DDG_MAX_BITS, DDG_MAX_ROUNDING_TRIES, DDG_MAX_SIGMA2, DDG_MIN_SIGMA2, ddgBits, ddgDecode, ddgEncode, ddgEpsilon, ddgL2Sensitivity, ddgNoiseFor,
+  ddgTau, ddgZcdpRho, type DdgEncoded, type DdgParams,
+} from './ddg.ts';
