@@ -18,6 +18,7 @@ import { writeReport } from './report.ts';
 import { registerMonitorCommand } from './monitor.ts';
 import { registerNodeCommand } from './node-command.ts';
 import { registerPrivacyCommand } from './privacy-command.ts';
+import { registerInversionDemo } from './demo-inversion.ts';
 import { LABELS_HELP, parseLabels } from './data-flags.ts';
 import { addDpOptions, dpOptions, dpSummary, type DpFlags } from './dp-flags.ts';
 import { logLevelOption, onSignal, runProgram } from './process.ts';
@@ -435,9 +436,11 @@ withClientSecurityOptions(withRoundOptions(
   process.stdout.write(`final ${what} accuracy ${acc?.toFixed(4) ?? '-'} after ${result.history.length} ${o.mode === 'async' ? 'server steps' : 'rounds'} in ${((performance.now() - t0) / 1000).toFixed(1)} s; run written to ${out}\n`);
 });
 
-program
+const demo = program
   .command('demo')
-  .description('ready-made demonstrations')
+  .description('ready-made demonstrations');
+
+demo
   .command('sensors')
   .description('federated anomaly detection on 4 TelosB motes (one node each) vs each mote alone')
   .option('--rounds <n>', 'rounds', int('rounds', 1), SENSORS_DEMO.rounds)
@@ -470,6 +473,7 @@ program
     await writeFile(join(out, 'sensors.json'), `${JSON.stringify({ federated: r.federated, localOnly: r.localOnly, summary: r.summary }, null, 2)}\n`);
     process.stdout.write(`run written to ${out}\n`);
   });
+registerInversionDemo(demo);
 
 program
   .command('data')
