@@ -36,7 +36,7 @@ function parseClipNorm(v: string): number | { targetQuantile: number } {
 /** Adds the DP flags to a command (coordinator, embedded simulate). */
 export function addDpOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--dp <mode>', 'client-level differential privacy (DP-FedAvg): central = the coordinator noises the sum, local = each node noises its update (docs/privacy.md)').choices([...DP_MODES]))
+    .addOption(new Option('--dp <mode>', 'client-level differential privacy (DP-FedAvg): central = the coordinator noises the sum, local = each node noises its update, distributed = each node adds a share of the noise under --secagg (docs/privacy.md)').choices([...DP_MODES]))
     .option('--noise-multiplier <σ>', 'dp: noise std in units of the clip norm (or give --target-epsilon)', positive('noise-multiplier'))
     .option('--clip-norm <C>', 'dp: L2 clip norm of every delta, or adaptive:γ (Andrew et al. 2021: C follows the γ-quantile of the update norms; central only)', parseClipNorm)
     .option('--initial-clip-norm <C0>', 'dp, adaptive clipping: the first round\'s C (default 0.1)', positive('initial-clip-norm'))

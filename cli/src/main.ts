@@ -21,6 +21,7 @@ import { registerPrivacyCommand } from './privacy-command.ts';
 import { registerInversionDemo } from './demo-inversion.ts';
 import { LABELS_HELP, parseLabels } from './data-flags.ts';
 import { addDpOptions, dpOptions, dpSummary, type DpFlags } from './dp-flags.ts';
+import { addSecAggOptions, secaggOptions, type SecAggFlags } from './secagg-flags.ts';
 import { logLevelOption, onSignal, runProgram } from './process.ts';
 import { withUrlCredentials } from './broker-url.ts';
 import { assertJobId, defaultRunDir, prepareOutDir } from './out-dir.ts';
@@ -84,7 +85,7 @@ function parseStaleness(v: string): StalenessFunction {
 }
 
 /** Flags of a job's rounds, shared by `coordinator` and the embedded `simulate` (commander's parsed values). */
-interface RoundFlags extends DpFlags {
+interface RoundFlags extends DpFlags, SecAggFlags {
   rounds: number;
   fraction: number;
   minNodes?: number;
@@ -178,7 +179,7 @@ function addRoundOptions(cmd: Command): Command {
     .option('--evaluate-fraction <f>', 'federated evaluation: fraction of online nodes that evaluate each new model on their held-out data', num('evaluate-fraction', (n) => n >= 0 && n <= 1, 'in [0, 1]'), 0)
     .option('--val-fraction <f>', "fraction of each node's data held out for evaluation (default 0.1 with --evaluate-fraction, else 0)", num('val-fraction', (n) => n >= 0 && n <= 0.9, 'in [0, 0.9]'))
     .option('--no-test-data', 'no central evaluation (a fleet has no central test set; use --evaluate-fraction)');
-  return addDpOptions(cmd);
+  return addSecAggOptions(addDpOptions(cmd));
 }
 
 withBrokerSecurityOptions(program
@@ -244,7 +245,7 @@ withClientSecurityOptions(withRoundOptions(
     minAcceptedUpdates: o.minAcceptedUpdates, minCompletionRate: o.minCompletionRate, overSelection: o.overSelection, maxRoundRetries: o.maxRoundRetries,
     mode: o.mode, async: asyncOptions(o), evaluateFraction: o.evaluateFraction, valFraction: o.valFraction,
     seed: o.seed, logger: log, mqtt: clientMqttOptions(o, 'coordinator'), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize }, maxPayloadBytes: o.maxPayloadBytes,
-    downlink: o.downlink, strategy, dp: dpOptions(o),
+    downlink: o.downlink, strategy, dp: dpOptions(o), secagg: secaggOptions(o),
   });
   if (coordinator.privacy) process.stdout.write(`${dpSummary(coordinator.privacy, o.targetEpsilon)}\n`);
   const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined, o.metricsHost);
@@ -417,7 +418,7 @@ withClientSecurityOptions(withRoundOptions(
     fit: fitConfig(o), outDir: out, port: o.port, workers: o.workers, logger: log,
     metricsPort: o.metricsPort, metricsHost: o.metricsHost, host: o.host, httpPort: o.httpPort, byzantine: o.byzantine, attack: o.attack, chaos: o.chaos, strategy: o.strategy, aggregator: o.aggregator,
     serverOptimizer: o.serverOptimizer, strategyParams: strategyParams(o), codec: o.codec, codecParams: { k: o.topk, blockSize: o.blockSize },
-    maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink, dp,
+    maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink, dp, secagg: secaggOptions(o),
     onBroker: (url, dashboard) => progress.write(`broker: ${url}\ndashboard: ${dashboard}\n`),
     onMetrics: (url) => progress.write(`Prometheus metrics: ${url}\n`),
     onNodes: (n) => progress.write(`${n.nodes} nodes connected in ${n.workers} worker threads (tfjs backend ${n.backend})\n${roundHeader({ federated })}\n`),

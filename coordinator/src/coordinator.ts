@@ -15,7 +15,9 @@ import { maxUpdateBytes } from './validate.ts';
 import type { DpOptions } from './privacy/options.ts';
 import { PrivacyLedger } from './privacy/ledger.ts';
 import { withDp } from './privacy/dp-fedavg.ts';
-import type { RandomSource } from '@fedmq/privacy';
+import { DistributedDpLedger, ddgSecAggEncoding } from './privacy/distributed.ts';
+import { fedavgEncoding, type SecAggOptions } from './engine/secagg.ts';
+import type { RandomSource, SecAggGraphKind } from '@fedmq/privacy';
 import type { AsyncOptions, CoordinatorCheckpoint, Effect, EngineConfig, EngineEvent, EngineNotice } from './engine/types.ts';
 
 /** Options of {@link Coordinator}. */
@@ -97,6 +99,22 @@ export interface CoordinatorOptions {
   dp?: DpOptions;
   /** The randomness of DP (cohorts, noise); default the process CSPRNG. A seeded stream in tests only. */
   dpRandom?: RandomSource;
+  /** Secure aggregation (docs/privacy.md, "Secure aggregation"): the coordinator learns only the sum of the round's updates. Off when absent. */
+  secagg?: SecAggJobOptions;
+}
+
+/** Secure aggregation of a job (`--secagg`, docs/privacy.md). */
+export interface SecAggJobOptions {
+  /** `harary` (SecAgg+, default) or `complete` (the original SecAgg). */
+  graph?: SecAggGraphKind;
+  /** θ ∈ (0, 1]: fraction of the cohort that must survive every stage, and of each node's neighbours that must hold its shares. Default 0.5. */
+  thresholdFraction?: number;
+  /** k: neighbours per node (even); default from the cohort (docs/privacy.md, "Neighbours"). */
+  neighbours?: number;
+  /** Per-coordinate clipping range [−clip, clip] of the quantized deltas. Default 1 (not used by distributed DP, which clips in L2). */
+  clip?: number;
+  /** Bits of a quantization level (FedAvg) or of C/γ + 2 (distributed DP). Default 16. */
+  quantBits?: number;
 }
 
 /** Events a {@link Coordinator} emits. */
@@ -159,14 +177,35 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ job: opts.job });
     const evaluateFraction = opts.evaluateFraction ?? 0;
     let strategy = opts.strategy;
-    if (opts.dp) {
+    let distributed: DistributedDpLedger | undefined;
+    let secagg: SecAggOptions | undefined;
+    if (opts.dp?.mode === 'distributed' && !opts.secagg) throw new FedmqError(ErrorCodes.SECAGG_COMPOSITION, 'distributed DP (--dp distributed) needs secure aggregation (--secagg): without it the coordinator sees every noised update');
+    if (opts.secagg) {
+      const s = opts.secagg;
+      const thresholdFraction = s.thresholdFraction ?? 0.5;
+      const quantBits = s.quantBits ?? 16;
+      let encoding = fedavgEncoding(s.clip ?? 1, quantBits);
+      if (opts.dp?.mode === 'distributed') {
+        if (opts.resume) throw new FedmqError(ErrorCodes.BAD_CONFIG, 'resuming a distributed-DP run is not supported: its accountant is not in the checkpoint');
+        const fraction = (strategy.selector as { fraction?: unknown }).fraction;
+        const dims = createModel(opts.model, 0).getWeights().reduce((n, t) => n + t.data.length, 0);
+        const expected = Math.max(2, Math.ceil(thresholdFraction * Math.max(2, Math.ceil((typeof fraction === 'number' ? fraction : 1) * opts.minAvailableNodes))));
+        distributed = new DistributedDpLedger(opts.dp, { dims, expectedThreshold: expected, fraction: typeof fraction === 'number' ? fraction : 1, quantBits });
+        const d = distributed;
+        encoding = ddgSecAggEncoding(d);
+        secagg = { graph: s.graph ?? 'harary', thresholdFraction, neighbours: s.neighbours, ...encoding, onRelease: () => d.release() };
+      } else {
+        secagg = { graph: s.graph ?? 'harary', thresholdFraction, neighbours: s.neighbours, ...encoding };
+      }
+    }
+    if (opts.dp && opts.dp.mode !== 'distributed') {
       const fraction = (strategy.selector as { fraction?: unknown }).fraction;
       if (typeof fraction !== 'number') throw new FedmqError(ErrorCodes.BAD_CONFIG, 'dp: the strategy must sample a fraction of the nodes (--fraction), the Poisson sampling probability q');
       this.privacy = new PrivacyLedger(opts.dp, { fraction, rounds: opts.rounds, expectedCohort: fraction * opts.minAvailableNodes }, opts.dpRandom);
       strategy = withDp(strategy, this.privacy);
     }
     const cfg: EngineConfig = {
-      job: opts.job, runId: this.runId, model: opts.model, mode: opts.mode ?? 'sync', rounds: opts.rounds, strategy, privacy: this.privacy,
+      job: opts.job, runId: this.runId, model: opts.model, mode: opts.mode ?? 'sync', rounds: opts.rounds, strategy, privacy: this.privacy, secagg, distributedDp: distributed,
       minAvailableNodes: opts.minAvailableNodes, minAcceptedUpdates: opts.minAcceptedUpdates ?? 1, minCompletionRate: opts.minCompletionRate ?? 0,
       overSelection: opts.overSelection ?? 0, maxRoundRetries: opts.maxRoundRetries ?? 3, deadlineMs: opts.deadlineMs, codec: opts.codec ?? 'float32',
       codecParams: opts.codecParams, maxPayloadBytes: opts.maxPayloadBytes, downlink: opts.downlink ?? 'float32', seed: opts.seed ?? 42,
@@ -326,6 +365,15 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
           clearTimeout(this.timers.get(e.id));
           this.timers.delete(e.id);
           break;
+        case 'compute': {
+          try {
+            const value = await e.run();
+            this.dispatch({ type: 'computed', id: e.id, value });
+          } catch (error) {
+            this.dispatch({ type: 'computed', id: e.id, error });
+          }
+          break;
+        }
         case 'evaluate': {
           const m = this.model!;
           m.setWeights([...e.weights]);
@@ -436,7 +484,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   /** What the coordinator reads: every node's status, update and evaluation result, and v1 node statuses (to tell them apart). */
   private subscriptions(): Record<string, { qos: 1 }> {
-    const kinds = ['nodeStatus', 'nodeUpdate', 'nodeEvaluation', 'legacyNodeStatus'] as const;
+    const kinds = ['nodeStatus', 'nodeUpdate', 'nodeEvaluation', 'nodeSecAgg', 'legacyNodeStatus'] as const;
     return Object.fromEntries(kinds.map((k) => [topicFilter(k, this.job), { qos: 1 as const }]));
   }
 

@@ -1,7 +1,9 @@
 // The public API of @fedmq/coordinator: a curated list (docs/architecture.md, docs/strategies.md).
 
 // coordinator.ts: the MQTT adapter around the round engine (timers, files, tfjs evaluation)
-export { Coordinator, CHECKPOINT_FILE, type CoordinatorEvents, type CoordinatorOptions } from './coordinator.ts';
+export { Coordinator, CHECKPOINT_FILE, type CoordinatorEvents, type CoordinatorOptions, type SecAggJobOptions } from './coordinator.ts';
+export { SECAGG_STAGES, fedavgEncoding, type SecAggOptions, type SecAggRound, type SecAggStageRecord } from './engine/secagg.ts';
+export { DistributedDpLedger, DDG_BETA, DDG_WRAP_PROBABILITY } from './privacy/distributed.ts';
 // engine/: the round engine as a pure state machine, its stages, FedBuff and their types
 export { RoundMachine, validateConfig } from './engine/machine.ts';
 export { SYNC_ROUND, federatedEval, type SyncRound } from './engine/sync.ts';

@@ -8,9 +8,10 @@ import {
   topicFilter, topics,
   type BackoffOptions, type CodecState, type DeviceInfo, type EvaluateResult, type EvaluateTask, type FitDp, type FitTask, type NamedTensor,
   type NodeStage, type NodeStatus, type NodeTask, type Reconnector, type UpdateMessage,
+  type AdvertiseKeysTask, type SecAggAnswer, type SecAggEncoding, type ShareKeysTask, type UnmaskTask, encodeSecAggAnswer,
 } from '@fedmq/protocol';
 import type { LocalDataset } from '@fedmq/ml';
-import { addGaussianNoise, clipL2, cryptoRandom, type RandomSource } from '@fedmq/privacy';
+import { SecAggClient, addGaussianNoise, clipL2, cryptoRandom, ddgEncode, packBits, secaggEncode, type RandomSource } from '@fedmq/privacy';
 import { createTrainer, type LocalEvaluation, type LocalTrainer } from './trainer.ts';
 import { fnv1a, splitDataset, type DataSplit } from './split.ts';
 
@@ -94,6 +95,8 @@ export interface EdgeNodeEvents {
    * one's accuracy on the held-out split, else the global one.
    */
   evaluated: [{ round: number; taskId: number; global: EvalScore; local: EvalScore | null; personal: 'global' | 'local' }];
+  /** The node answered a secure-aggregation stage task (advertise-keys, share-keys, unmask; docs/protocol.md §11.3). */
+  secagg: [{ round: number; taskId: number; stage: SecAggAnswer['stage'] }];
   /** A global model was fetched and verified for a task. */
   model: [{ version: number; round: number }];
   /** The node (re)subscribed and published its status after a (re)connect. */
@@ -135,6 +138,8 @@ interface RunState {
   readonly taskIds: Set<number>;
   /** Every task id ≤ this was handled and forgotten (task ids increase within a run). */
   forgottenUpTo: number;
+  /** Secure aggregation's client of the round in progress (its secrets live only here, for that round). */
+  secagg?: { round: number; client: SecAggClient; encoding: SecAggEncoding };
 }
 
 /** A task waiting for, or in, its handler. */
@@ -186,6 +191,9 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
   private readonly handlers: StageHandlers = {
     fit: (q) => this.fit(q),
     evaluate: (q) => this.evaluate(q),
+    'advertise-keys': (q) => this.advertiseKeys(q),
+    'share-keys': (q) => this.shareKeys(q),
+    unmask: (q) => this.unmask(q),
   };
   private client?: MqttClient;
   private reconnector?: Reconnector;
@@ -503,6 +511,10 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     this.publishStatus('uploading');
     const delta = this.opts.transformDelta ? await this.opts.transformDelta(r.delta, task.round, fitContext(task, r.trainMs)) : r.delta;
     if (this.stopped) return;
+    if (task.secagg) {
+      await this.maskedInput(q, global.weights, delta, r);
+      return;
+    }
     // differential privacy (§5.7): clip to C, and in local mode noise, before the delta is encoded
     const dp = task.dp ? privatizeDelta(delta, task.dp) : undefined;
     // error feedback (top-k) keeps what was not sent in run.codecState and adds it next time
@@ -560,6 +572,88 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     this.personal = personal === 'local' ? local!.weights : global.weights;
     this.log.info({ round: task.round, taskId: task.taskId, numExamples: heldOut.numExamples, global: result.global, local: result.local, personal }, 'evaluation published');
     this.emit('evaluated', { round: task.round, taskId: task.taskId, global: result.global, local: result.local, personal });
+  }
+
+  // --- secure aggregation (docs/protocol.md §11) --------------------------------------------
+
+  /** The round's secure-aggregation client, or FEDMQ_SECAGG_PROTOCOL when this task's round has none. */
+  private secaggOf(q: Queued): NonNullable<RunState['secagg']> {
+    const s = q.run.secagg;
+    if (!s || s.round !== q.task.round) throw new FedmqError(ErrorCodes.SECAGG_PROTOCOL, `${q.task.stage} task ${q.task.taskId} of round ${q.task.round}: this node advertised no keys in that round`, { taskId: q.task.taskId });
+    return s;
+  }
+
+  private async answerSecAgg(task: NodeTask, body: Record<string, unknown>): Promise<void> {
+    const msg = {
+      v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, taskId: task.taskId, round: task.round, modelVersion: task.modelVersion, ...body, ts: Date.now(),
+    } as SecAggAnswer;
+    await this.client!.publishAsync(topics.nodeSecAgg(this.job, this.nodeId), encodeSecAggAnswer(msg), { qos: 1 });
+    this.emit('secagg', { round: task.round, taskId: task.taskId, stage: msg.stage });
+  }
+
+  /** Stage 1 (§11.3): fresh X25519 key pairs for the round; their public keys go back. */
+  private async advertiseKeys(q: Queued<AdvertiseKeysTask>): Promise<void> {
+    const { task, run } = q;
+    run.secagg?.client.forget();
+    const client = new SecAggClient(this.nodeId, { job: this.job, runId: task.runId, round: task.round });
+    const reply = client.advertise({ neighbours: task.neighbours, threshold: task.threshold, bits: task.bits, dims: task.dims });
+    run.secagg = { round: task.round, client, encoding: task.encoding };
+    await this.answerSecAgg(task, { stage: 'advertise-keys', encPublicKey: reply.encPublicKey, maskPublicKey: reply.maskPublicKey });
+  }
+
+  /** Stage 2: Shamir shares of b and s_sk, sealed to each neighbour. */
+  private async shareKeys(q: Queued<ShareKeysTask>): Promise<void> {
+    const s = this.secaggOf(q);
+    const peers = q.task.peers.map((p) => ({ nodeId: p.nodeId, encPublicKey: fromBase64(p.encPublicKey), maskPublicKey: fromBase64(p.maskPublicKey) }));
+    const reply = await s.client.shareKeys({ peers });
+    await this.answerSecAgg(q.task, { stage: 'share-keys', shares: reply.shares.map((x) => ({ to: x.to, ciphertext: x.ciphertext })) });
+  }
+
+  /**
+   * Stage 3, the fit task's answer: the delta encoded as the round says (quantized FedAvg inputs,
+   * or the distributed discrete Gaussian), masked, packed in b-bit words and sent as an Update
+   * with no tensors (in chunks when the task sets maxPayloadBytes). The loss is not sent (0).
+   */
+  private async maskedInput(q: Queued<FitTask>, global: readonly NamedTensor[], delta: readonly NamedTensor[], r: { numExamples: number; trainMs: number; loss: number }): Promise<void> {
+    const task = q.task;
+    const s = this.secaggOf(q);
+    const byName = new Map(delta.map((t) => [t.name, t]));
+    const ordered = global.map((g) => byName.get(g.name)!);
+    const params = s.client.params!;
+    let input: Uint32Array;
+    if (s.encoding.kind === 'fedavg') input = secaggEncode(ordered, r.numExamples, s.encoding);
+    else {
+      const flat = new Float64Array(ordered.reduce((n, t) => n + t.data.length, 0));
+      let off = 0;
+      for (const t of ordered) {
+        flat.set(t.data, off);
+        off += t.data.length;
+      }
+      input = ddgEncode(flat, { clipNorm: s.encoding.clipNorm, gamma: s.encoding.gamma, sigma2: s.encoding.sigma2, bits: params.bits, beta: s.encoding.beta }, cryptoRandom()).values;
+    }
+    const shares = task.secagg!.shares.map((x) => ({ from: x.from, to: this.nodeId, ciphertext: fromBase64(x.ciphertext) }));
+    const masked = s.client.maskInput({ shares }, input);
+    const update: UpdateMessage = {
+      v: PROTOCOL_VERSION, job: this.job, runId: task.runId, nodeId: this.nodeId, taskId: task.taskId, round: task.round, modelVersion: task.modelVersion,
+      numExamples: 1, codec: task.codec, kind: 'delta', metrics: { loss: 0, trainMs: r.trainMs, bytesDown: this.takeBytesDown() },
+      secagg: { data: packBits(masked, params.bits) }, tensors: [], ts: Date.now(),
+    };
+    const whole = encodePacked(update);
+    const payloads = task.maxPayloadBytes ? splitPayload(whole, task.maxPayloadBytes) : [whole];
+    const bytes = payloads.reduce((n, p) => n + p.length, 0);
+    this.emit('publishing', { round: task.round, taskId: task.taskId, bytes });
+    for (const p of payloads) await this.client!.publishAsync(topics.nodeUpdate(this.job, this.nodeId), p, { qos: 1 });
+    this.last = { round: task.round, loss: r.loss, trainMs: r.trainMs };
+    this.log.info({ round: task.round, taskId: task.taskId, bytes, chunks: payloads.length, bits: params.bits }, 'masked input published');
+    this.emit('updated', { round: task.round, taskId: task.taskId, loss: r.loss, trainMs: r.trainMs, bytes });
+  }
+
+  /** Stage 4: the shares the coordinator asked for (self-mask shares of survivors, mask-key shares of the dropped), once. */
+  private async unmask(q: Queued<UnmaskTask>): Promise<void> {
+    const s = this.secaggOf(q);
+    const reply = s.client.unmask({ survivors: q.task.survivors, dropped: q.task.dropped });
+    q.run.secagg = undefined;
+    await this.answerSecAgg(q.task, { stage: 'unmask', selfMaskShares: reply.selfMaskShares, maskKeyShares: reply.maskKeyShares });
   }
 
   // --- helpers ------------------------------------------------------------------------------
@@ -662,6 +756,10 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     this.emit('model', { version: model.version, round: model.round });
     return model;
   }
+}
+
+function fromBase64(s: string): Uint8Array {
+  return new Uint8Array(Buffer.from(s, 'base64'));
 }
 
 function fitContext(task: FitTask, trainMs = 0): TransformDeltaContext {

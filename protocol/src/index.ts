@@ -31,6 +31,10 @@ export {
   type CoordinatorStatus, type DeviceInfo, type DpMode, type EngineMode, type EvaluateResult, type EvaluateTask, type FederatedEval, type FitConfig, type FitDp, type FitTask,
   type GlobalModelMessage, type ModelMeta, type NodeStage, type NodeStatus, type NodeTask, type PrivacyRecord, type RoundMetrics, type RoundRecord, type StageName,
   type StageStatus, type UpdateMessage,
+  // secure aggregation (§11)
+  AdvertiseKeysTaskSchema, FitSecAggSchema, SECAGG_KEY_BYTES, SECAGG_MAX_NEIGHBOURS, SECAGG_SEALED_BYTES, SECAGG_SHARE_BYTES, SecAggAnswerSchema, SecAggEncodingSchema,
+  ShareKeysTaskSchema, UnmaskTaskSchema, decodeSecAggAnswer, encodeSecAggAnswer,
+  type AdvertiseKeysTask, type SecAggAnswer, type SecAggAnswerStage, type SecAggEncoding, type ShareKeysTask, type UnmaskTask,
 } from './messages.ts';
 
 // chunking.ts: chunked transfer of large payloads (§10, docs/chunking.md)

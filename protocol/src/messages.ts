@@ -24,7 +24,7 @@ const envelope = { v: z.literal(PROTOCOL_VERSION), job: id };
 /** States of a run on `coordinator/status` (docs/protocol.md §3.1). */
 export const COORDINATOR_STATES = ['running', 'done', 'failed', 'offline'] as const;
 /** Stages of the round engine on `coordinator/stage`, in the order a synchronous round runs them. */
-export const STAGE_NAMES = ['waiting', 'select', 'fit', 'aggregate', 'evaluate'] as const;
+export const STAGE_NAMES = ['waiting', 'select', 'advertise-keys', 'share-keys', 'fit', 'unmask', 'aggregate', 'evaluate'] as const;
 export type StageName = (typeof STAGE_NAMES)[number];
 /** Node states on `nodes/{nodeId}/status`. */
 export const NODE_STATES = ['idle', 'training', 'evaluating', 'uploading', 'offline'] as const;
@@ -166,8 +166,12 @@ const taskBase = {
   ts: epochMs,
 };
 
-/** Differential privacy modes (docs/privacy.md): the coordinator noises the sum, or each node noises its own update. */
-export const DP_MODES = ['central', 'local'] as const;
+/**
+ * Differential privacy modes (docs/privacy.md): the coordinator noises the sum, each node noises
+ * its own update, or (with secure aggregation) each node adds a share of the noise so that the sum
+ * carries the central level (the distributed discrete Gaussian).
+ */
+export const DP_MODES = ['central', 'local', 'distributed'] as const;
 export type DpMode = (typeof DP_MODES)[number];
 
 /**
@@ -186,6 +190,105 @@ export const FitDpSchema = z.strictObject({
 });
 export type FitDp = z.infer<typeof FitDpSchema>;
 
+/** Base64 (RFC 4648 §4, padded) of exactly `bytes` bytes. */
+function base64Of(bytes: number) {
+  const len = 4 * Math.ceil(bytes / 3);
+  return z.string().length(len).regex(/^[A-Za-z0-9+/]*={0,2}$/).refine((s) => Buffer.from(s, 'base64').length === bytes, `base64 of ${bytes} bytes`);
+}
+/** Raw bytes (MessagePack bin) of exactly `bytes` bytes. */
+function bytesOf(bytes: number) {
+  return z.instanceof(Uint8Array).refine((b) => b.length === bytes, `${bytes} bytes`);
+}
+/** Most neighbours of a node in secure aggregation (Shamir over GF(2^8): 255 shares). */
+export const SECAGG_MAX_NEIGHBOURS = 254;
+/** Bytes of an X25519 public key, a sealed share pair (nonce ‖ ciphertext ‖ tag) and one Shamir share (docs/protocol.md §11.2). */
+export const SECAGG_KEY_BYTES = 32;
+export const SECAGG_SEALED_BYTES = 94;
+export const SECAGG_SHARE_BYTES = 33;
+const neighbourList = z.array(id).max(SECAGG_MAX_NEIGHBOURS);
+
+/**
+ * How a node turns its delta into the d words of its secure-aggregation input (docs/protocol.md §11.4):
+ * `fedavg`: the delta scaled by r = min(numExamples, maxExamples)/maxExamples, clipped to
+ * [−clip, clip] per coordinate and stochastically rounded to 2^levelBits − 1 levels, then r itself
+ * rounded onto the levels of [0, 1] as word d; `ddg`: the distributed discrete Gaussian
+ * (Kairouz et al. 2021): L2-clipped to clipNorm, scaled by 1/gamma, conditionally rounded
+ * (bias beta), plus discrete Gaussian noise of variance sigma2 per coordinate, mod 2^bits.
+ */
+export const SecAggEncodingSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('fedavg'), clip: z.number().positive().finite(), levelBits: z.number().int().min(1).max(24), maxExamples: z.number().int().min(1) }),
+  z.strictObject({
+    kind: z.literal('ddg'), clipNorm: z.number().positive().finite(), gamma: z.number().positive().finite(), sigma2: z.number().positive().finite(), beta: z.number().positive().max(1),
+  }),
+]);
+export type SecAggEncoding = z.infer<typeof SecAggEncodingSchema>;
+
+/** Stage 1 of secure aggregation: generate two key pairs, advertise their public keys (docs/protocol.md §11.3). */
+export const AdvertiseKeysTaskSchema = z.strictObject({
+  ...taskBase,
+  stage: z.literal('advertise-keys'),
+  /** The node's neighbours N(i) in the round's graph (sorted; not the node itself). */
+  neighbours: neighbourList,
+  /** t_i: shares of the node's secrets needed to rebuild them, 2 ≤ t_i ≤ |N(i)|. */
+  threshold: z.number().int().min(2).max(SECAGG_MAX_NEIGHBOURS),
+  /** b: inputs, masks and the sum are in Z_{2^b}. */
+  bits: z.number().int().min(1).max(32),
+  /** d: words in the input. */
+  dims: z.number().int().min(1),
+  encoding: SecAggEncodingSchema,
+});
+export type AdvertiseKeysTask = z.infer<typeof AdvertiseKeysTaskSchema>;
+
+/** Stage 2: the node's neighbours in U1 and their public keys; Shamir-share b and s_sk to them, sealed. */
+export const ShareKeysTaskSchema = z.strictObject({
+  ...taskBase,
+  stage: z.literal('share-keys'),
+  peers: z.array(z.strictObject({ nodeId: id, encPublicKey: base64Of(SECAGG_KEY_BYTES), maskPublicKey: base64Of(SECAGG_KEY_BYTES) })).max(SECAGG_MAX_NEIGHBOURS),
+});
+export type ShareKeysTask = z.infer<typeof ShareKeysTaskSchema>;
+
+/** Stage 4: which of the node's U2 neighbours survived and which dropped; answer with their shares. */
+export const UnmaskTaskSchema = z.strictObject({
+  ...taskBase,
+  stage: z.literal('unmask'),
+  survivors: neighbourList,
+  dropped: neighbourList,
+});
+export type UnmaskTask = z.infer<typeof UnmaskTaskSchema>;
+
+/** The sealed shares a fit task of a secure-aggregation round relays to the node (stage 3: masked input). */
+export const FitSecAggSchema = z.strictObject({
+  shares: z.array(z.strictObject({ from: id, ciphertext: base64Of(SECAGG_SEALED_BYTES) })).max(SECAGG_MAX_NEIGHBOURS),
+});
+
+const secaggAnswerBase = {
+  ...envelope,
+  runId: id,
+  nodeId: id,
+  /** The task answered. */
+  taskId: z.number().int().min(1),
+  round: z.number().int().min(1),
+  modelVersion: z.number().int().min(1),
+  ts: epochMs,
+};
+
+/**
+ * `nodes/{nodeId}/secagg` — MessagePack, QoS 1: a node's answer to a secure-aggregation stage task
+ * (advertise-keys, share-keys, unmask; docs/protocol.md §11.3). The masked input itself is an Update.
+ */
+export const SecAggAnswerSchema = z.discriminatedUnion('stage', [
+  z.object({ ...secaggAnswerBase, stage: z.literal('advertise-keys'), encPublicKey: bytesOf(SECAGG_KEY_BYTES), maskPublicKey: bytesOf(SECAGG_KEY_BYTES) }),
+  z.object({ ...secaggAnswerBase, stage: z.literal('share-keys'), shares: z.array(z.object({ to: id, ciphertext: bytesOf(SECAGG_SEALED_BYTES) })).max(SECAGG_MAX_NEIGHBOURS) }),
+  z.object({
+    ...secaggAnswerBase, stage: z.literal('unmask'),
+    selfMaskShares: z.array(z.object({ of: id, share: bytesOf(SECAGG_SHARE_BYTES) })).max(SECAGG_MAX_NEIGHBOURS),
+    maskKeyShares: z.array(z.object({ of: id, share: bytesOf(SECAGG_SHARE_BYTES) })).max(SECAGG_MAX_NEIGHBOURS),
+  }),
+]);
+export type SecAggAnswer = z.infer<typeof SecAggAnswerSchema>;
+/** Stages answered on `nodes/{nodeId}/secagg`. */
+export type SecAggAnswerStage = SecAggAnswer['stage'];
+
 /** A fit task: train on the local data from the named global model, answer with an Update. */
 export const FitTaskSchema = z.strictObject({
   ...taskBase,
@@ -203,6 +306,8 @@ export const FitTaskSchema = z.strictObject({
   updateKind: z.literal('delta'),
   /** Differential privacy: clip (and in local mode noise) the delta before it leaves the node (§5.7). */
   dp: FitDpSchema.optional(),
+  /** Secure aggregation (§11): the sealed shares from the node's neighbours; the Update then carries the masked input. */
+  secagg: FitSecAggSchema.optional(),
 });
 export type FitTask = z.infer<typeof FitTaskSchema>;
 
@@ -216,7 +321,7 @@ export const EvaluateTaskSchema = z.strictObject({
 export type EvaluateTask = z.infer<typeof EvaluateTaskSchema>;
 
 /** `nodes/{nodeId}/task` — JSON, QoS 1, not retained: one stage instruction to one node. */
-export const NodeTaskSchema = z.discriminatedUnion('stage', [FitTaskSchema, EvaluateTaskSchema]);
+export const NodeTaskSchema = z.discriminatedUnion('stage', [FitTaskSchema, EvaluateTaskSchema, AdvertiseKeysTaskSchema, ShareKeysTaskSchema, UnmaskTaskSchema]);
 export type NodeTask = z.infer<typeof NodeTaskSchema>;
 /** Stages a node handles (`stage` of a NodeTask). */
 export type NodeStage = NodeTask['stage'];
@@ -290,6 +395,8 @@ export const UpdateSchema = z.object({
     /** Andrew et al. 2021's bit b = 1[‖Δ‖₂ ≤ C]: true when the delta was within the clip norm before clipping. */
     unclipped: z.boolean(),
   }).optional(),
+  /** Secure aggregation (§11.4): the masked input, d words of b bits packed little-endian; `tensors` is then empty and numExamples 1 (the weight is inside the masked vector). */
+  secagg: z.object({ data: z.instanceof(Uint8Array) }).optional(),
   /** delta = trained − global, one encoded tensor per global-model tensor, in the update's codec (§9). */
   tensors: z.array(z.object({ name: z.string().min(1).max(256), shape: z.array(z.number().int().nonnegative()).max(8), codec: z.string() }).passthrough()).max(10_000),
   ts: epochMs,
@@ -350,7 +457,7 @@ export const StalenessSchema = z.object({ mean: finite, max: count });
 export const PrivacyRecordSchema = z.object({
   mode: z.enum(DP_MODES),
   /** Which sampling the accountant assumes: `poisson` (each eligible node independently with probability q). */
-  sampling: z.enum(['poisson']),
+  sampling: z.enum(['poisson', 'none']),
   /** q: sampling probability of a node in a round. */
   q: z.number().min(0).max(1),
   /** σ of the delta sum's noise, in units of C (central: the coordinator's; local: each node's). */
@@ -411,6 +518,25 @@ export const RoundRecordSchema = z.object({
   phases: z.object({ trainMs: finite, aggregateMs: finite, evalMs: finite }),
   /** Differential privacy of the run so far (absent without `--dp`; docs/privacy.md). */
   privacy: PrivacyRecordSchema.optional(),
+  /** Secure aggregation of the round (absent without `--secagg`; docs/protocol.md §11). */
+  secagg: z.object({
+    /** `harary` (SecAgg+) or `complete` (SecAgg). */
+    graph: z.enum(['harary', 'complete']),
+    /** k: neighbours per node. */
+    neighbours: count,
+    /** t: the smallest cohort any stage may end with. */
+    threshold: count,
+    /** b: bits of the masking group Z_{2^b}. */
+    bits: count,
+    /** d: words per masked input. */
+    dims: count,
+    /** Nodes that dropped after sharing their keys and before their masked input, whose masks were removed (|U2 \ U3|). */
+    recovered: count,
+    /** The error code that aborted the round (e.g. FEDMQ_SECAGG_ABORT below the threshold), null when it completed. */
+    aborted: z.string().nullable(),
+    /** Each stage in order: nodes sent a task (its cohort), nodes that answered, wall time ms. */
+    stages: z.array(z.object({ stage: z.enum(STAGE_NAMES), cohort: count, answered: count, durationMs: finite })),
+  }).optional(),
 });
 export type RoundRecord = z.infer<typeof RoundRecordSchema>;
 
@@ -467,6 +593,16 @@ export function decodeGlobalModel(payload: Uint8Array): GlobalModelMessage {
   return decodePacked(GlobalModelSchema, payload, 'global model') as GlobalModelMessage;
 }
 
+/** Decodes a node's secure-aggregation answer. @throws as {@link decodePacked}. */
+export function decodeSecAggAnswer(payload: Uint8Array): SecAggAnswer {
+  return decodePacked(SecAggAnswerSchema, payload, 'secure-aggregation answer');
+}
+
+/** Encodes a secure-aggregation answer as MessagePack. */
+export function encodeSecAggAnswer(msg: SecAggAnswer): Buffer {
+  return packMessage(msg);
+}
+
 /** Decodes an update message. @throws as {@link decodePacked}. */
 export function decodeUpdate(payload: Uint8Array): UpdateMessage {
   return decodePacked(UpdateSchema, payload, 'update') as UpdateMessage;
@@ -487,6 +623,10 @@ export const MESSAGE_SCHEMAS = {
   NodeStatus: NodeStatusSchema,
   FitTask: FitTaskSchema,
   EvaluateTask: EvaluateTaskSchema,
+  AdvertiseKeysTask: AdvertiseKeysTaskSchema,
+  ShareKeysTask: ShareKeysTaskSchema,
+  UnmaskTask: UnmaskTaskSchema,
+  SecAggAnswer: SecAggAnswerSchema,
   GlobalModel: GlobalModelSchema,
   ModelMeta: ModelMetaSchema,
   Update: UpdateSchema,

@@ -83,7 +83,7 @@ export const TOPIC_TABLE = {
   }),
   nodeTask: spec({
     pattern: 'nodes/{nodeId}/task', publisher: 'coordinator', readers: ['self'], payload: 'json', message: 'NodeTask',
-    qos: 1, retain: false, summary: 'A stage instruction to one node (fit, evaluate). Unselected nodes receive nothing.',
+    qos: 1, retain: false, summary: 'A stage instruction to one node (fit, evaluate; with secure aggregation also advertise-keys, share-keys, unmask). Unselected nodes receive nothing.',
   }),
   nodeStatus: spec({
     pattern: 'nodes/{nodeId}/status', publisher: 'node', readers: ['coordinator', 'monitor', 'self'], payload: 'json', message: 'NodeStatus',
@@ -92,6 +92,10 @@ export const TOPIC_TABLE = {
   nodeUpdate: spec({
     pattern: 'nodes/{nodeId}/update', publisher: 'node', readers: ['coordinator', 'self'], payload: 'msgpack or chunks', message: 'Update',
     qos: 1, retain: false, summary: 'The answer to a fit task: the delta in the task\'s codec.',
+  }),
+  nodeSecAgg: spec({
+    pattern: 'nodes/{nodeId}/secagg', publisher: 'node', readers: ['coordinator', 'self'], payload: 'msgpack', message: 'SecAggAnswer',
+    qos: 1, retain: false, summary: 'The answer to a secure-aggregation stage task (advertise-keys, share-keys, unmask): public keys, sealed shares, or shares for unmasking.',
   }),
   nodeEvaluation: spec({
     pattern: 'nodes/{nodeId}/evaluation', publisher: 'node', readers: ['coordinator', 'self'], payload: 'json', message: 'EvaluateResult',

@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { startBrokerThread, type BrokerThread } from '@fedmq/broker';
-import { Coordinator, DEFAULT_METRICS_PORT, type DpOptions, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type AsyncOptions } from '@fedmq/coordinator';
+import { Coordinator, DEFAULT_METRICS_PORT, type DpOptions, type SecAggJobOptions, coordinatorMetrics, createStrategy, serveMetricsOrFallback, type AsyncOptions } from '@fedmq/coordinator';
 import { initBackend, type PartitionSpec } from '@fedmq/ml';
 import type { CodecName, CodecParams, FedmqError, FitConfig, NamedTensor, NodeStatus, RoundRecord } from '@fedmq/protocol';
 import { loadSimDataset } from './datasets.ts';
@@ -67,6 +67,8 @@ export interface LocalJobOptions {
   maxPayloadBytes?: number;
   /** Encoding of the global model sent to nodes (default float32). */
   downlink?: 'float32' | 'float16';
+  /** Secure aggregation (coordinator option `secagg`; docs/privacy.md). */
+  secagg?: SecAggJobOptions;
   /** Client-level differential privacy (coordinator option `dp`; docs/privacy.md). */
   dp?: DpOptions;
   /** Run folder (history.json, model/). */
@@ -131,7 +133,7 @@ export async function runLocalJob(o: LocalJobOptions): Promise<{
       minAcceptedUpdates: o.minAcceptedUpdates, minCompletionRate: o.minCompletionRate, overSelection: o.overSelection, maxRoundRetries: o.maxRoundRetries,
       mode: o.mode, async: o.async, evaluateFraction: o.evaluateFraction, valFraction: o.valFraction,
       outDir: o.outDir, testData: o.centralEval === false ? undefined : data.test,
-      seed: o.seed, logger, codec: o.codec, codecParams: o.codecParams, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink, dp: o.dp,
+      seed: o.seed, logger, codec: o.codec, codecParams: o.codecParams, maxPayloadBytes: o.maxPayloadBytes, downlink: o.downlink, dp: o.dp, secagg: o.secagg,
     });
     if (o.onRound) coordinator.on('round', o.onRound);
     o.onCoordinator?.(coordinator);

@@ -43,7 +43,7 @@
  */
 import {
   EvaluateResultSchema, LEGACY_TOPIC_ROOT, NodeStatusSchema, PROTOCOL_VERSION, STAGE_NAMES, TOPIC_ROOT, ID_PATTERN, decodeJson, decodeUpdate,
-  packMessage, topics, type NamedTensor, type StageName,
+  packMessage, topics, type NamedTensor, type StageName, type NodeStage,
 } from '@fedmq/protocol';
 import { checkUpdateTensors } from '@fedmq/coordinator';
 import { mutateBytes, type Rand } from './rand.ts';
@@ -52,7 +52,7 @@ import { mutateBytes, type Rand } from './rand.ts';
 export interface KnownTask {
   taskId: number;
   nodeId: string;
-  stage: 'fit' | 'evaluate';
+  stage: NodeStage;
   round: number;
   modelVersion: number;
 }

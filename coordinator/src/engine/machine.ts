@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import {
-  ErrorCodes, EvaluateResultSchema, FedmqError, NodeStatusSchema, PROTOCOL_VERSION, Scratch, createRng, decodeJson, decodeUpdate, encodeJson, encodePacked,
+  ErrorCodes, EvaluateResultSchema, FedmqError, NodeStatusSchema, PROTOCOL_VERSION, Scratch, createRng, decodeJson, decodeSecAggAnswer, decodeUpdate, encodeJson, encodePacked,
   globalToWire, isFedmqError, parseTopic, splitPayload, topics, weightsSha256, withScratch,
   type CoordinatorStatus, type EvaluateResult, type EvaluateTask, type FitTask, type GlobalModelMessage, type ModelMeta, type NamedTensor,
-  type NodeStatus, type RoundMetrics, type UpdateMessage, type RoundRecord, type StageName, type StageStatus,
+  type NodeStatus, type RoundMetrics, type UpdateMessage, type RoundRecord, type StageName, type StageStatus, type AdvertiseKeysTask, type ShareKeysTask, type UnmaskTask,
+  type NodeTask,
 } from '@fedmq/protocol';
 import { NodeRegistry } from '../registry.ts';
 import { checkUpdateTensors } from '../validate.ts';
@@ -13,6 +14,9 @@ import type { CoordinatorCheckpoint, Effect, EngineConfig, EngineEvent, EngineNo
 import { SYNC_ROUND, type SyncRound } from './sync.ts';
 import type { Answer, OpenTask, Stage } from './stage.ts';
 import { FedBuff } from './fedbuff.ts';
+
+/** The fields every task carries (taskBase of docs/protocol.md §3.4). */
+type FitTaskBase = Omit<FitTask, 'stage' | 'cohort' | 'config' | 'codec' | 'codecParams' | 'maxPayloadBytes' | 'updateKind' | 'dp' | 'secagg'>;
 
 /** A published model version, kept while a task may fetch it. */
 interface PublishedModel {
@@ -61,6 +65,8 @@ export class RoundMachine {
   /** A stop was asked for: the open stage closed, the run ends after the round. */
   stopping = false;
   private sync?: { r: SyncRound; index: number };
+  /** The stages of a synchronous round: {@link SYNC_ROUND}'s, or with secure aggregation its secagg stages. */
+  private readonly stages: readonly Stage<SyncRound>[];
   private fedbuff?: FedBuff;
   /** Nodes excluded from selection because their status says their data does not fit the model (reported once each). */
   private readonly unfit = new Set<string>();
@@ -72,6 +78,7 @@ export class RoundMachine {
   constructor(cfg: EngineConfig, init: { weights: NamedTensor[]; resume?: CoordinatorCheckpoint }, clock: () => number) {
     validateConfig(cfg);
     this.cfg = cfg;
+    this.stages = cfg.secagg ? SYNC_ROUND.secaggStages : SYNC_ROUND.stages;
     this.clock = clock;
     const base = createRng(cfg.seed);
     this.rng = () => {
@@ -143,6 +150,9 @@ export class RoundMachine {
         this.withStage((s, r) => s.onEvaluated?.(this, r, event));
         this.fedbuff?.onEvaluated(event);
         break;
+      case 'computed':
+        this.withStage((s, r) => s.onComputed?.(this, r, event.id, event.value, event.error));
+        break;
       case 'reconnected':
         this.republish();
         break;
@@ -206,15 +216,30 @@ export class RoundMachine {
     this.out.push({ type: 'timer', id: `stage:${round}:${stage}`, at });
   }
 
-  /** Sends a fit task for the current global model to `nodeId` (`cohort`: nodes sent one in this round, sync mode). */
-  sendFitTask(nodeId: string, round: number, deadline: number, cohort?: number): OpenTask {
+  /** Sends a fit task for the current global model to `nodeId` (`cohort`: nodes sent one in this round, sync mode; `secagg`: the sealed shares of a secure-aggregation round). */
+  sendFitTask(nodeId: string, round: number, deadline: number, cohort?: number, secagg?: FitTask['secagg']): OpenTask {
     const m = this.currentModel();
     const task: FitTask = {
       v: PROTOCOL_VERSION, job: this.cfg.job, runId: this.cfg.runId, nodeId, taskId: ++this.taskCounter, round, stage: 'fit', cohort,
       modelVersion: this.version, modelSha256: m.sha256, modelChunks: m.chunked ? m.payloads.length : undefined, deadline, timeoutMs: this.cfg.deadlineMs,
       valFraction: this.cfg.valFraction, config: this.cfg.strategy.fitConfig(round), codec: this.cfg.codec, codecParams: this.cfg.codecParams,
-      maxPayloadBytes: this.cfg.maxPayloadBytes, updateKind: 'delta', dp: this.cfg.privacy?.fitDp(), ts: this.now(),
+      maxPayloadBytes: this.cfg.maxPayloadBytes, updateKind: 'delta', dp: this.cfg.privacy?.fitDp(), secagg, ts: this.now(),
     };
+    return this.sendTask(task);
+  }
+
+  /**
+   * Sends a secure-aggregation stage task (advertise-keys, share-keys, unmask; docs/protocol.md §11.3) naming the current model.
+   */
+  sendSecAggTask(
+    nodeId: string, round: number, deadline: number,
+    body: Omit<AdvertiseKeysTask, keyof FitTaskBase> | Omit<ShareKeysTask, keyof FitTaskBase> | Omit<UnmaskTask, keyof FitTaskBase>,
+  ): OpenTask {
+    const m = this.currentModel();
+    const task = {
+      v: PROTOCOL_VERSION, job: this.cfg.job, runId: this.cfg.runId, nodeId, taskId: ++this.taskCounter, round, modelVersion: this.version, modelSha256: m.sha256,
+      modelChunks: m.chunked ? m.payloads.length : undefined, deadline, timeoutMs: this.cfg.deadlineMs, valFraction: this.cfg.valFraction, ts: this.now(), ...body,
+    } as NodeTask;
     return this.sendTask(task);
   }
 
@@ -229,7 +254,7 @@ export class RoundMachine {
     return this.sendTask(task);
   }
 
-  private sendTask(task: FitTask | EvaluateTask): OpenTask {
+  private sendTask(task: NodeTask): OpenTask {
     const payload = encodeJson(task);
     const open: OpenTask = {
       taskId: task.taskId, nodeId: task.nodeId, stage: task.stage, round: task.round, version: task.modelVersion, sentAt: this.now(), deadline: task.deadline,
@@ -401,19 +426,20 @@ export class RoundMachine {
   private beginSyncRound(): void {
     const round = this.lastRound + 1;
     // differential privacy: a round that would exceed the budget is not run (the last round's checkpoint is written)
-    if (this.cfg.privacy?.wouldExceedBudget()) {
-      this.finish('stopped', this.cfg.privacy.budgetError(round));
+    const ledger = this.cfg.privacy ?? this.cfg.distributedDp;
+    if (ledger?.wouldExceedBudget()) {
+      this.finish('stopped', ledger.budgetError(round));
       return;
     }
     const r = SYNC_ROUND.newRound(this, round);
     this.sync = { r, index: 0 };
-    SYNC_ROUND.stages[0].enter(this, r);
+    this.stages[0].enter(this, r);
   }
 
   /** Runs the current sync stage's callback, if a round is in progress. */
   private withStage(f: (stage: Stage<SyncRound>, r: SyncRound) => void): void {
     if (!this.sync) return;
-    f(SYNC_ROUND.stages[this.sync.index], this.sync.r);
+    f(this.stages[this.sync.index], this.sync.r);
   }
 
   /** Moves through completed stages; closes the round after the last. */
@@ -424,13 +450,13 @@ export class RoundMachine {
     }
     while (this.sync && !this.finished) {
       const { r } = this.sync;
-      const stage = SYNC_ROUND.stages[this.sync.index];
+      const stage = this.stages[this.sync.index];
       if (!stage.isComplete(this, r)) return;
       this.out.push({ type: 'cancelTimer', id: `stage:${r.round}:${stage.name}` });
       stage.exit(this, r);
       this.sync.index++;
-      if (this.sync.index < SYNC_ROUND.stages.length) {
-        SYNC_ROUND.stages[this.sync.index].enter(this, r);
+      if (this.sync.index < this.stages.length) {
+        this.stages[this.sync.index].enter(this, r);
         continue;
       }
       this.sync = undefined;
@@ -445,7 +471,7 @@ export class RoundMachine {
     }
     const s = this.sync;
     if (!s) return;
-    const stage = SYNC_ROUND.stages[s.index];
+    const stage = this.stages[s.index];
     if (id !== `stage:${s.r.round}:${stage.name}`) return; // a stale timer of a closed stage
     s.r.closed.add(stage.name);
   }
@@ -461,7 +487,7 @@ export class RoundMachine {
       this.finish('stopped');
       return;
     }
-    const stage = SYNC_ROUND.stages[s.index];
+    const stage = this.stages[s.index];
     // waiting for nodes before any task went out: nothing of this round happened
     if (stage.name === 'waiting') {
       this.sync = undefined;
@@ -506,11 +532,15 @@ export class RoundMachine {
           nodeId = t.nodeId;
           this.onEvaluation(t.nodeId, payload, wireBytes);
           return;
+        case 'nodeSecAgg':
+          nodeId = t.nodeId;
+          this.onSecAgg(t.nodeId, payload, wireBytes);
+          return;
         default:
           return; // the coordinator's own topics
       }
     } catch (err) {
-      if (kind === 'nodeUpdate' || kind === 'nodeEvaluation') this.reject(err, nodeId);
+      if (kind === 'nodeUpdate' || kind === 'nodeEvaluation' || kind === 'nodeSecAgg') this.reject(err, nodeId);
       else this.notice({ type: 'rejected', error: isFedmqError(err) ? err : new FedmqError(ErrorCodes.BAD_PAYLOAD, String(err)), nodeId, round: this.currentRound() });
     }
   }
@@ -583,6 +613,12 @@ export class RoundMachine {
     else this.dispatch(answer);
   }
 
+  private onSecAgg(nodeId: string, payload: Uint8Array, wireBytes: number): void {
+    const answer = decodeSecAggAnswer(payload);
+    const task = this.openTask(nodeId, answer, answer.stage);
+    this.dispatch({ kind: 'secagg', task, answer, wireBytes });
+  }
+
   private onEvaluation(nodeId: string, payload: Uint8Array, wireBytes: number): void {
     const result = decodeJson(EvaluateResultSchema, payload, 'evaluation result');
     const task = this.openTask(nodeId, result, 'evaluate');
@@ -591,8 +627,8 @@ export class RoundMachine {
 
   private dispatch(answer: Answer): void {
     const s = this.sync;
-    const stage = s && SYNC_ROUND.stages[s.index];
-    if (!s || !stage || stage.accepts !== answer.kind || answer.task.round !== s.r.round) {
+    const stage = s && this.stages[s.index];
+    if (!s || !stage || stage.accepts !== answer.kind || answer.task.round !== s.r.round || (answer.kind === 'secagg' && answer.task.stage !== stage.name)) {
       throw new FedmqError(ErrorCodes.STALE_UPDATE, `answer to task ${answer.task.taskId} arrived after its stage closed`, { taskId: answer.task.taskId });
     }
     stage.onAnswer!(this, s.r, answer);
@@ -627,6 +663,7 @@ export function validateConfig(c: EngineConfig): void {
   if (c.privacy && c.evaluateFraction > 0) bad('federated evaluation publishes the nodes\' un-noised accuracy and loss; differential privacy cannot account for it (use a central test set)');
   if (c.privacy && c.overSelection > 0) bad('over-selection changes who is sampled after the fact; differential privacy needs the Poisson cohort as drawn (overSelection 0)');
   if ((c.privacy !== undefined) !== (c.strategy.aggregator.name === 'dp-fedavg')) bad('differential privacy needs both the strategy made by withDp (Poisson selector, DP-FedAvg aggregator) and its ledger as `privacy`');
+  if (c.secagg) validateSecAgg(c);
   if (c.mode === 'async') {
     const a = c.async;
     if (!a) return bad('mode async needs its FedBuff options (bufferSize, concurrency, staleness, maxStaleness)');
@@ -643,3 +680,25 @@ export function validateConfig(c: EngineConfig): void {
   }
 }
 
+
+/**
+ * What composes with secure aggregation (docs/privacy.md, "What composes with secure
+ * aggregation"): the coordinator sees only the sum of the survivors' quantized inputs, so every
+ * part of the job that needs an individual update, or a sum it could not unmask, is refused.
+ * @throws FedmqError FEDMQ_SECAGG_COMPOSITION naming the first combination that does not compose; FEDMQ_BAD_CONFIG on bad secagg options
+ */
+export function validateSecAgg(c: EngineConfig): void {
+  const s = c.secagg!;
+  const no = (msg: string) => {
+    throw new FedmqError(ErrorCodes.SECAGG_COMPOSITION, msg);
+  };
+  if (!(s.thresholdFraction > 0 && s.thresholdFraction <= 1)) throw new FedmqError(ErrorCodes.BAD_CONFIG, `secure aggregation's threshold fraction must be in (0, 1], got ${s.thresholdFraction}`);
+  if (s.neighbours !== undefined && !(Number.isInteger(s.neighbours) && s.neighbours >= 2 && s.neighbours % 2 === 0)) {
+    throw new FedmqError(ErrorCodes.BAD_CONFIG, `secure aggregation's neighbours must be an even integer ≥ 2, got ${s.neighbours}`);
+  }
+  if (c.mode !== 'sync') no('secure aggregation runs synchronous rounds: FedBuff folds single updates as they arrive, which a masked input cannot be');
+  if (c.codec === 'topk' || c.codec === 'topk-int8') no(`codec ${c.codec} sends each node's own coordinates; masked sums need every node to send the same coordinates (a dense codec; top-k only with coordinates chosen by a shared seed, not implemented)`);
+  if (c.strategy.aggregator.name !== 'mean') no(`aggregator ${c.strategy.aggregator.name} needs each update (robust rules and clipping see individual updates); secure aggregation gives only their sum: use the mean (FedAvg, FedAvgM, FedAdam, FedYogi, FedAdagrad, FedProx)`);
+  if (c.privacy) no(`differential privacy mode ${c.privacy.mode} needs individual updates at the coordinator; with secure aggregation use --dp distributed`);
+  if (c.overSelection > 0) no('over-selection closes the fit stage once k updates arrived; secure aggregation needs every selected node\'s key shares (overSelection 0)');
+}

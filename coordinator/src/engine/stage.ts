@@ -1,4 +1,4 @@
-import type { EvaluateResult, StageName, UpdateMessage } from '@fedmq/protocol';
+import type { EvaluateResult, NodeStage, SecAggAnswer, StageName, UpdateMessage } from '@fedmq/protocol';
 import type { FitFailure } from '../strategy.ts';
 import type { RoundMachine } from './machine.ts';
 
@@ -9,7 +9,7 @@ export type Presence = 'offline' | 'back' | 'gave-up';
 export interface OpenTask {
   taskId: number;
   nodeId: string;
-  stage: 'fit' | 'evaluate';
+  stage: NodeStage;
   round: number;
   /** Global model version the task names. */
   version: number;
@@ -24,7 +24,9 @@ export interface OpenTask {
 /** A decoded, checked answer handed to a stage. */
 export type Answer =
   | { kind: 'update'; task: OpenTask; update: UpdateMessage; wireBytes: number }
-  | { kind: 'evaluation'; task: OpenTask; result: EvaluateResult; wireBytes: number };
+  | { kind: 'evaluation'; task: OpenTask; result: EvaluateResult; wireBytes: number }
+  /** A secure-aggregation stage answer (docs/protocol.md §11.3). */
+  | { kind: 'secagg'; task: OpenTask; answer: SecAggAnswer; wireBytes: number };
 
 /**
  * One stage of a round (docs/architecture.md, "Stages"): its cohort and deadline are set in
@@ -45,6 +47,8 @@ export interface Stage<R> {
    * lost link), or `gave-up` its task (idle after it without an answer: its training failed).
    */
   onPresence?(m: RoundMachine, r: R, nodeId: string, presence: Presence): void;
+  /** A `compute` effect of this stage finished with `value`, or failed with `error`. */
+  onComputed?(m: RoundMachine, r: R, id: string, value: unknown, error: unknown): void;
   /** The central evaluation finished. */
   onEvaluated?(m: RoundMachine, r: R, result: { version: number; loss: number; accuracy: number }): void;
   /** Whether the stage is done (checked after every event). */

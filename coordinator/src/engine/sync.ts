@@ -3,6 +3,7 @@ import type { FitFailure, RoundAggregate } from '../strategy.ts';
 import { sample } from '../strategies/index.ts';
 import type { RoundMachine } from './machine.ts';
 import { failureList, finiteOrNull, nearestRank, type Stage } from './stage.ts';
+import { SECAGG_STAGES, type SecAggRound } from './secagg.ts';
 
 /**
  * A synchronous round (McMahan et al. 2017, arXiv:1602.05629, Algorithm 1) as five stages:
@@ -58,6 +59,8 @@ export interface SyncRound {
   evalTasks: Map<string, number>;
   evalDropped: Set<string>;
   evalResults: EvaluateResult[];
+  /** Secure aggregation's state (secure-aggregation rounds only). */
+  sa?: SecAggRound;
 }
 
 const waiting: Stage<SyncRound> = {
@@ -227,6 +230,10 @@ export function federatedEval(results: readonly EvaluateResult[]): FederatedEval
 /** The synchronous round: its stages in order, its fresh state, and its record. */
 export const SYNC_ROUND = {
   stages: [waiting, select, fit, aggregate, evaluate] as readonly Stage<SyncRound>[],
+  /** With secure aggregation: the fit and aggregate stages become advertise-keys → share-keys → fit (masked input) → unmask → aggregate (unmasking). */
+  secaggStages: [
+    waiting, select, SECAGG_STAGES.advertiseKeys, SECAGG_STAGES.shareKeys, SECAGG_STAGES.maskedInput, SECAGG_STAGES.unmask, SECAGG_STAGES.secureAggregate, evaluate,
+  ] as readonly Stage<SyncRound>[],
   newRound(_m: RoundMachine, round: number): SyncRound {
     return {
       round, closed: new Set(), startedAt: 0, selected: [], target: 0, fitTasks: new Map(), reported: new Set(), dropped: new Set(), gaveUp: new Set(), failures: {},
@@ -237,9 +244,13 @@ export const SYNC_ROUND = {
   record(m: RoundMachine, r: SyncRound): RoundRecord {
     return {
       round: r.round, modelVersion: m.version, accepted: r.accepted, mode: 'sync', selected: r.selected.length, reported: r.reported.size, failures: r.failures,
-      trainLoss: m.cfg.privacy ? null : finiteOrNull(r.aggregate?.trainLoss ?? Number.NaN), /* DP: the nodes' losses are not noised, so not published */ testLoss: r.testLoss, testAccuracy: r.testAccuracy, federatedEval: federatedEval(r.evalResults),
+      trainLoss: m.cfg.privacy || m.cfg.secagg ? null : finiteOrNull(r.aggregate?.trainLoss ?? Number.NaN), /* DP: the nodes' losses are not noised, so not published */ testLoss: r.testLoss, testAccuracy: r.testAccuracy, federatedEval: federatedEval(r.evalResults),
       bytesDown: r.bytesDown, bytesUp: r.bytesUp, durationMs: m.now() - r.startedAt,
-      phases: { trainMs: r.trainMs, aggregateMs: r.aggregateMs, evalMs: r.evalMs }, privacy: m.cfg.privacy?.record(),
+      phases: { trainMs: r.trainMs, aggregateMs: r.aggregateMs, evalMs: r.evalMs }, privacy: m.cfg.privacy?.record() ?? m.cfg.distributedDp?.record(),
+      secagg: r.sa ? {
+        graph: m.cfg.secagg!.graph, neighbours: r.sa.neighbours, threshold: r.sa.threshold, bits: r.sa.bits, dims: r.sa.dims,
+        recovered: r.sa.result?.recovered.length ?? 0, aborted: r.sa.aborted?.code ?? null, stages: r.sa.stages,
+      } : undefined,
     };
   },
 };

@@ -1,6 +1,7 @@
 import type { CodecName, CodecParams, DownlinkDtype, FedmqError, NamedTensor, RoundRecord, StageName } from '@fedmq/protocol';
 import type { Strategy, StrategyState } from '../strategy.ts';
 import type { PrivacyLedger, PrivacyLedgerState } from '../privacy/ledger.ts';
+import type { SecAggOptions } from './secagg.ts';
 
 /**
  * The round engine's vocabulary (docs/architecture.md, "Round engine"): the coordinator is a pure
@@ -20,6 +21,8 @@ export type EngineEvent =
   | { type: 'rejected'; error: FedmqError; nodeId?: string }
   /** A timer scheduled with a `timer` effect fired. */
   | { type: 'timer'; id: string }
+  /** The work of a `compute` effect finished: its value, or the error it threw. */
+  | { type: 'computed'; id: string; value?: unknown; error?: unknown }
   /** The central evaluation asked for by an `evaluate` effect finished (NaN when it failed). */
   | { type: 'evaluated'; version: number; loss: number; accuracy: number }
   /** The adapter reconnected to the broker: republish what a restarted broker may have lost. */
@@ -33,6 +36,8 @@ export type Effect =
   /** Fire a `timer` event with this id at `at` (ms, the injected clock); replaces a timer of the same id. */
   | { type: 'timer'; id: string; at: number }
   | { type: 'cancelTimer'; id: string }
+  /** Run `run` (CPU work the machine cannot do synchronously, e.g. secure aggregation's unmasking); answer with a `computed` event of the same id. */
+  | { type: 'compute'; id: string; run: () => Promise<unknown> }
   /** Evaluate `weights` on the central test set; answer with an `evaluated` event. */
   | { type: 'evaluate'; version: number; weights: readonly NamedTensor[] }
   /** Write the checkpoint (and history.json) atomically. */
@@ -106,6 +111,10 @@ export interface EngineConfig {
   describe: Record<string, unknown>;
   /** Differential privacy (sync mode): the ledger the strategy's Poisson selector and DP aggregator share (`withDp`). */
   privacy?: PrivacyLedger;
+  /** Secure aggregation (sync mode, docs/privacy.md "Secure aggregation"): the round gains the advertise-keys, share-keys and unmask stages. */
+  secagg?: SecAggOptions;
+  /** Distributed DP under secure aggregation: reports the round's ε (absent otherwise). */
+  distributedDp?: { record(): import('@fedmq/protocol').PrivacyRecord; release(): void; wouldExceedBudget(): boolean; budgetError(round: number): import('@fedmq/protocol').FedmqError };
 }
 
 /**

@@ -28,7 +28,7 @@ export interface MonitorAppProps {
 
 const STATE_COLOR: Record<NodeStatus['state'], string> = { idle: 'green', training: 'yellow', evaluating: 'blue', uploading: 'cyan', offline: 'red' };
 const RUN_COLOR: Record<CoordinatorStatus['state'], string> = { running: 'cyan', done: 'green', failed: 'red', offline: 'red' };
-const STAGE_COLOR: Record<StageName, string> = { waiting: 'gray', select: 'magenta', fit: 'yellow', aggregate: 'magenta', evaluate: 'blue' };
+const STAGE_COLOR: Record<StageName, string> = { waiting: 'gray', select: 'magenta', 'advertise-keys': 'cyan', 'share-keys': 'cyan', fit: 'yellow', unmask: 'cyan', aggregate: 'magenta', evaluate: 'blue' };
 const NODE_STATES: readonly NodeStatus['state'][] = ['training', 'evaluating', 'uploading', 'idle', 'offline'];
 
 const byId = (a: NodeView, b: NodeView) => a.nodeId.localeCompare(b.nodeId, 'en', { numeric: true });

@@ -13,3 +13,4 @@ export type * from './messages.ts';
 export { NODE_ID, SecAggClient } from './client.ts';
 export { SecAggServer, type SecAggResult, type SecAggServerOptions, type SecAggStage } from './server.ts';
 export { simulateSecAgg, type SimulateSecAggOptions, type SimulatedSecAgg } from './simulate.ts';
+export { secaggDecodeMean, secaggDims, secaggBits, secaggEncode } from './encoding.ts';

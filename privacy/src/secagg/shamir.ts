@@ -24,7 +24,8 @@ export async function splitSecret(secret: Uint8Array, count: number, threshold: 
   if (!(Number.isInteger(count) && Number.isInteger(threshold) && threshold >= 2 && threshold <= count && count <= MAX_SHARES)) {
     throw new FedmqError(ErrorCodes.SECAGG_RANGE, `Shamir sharing needs 2 ≤ threshold ≤ shares ≤ ${MAX_SHARES}, got ${threshold} of ${count}`);
   }
-  return split(secret, count, threshold);
+  // the library checks `constructor === Uint8Array`: a Buffer (MessagePack's bin in Node.js) is copied into a plain one
+  return split(Uint8Array.from(secret), count, threshold);
 }
 
 /**
@@ -45,5 +46,5 @@ export async function combineShares(shares: readonly Uint8Array[], threshold: nu
     if (x === 0 || xs.has(x)) throw new FedmqError(ErrorCodes.SECAGG_PROTOCOL, `shares of ${what} repeat an x-coordinate`);
     xs.add(x);
   }
-  return combine(used);
+  return combine(used.map((x) => Uint8Array.from(x)));
 }
