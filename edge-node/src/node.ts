@@ -95,7 +95,7 @@ export interface EdgeNodeEvents {
    * one's accuracy on the held-out split, else the global one.
    */
   evaluated: [{ round: number; taskId: number; global: EvalScore; local: EvalScore | null; personal: 'global' | 'local' }];
-  /** The node answered a secure-aggregation stage task (advertise-keys, share-keys, unmask; docs/protocol.md §11.3). */
+  /** The node answered a secure-aggregation stage task (advertise-keys, share-keys, unmask; docs/protocol.md §12.3). */
   secagg: [{ round: number; taskId: number; stage: SecAggAnswer['stage'] }];
   /** A global model was fetched and verified for a task. */
   model: [{ version: number; round: number }];
@@ -574,7 +574,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     this.emit('evaluated', { round: task.round, taskId: task.taskId, global: result.global, local: result.local, personal });
   }
 
-  // --- secure aggregation (docs/protocol.md §11) --------------------------------------------
+  // --- secure aggregation (docs/protocol.md §12) --------------------------------------------
 
   /** The round's secure-aggregation client, or FEDMQ_SECAGG_PROTOCOL when this task's round has none. */
   private secaggOf(q: Queued): NonNullable<RunState['secagg']> {
@@ -591,7 +591,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     this.emit('secagg', { round: task.round, taskId: task.taskId, stage: msg.stage });
   }
 
-  /** Stage 1 (§11.3): fresh X25519 key pairs for the round; their public keys go back. */
+  /** Stage 1 (§12.3): fresh X25519 key pairs for the round; their public keys go back. */
   private async advertiseKeys(q: Queued<AdvertiseKeysTask>): Promise<void> {
     const { task, run } = q;
     run.secagg?.client.forget();

@@ -20,7 +20,7 @@ export {
 export { CLIP_MARGIN, MAX_CLIP_ELEMENTS, MIN_CLIP_NORM, clipL2, type ClipResult } from './clip.ts';
 // membership inference
 export { lossThresholdAuc, rocAuc } from './membership.ts';
-// secure aggregation (docs/privacy.md, "Secure aggregation"; docs/protocol.md §11)
+// secure aggregation (docs/privacy.md, "Secure aggregation"; docs/protocol.md §12)
 export * from './secagg/index.ts';
 // the distributed discrete Gaussian for --secagg --dp distributed (Kairouz, Liu, Steinke 2021): encoding, decoding, ring sizing, accounting
 export {

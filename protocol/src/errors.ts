@@ -64,11 +64,11 @@ export const ErrorCodes = {
   DP_VIOLATION: 'FEDMQ_DP_VIOLATION',
   /** Secure aggregation: fewer than the threshold t of nodes survived a stage, or a node's secret has fewer than t shares left; the round aborts and the coordinator learns nothing of it (docs/privacy.md, "Secure aggregation"). */
   SECAGG_ABORT: 'FEDMQ_SECAGG_ABORT',
-  /** Secure aggregation: the configuration could let the sum wrap around mod 2^b (b would exceed 32 bits), or its graph or threshold is impossible (docs/protocol.md §11.4). */
+  /** Secure aggregation: the configuration could let the sum wrap around mod 2^b (b would exceed 32 bits), or its graph or threshold is impossible (docs/protocol.md §12.4). */
   SECAGG_RANGE: 'FEDMQ_SECAGG_RANGE',
-  /** Secure aggregation: a share ciphertext did not authenticate (wrong key, sender, receiver, round or stage), or an X25519 public key is invalid (docs/protocol.md §11.2). */
+  /** Secure aggregation: a share ciphertext did not authenticate (wrong key, sender, receiver, round or stage), or an X25519 public key is invalid (docs/protocol.md §12.2). */
   SECAGG_AUTH: 'FEDMQ_SECAGG_AUTH',
-  /** Secure aggregation: a stage message breaks the protocol: a peer not in the node's neighbourhood, a node named both survivor and dropped, a second unmask request that differs from the first, a share for the wrong node (docs/protocol.md §11.3). */
+  /** Secure aggregation: a stage message breaks the protocol: a peer not in the node's neighbourhood, a node named both survivor and dropped, a second unmask request that differs from the first, a share for the wrong node (docs/protocol.md §12.3). */
   SECAGG_PROTOCOL: 'FEDMQ_SECAGG_PROTOCOL',
   /** Secure aggregation does not compose with the configured codec, strategy, DP mode or engine mode (docs/privacy.md, "What composes with secure aggregation"). */
   SECAGG_COMPOSITION: 'FEDMQ_SECAGG_COMPOSITION',

@@ -31,7 +31,7 @@ export {
   type CoordinatorStatus, type DeviceInfo, type DpMode, type EngineMode, type EvaluateResult, type EvaluateTask, type FederatedEval, type FitConfig, type FitDp, type FitTask,
   type GlobalModelMessage, type ModelMeta, type NodeStage, type NodeStatus, type NodeTask, type PrivacyRecord, type RoundMetrics, type RoundRecord, type StageName,
   type StageStatus, type UpdateMessage,
-  // secure aggregation (§11)
+  // secure aggregation (§12)
   AdvertiseKeysTaskSchema, FitSecAggSchema, SECAGG_KEY_BYTES, SECAGG_MAX_NEIGHBOURS, SECAGG_SEALED_BYTES, SECAGG_SHARE_BYTES, SecAggAnswerSchema, SecAggEncodingSchema,
   ShareKeysTaskSchema, UnmaskTaskSchema, decodeSecAggAnswer, encodeSecAggAnswer,
   type AdvertiseKeysTask, type SecAggAnswer, type SecAggAnswerStage, type SecAggEncoding, type ShareKeysTask, type UnmaskTask,

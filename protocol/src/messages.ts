@@ -201,14 +201,14 @@ function bytesOf(bytes: number) {
 }
 /** Most neighbours of a node in secure aggregation (Shamir over GF(2^8): 255 shares). */
 export const SECAGG_MAX_NEIGHBOURS = 254;
-/** Bytes of an X25519 public key, a sealed share pair (nonce ‖ ciphertext ‖ tag) and one Shamir share (docs/protocol.md §11.2). */
+/** Bytes of an X25519 public key, a sealed share pair (nonce ‖ ciphertext ‖ tag) and one Shamir share (docs/protocol.md §12.2). */
 export const SECAGG_KEY_BYTES = 32;
 export const SECAGG_SEALED_BYTES = 94;
 export const SECAGG_SHARE_BYTES = 33;
 const neighbourList = z.array(id).max(SECAGG_MAX_NEIGHBOURS);
 
 /**
- * How a node turns its delta into the d words of its secure-aggregation input (docs/protocol.md §11.4):
+ * How a node turns its delta into the d words of its secure-aggregation input (docs/protocol.md §12.4):
  * `fedavg`: the delta scaled by r = min(numExamples, maxExamples)/maxExamples, clipped to
  * [−clip, clip] per coordinate and stochastically rounded to 2^levelBits − 1 levels, then r itself
  * rounded onto the levels of [0, 1] as word d; `ddg`: the distributed discrete Gaussian
@@ -223,7 +223,7 @@ export const SecAggEncodingSchema = z.discriminatedUnion('kind', [
 ]);
 export type SecAggEncoding = z.infer<typeof SecAggEncodingSchema>;
 
-/** Stage 1 of secure aggregation: generate two key pairs, advertise their public keys (docs/protocol.md §11.3). */
+/** Stage 1 of secure aggregation: generate two key pairs, advertise their public keys (docs/protocol.md §12.3). */
 export const AdvertiseKeysTaskSchema = z.strictObject({
   ...taskBase,
   stage: z.literal('advertise-keys'),
@@ -274,7 +274,7 @@ const secaggAnswerBase = {
 
 /**
  * `nodes/{nodeId}/secagg` — MessagePack, QoS 1: a node's answer to a secure-aggregation stage task
- * (advertise-keys, share-keys, unmask; docs/protocol.md §11.3). The masked input itself is an Update.
+ * (advertise-keys, share-keys, unmask; docs/protocol.md §12.3). The masked input itself is an Update.
  */
 export const SecAggAnswerSchema = z.discriminatedUnion('stage', [
   z.object({ ...secaggAnswerBase, stage: z.literal('advertise-keys'), encPublicKey: bytesOf(SECAGG_KEY_BYTES), maskPublicKey: bytesOf(SECAGG_KEY_BYTES) }),
@@ -306,7 +306,7 @@ export const FitTaskSchema = z.strictObject({
   updateKind: z.literal('delta'),
   /** Differential privacy: clip (and in local mode noise) the delta before it leaves the node (§5.7). */
   dp: FitDpSchema.optional(),
-  /** Secure aggregation (§11): the sealed shares from the node's neighbours; the Update then carries the masked input. */
+  /** Secure aggregation (§12): the sealed shares from the node's neighbours; the Update then carries the masked input. */
   secagg: FitSecAggSchema.optional(),
 });
 export type FitTask = z.infer<typeof FitTaskSchema>;
@@ -395,7 +395,7 @@ export const UpdateSchema = z.object({
     /** Andrew et al. 2021's bit b = 1[‖Δ‖₂ ≤ C]: true when the delta was within the clip norm before clipping. */
     unclipped: z.boolean(),
   }).optional(),
-  /** Secure aggregation (§11.4): the masked input, d words of b bits packed little-endian; `tensors` is then empty and numExamples 1 (the weight is inside the masked vector). */
+  /** Secure aggregation (§12.4): the masked input, d words of b bits packed little-endian; `tensors` is then empty and numExamples 1 (the weight is inside the masked vector). */
   secagg: z.object({ data: z.instanceof(Uint8Array) }).optional(),
   /** delta = trained − global, one encoded tensor per global-model tensor, in the update's codec (§9). */
   tensors: z.array(z.object({ name: z.string().min(1).max(256), shape: z.array(z.number().int().nonnegative()).max(8), codec: z.string() }).passthrough()).max(10_000),
@@ -518,7 +518,7 @@ export const RoundRecordSchema = z.object({
   phases: z.object({ trainMs: finite, aggregateMs: finite, evalMs: finite }),
   /** Differential privacy of the run so far (absent without `--dp`; docs/privacy.md). */
   privacy: PrivacyRecordSchema.optional(),
-  /** Secure aggregation of the round (absent without `--secagg`; docs/protocol.md §11). */
+  /** Secure aggregation of the round (absent without `--secagg`; docs/protocol.md §12). */
   secagg: z.object({
     /** `harary` (SecAgg+) or `complete` (SecAgg). */
     graph: z.enum(['harary', 'complete']),

@@ -229,7 +229,7 @@ export class RoundMachine {
   }
 
   /**
-   * Sends a secure-aggregation stage task (advertise-keys, share-keys, unmask; docs/protocol.md §11.3) naming the current model.
+   * Sends a secure-aggregation stage task (advertise-keys, share-keys, unmask; docs/protocol.md §12.3) naming the current model.
    */
   sendSecAggTask(
     nodeId: string, round: number, deadline: number,

@@ -9,7 +9,7 @@ import type { SyncRound } from './sync.ts';
 
 /**
  * Secure aggregation as stages of the synchronous round (docs/architecture.md, "Stages";
- * Bonawitz et al. 2017 with the SecAgg+ graph of Bell et al. 2020; docs/protocol.md §11):
+ * Bonawitz et al. 2017 with the SecAgg+ graph of Bell et al. 2020; docs/protocol.md §12):
  *
  * | stage | cohort | waits for | then |
  * |---|---|---|---|

@@ -25,7 +25,7 @@ export interface OpenTask {
 export type Answer =
   | { kind: 'update'; task: OpenTask; update: UpdateMessage; wireBytes: number }
   | { kind: 'evaluation'; task: OpenTask; result: EvaluateResult; wireBytes: number }
-  /** A secure-aggregation stage answer (docs/protocol.md §11.3). */
+  /** A secure-aggregation stage answer (docs/protocol.md §12.3). */
   | { kind: 'secagg'; task: OpenTask; answer: SecAggAnswer; wireBytes: number };
 
 /**

@@ -4,7 +4,7 @@ import { dequantizeSum, modulusBits, quantizeVector } from './quantize.ts';
 
 /**
  * How a node's delta becomes its secure-aggregation input and how the coordinator turns the sum
- * back into the round's mean delta (docs/protocol.md §11.4, docs/privacy.md "Weighting").
+ * back into the round's mean delta (docs/protocol.md §12.4, docs/privacy.md "Weighting").
  *
  * `fedavg` (weighted FedAvg without revealing n_k, as Flower's SecAgg+ workflow does it): the node
  * sends r·Δ with r = min(n_k, maxExamples)/maxExamples ∈ (0, 1], quantized, and r itself as a last

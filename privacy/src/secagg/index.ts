@@ -1,6 +1,6 @@
 /**
  * Secure aggregation: SecAgg (Bonawitz et al. 2017) on the SecAgg+ graph (Bell et al. 2020),
- * docs/privacy.md "Secure aggregation" and docs/protocol.md §11.
+ * docs/privacy.md "Secure aggregation" and docs/protocol.md §12.
  */
 export {
   KEY_BYTES, MAX_MODULUS_BITS, NONCE_BYTES, SECAGG_LABEL, SEED_BYTES, TAG_BYTES, addPrg, deriveKey, generateKeyPair, joinParts, open, prgWords, publicKeyOf,

@@ -1,5 +1,5 @@
 /**
- * The contents of the four SecAgg(+) stages (docs/protocol.md §11.3), independent of their wire
+ * The contents of the four SecAgg(+) stages (docs/protocol.md §12.3), independent of their wire
  * form: the coordinator's request to one node and that node's answer. Keys are raw X25519
  * encodings (32 bytes), ciphertexts are nonce ‖ ChaCha20-Poly1305 output (94 bytes), shares are
  * Shamir shares (33 bytes).

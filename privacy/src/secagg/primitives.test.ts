@@ -41,7 +41,7 @@ describe('X25519 (RFC 7748 §6.1 known answer)', () => {
   });
 });
 
-describe('key derivation (docs/protocol.md §11.2)', () => {
+describe('key derivation (docs/protocol.md §12.2)', () => {
   it('is HKDF-SHA256 over the X25519 secret with the documented salt and info (checked with node:crypto hkdfSync)', () => {
     const a = generateKeyPair();
     const b = generateKeyPair();
@@ -62,7 +62,7 @@ describe('key derivation (docs/protocol.md §11.2)', () => {
     const got = deriveKey('mask', { job: 'job', runId: 'run', round: 1 }, 'node-b', 'node-a', aSk, bPk);
     const want = new Uint8Array(hkdfSync('sha256', shared, Buffer.from('fedmq/secagg/v1'), Buffer.from('mask\0job\0run\x001\0node-a\0node-b'), 32));
     expect(toHex(got)).toBe(toHex(want));
-    // the value for docs/protocol.md §11.2's test vector (computed by node:crypto's HKDF, not by the code under test)
+    // the value for docs/protocol.md §12.2's test vector (computed by node:crypto's HKDF, not by the code under test)
     expect(toHex(got)).toBe('81eab5f8d13a0366100bc50702564225930 82b7987ad2383199b3cd3a63a69fd'.replace(' ', ''));
   });
 
@@ -114,7 +114,7 @@ describe('mask PRG: ChaCha20 keystream (RFC 8439)', () => {
   });
 });
 
-describe('share encryption (ChaCha20-Poly1305, docs/protocol.md §11.2)', () => {
+describe('share encryption (ChaCha20-Poly1305, docs/protocol.md §12.2)', () => {
   it('opens what it sealed, and refuses another key, sender, receiver, round or a flipped bit', () => {
     const key = new Uint8Array(32).fill(3);
     const pt = new Uint8Array(66).fill(5);

@@ -6,7 +6,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { ErrorCodes, FedmqError } from '@fedmq/protocol';
 
 /**
- * The cryptographic primitives of secure aggregation (docs/protocol.md §11.2, "Keys, nonces and
+ * The cryptographic primitives of secure aggregation (docs/protocol.md §12.2, "Keys, nonces and
  * associated data"), all from audited libraries:
  *
  * - X25519 (RFC 7748) key agreement: @noble/curves. On Node.js the agreement itself runs through
@@ -94,7 +94,7 @@ export function x25519Agree(secretKey: Uint8Array, publicKey: Uint8Array, backen
 /** Where a derived key is used: the pairwise mask seed s_ij, or the share-encryption key c_ij. */
 export type KeyPurpose = 'mask' | 'enc';
 
-/** Who and what a derivation or an AEAD message is bound to (docs/protocol.md §11.2). */
+/** Who and what a derivation or an AEAD message is bound to (docs/protocol.md §12.2). */
 export interface SecAggContext {
   job: string;
   runId: string;

@@ -79,7 +79,7 @@ export function dequantizeSum(sum: Uint32Array, count: number, o: QuantizeOption
 
 /**
  * Packs b-bit words little-endian into ceil(n·b/8) bytes (word i at bit offset i·b, least
- * significant bit first): the wire form of a masked input (docs/protocol.md §11.4).
+ * significant bit first): the wire form of a masked input (docs/protocol.md §12.4).
  */
 export function packBits(words: Uint32Array, bits: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(Math.ceil((words.length * bits) / 8));

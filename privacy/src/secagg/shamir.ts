@@ -8,7 +8,7 @@ import { ErrorCodes, FedmqError } from '@fedmq/protocol';
  * (`crypto.getRandomValues`). A share is the secret's length plus one byte: the share's
  * x-coordinate (distinct, non-zero, random) last. Chosen over hand-written sharing over a prime
  * field because it is independently audited and small (no dependencies); its limit, at most 255
- * shares, bounds a node's neighbours (docs/protocol.md §11.1).
+ * shares, bounds a node's neighbours (docs/protocol.md §12.1).
  */
 
 /** Bytes of one share of a 32-byte secret. */
