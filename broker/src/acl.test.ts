@@ -265,9 +265,15 @@ describe('ACL: the cells that matter for security', () => {
     ]);
     expect(readableFilters(who.nodeA)).toEqual([
       `${J}/coordinator/status`, `${J}/models/+`, `${J}/models/+/chunks/+`, `${J}/model/meta`, `${J}/nodes/A/task`, `${J}/nodes/A/status`, `${J}/nodes/A/update`,
-      `${J}/nodes/A/evaluation`, `${J}/rounds/+/metrics`, `${J}/metrics`, `${V1}/coordinator/status`,
+      `${J}/nodes/A/secagg`, `${J}/nodes/A/evaluation`, `${J}/rounds/+/metrics`, `${J}/metrics`, `${V1}/coordinator/status`,
     ]);
-    expect(writableFilters(who.nodeA)).toEqual([`${J}/nodes/A/status`, `${J}/nodes/A/update`, `${J}/nodes/A/evaluation`, `${V1}/nodes/A/status`]);
+    expect(writableFilters(who.nodeA)).toEqual([`${J}/nodes/A/status`, `${J}/nodes/A/update`, `${J}/nodes/A/secagg`, `${J}/nodes/A/evaluation`, `${V1}/nodes/A/status`]);
+    // secure aggregation: a node answers its stage tasks on its own topic and reads no other node's
+    expect(canPublish(who.nodeA, `${J}/nodes/B/secagg`)).toBe(false);
+    expect(canSubscribe(who.nodeA, `${J}/nodes/B/secagg`)).toBe(false);
+    expect(canSubscribe(who.nodeA, `${J}/nodes/+/secagg`)).toBe(false);
+    expect(canSubscribe(who.coordinator, `${J}/nodes/+/secagg`)).toBe(true);
+    expect(canSubscribe(who.monitor, `${J}/nodes/+/secagg`)).toBe(false);
     expect(writableFilters(who.coordinator)).toEqual([
       `${J}/coordinator/status`, `${J}/coordinator/stage`, `${J}/models/+`, `${J}/models/+/chunks/+`, `${J}/model/meta`, `${J}/nodes/+/task`, `${J}/rounds/+/metrics`, `${J}/metrics`, `${V1}/coordinator/status`,
     ]);

@@ -34,6 +34,7 @@ import { ID_PATTERN, TOPIC_KINDS, TOPIC_ROOT, TOPIC_TABLE, parseTopic, topicFilt
  * | `nodeTask` | `fedmq/v2/{job}/nodes/{nodeId}/task` | – | own | ✓ | ✓ | – | – |
  * | `nodeStatus` | `fedmq/v2/{job}/nodes/{nodeId}/status` | own | own | – | ✓ | – | ✓ |
  * | `nodeUpdate` | `fedmq/v2/{job}/nodes/{nodeId}/update` | own | own | – | ✓ | – | – |
+ * | `nodeSecAgg` | `fedmq/v2/{job}/nodes/{nodeId}/secagg` | own | own | – | ✓ | – | – |
  * | `nodeEvaluation` | `fedmq/v2/{job}/nodes/{nodeId}/evaluation` | own | own | – | ✓ | – | – |
  * | `roundMetrics` | `fedmq/v2/{job}/rounds/{round}/metrics` | – | ✓ | ✓ | ✓ | – | ✓ |
  * | `latestMetrics` | `fedmq/v2/{job}/metrics` | – | ✓ | ✓ | ✓ | – | ✓ |

@@ -15,7 +15,7 @@ export type SecAggGraphKind = 'harary' | 'complete';
 export const MAX_NEIGHBOURS = MAX_SHARES - 1;
 
 /**
- * The random Harary graph H(n, k) of Bell et al. 2020, §3.1: the nodes in a uniformly random order
+ * The random Harary graph H(n, k) of Bell et al. 2020, §3: the nodes in a uniformly random order
  * on a ring (Fisher–Yates with rejection sampling from `random`), each linked to the k/2 nodes on
  * either side. k is even and < n; k ≥ n − 1 gives the complete graph.
  * @returns every node's neighbours, sorted, the node itself excluded; symmetric
@@ -71,7 +71,7 @@ export function binomialCdfBelow(k: number, p: number, t: number): number {
  * node dropping independently with probability `dropout`, the chance that some node keeps fewer
  * than its threshold t_k of surviving neighbours is at most `failure` (union bound:
  * n · P[Bin(k, 1 − dropout) < t_k] ≤ failure). This is the correctness half of Bell et al.'s
- * choice of k (their Theorem 3.6 also asks for security against colluding nodes, which the
+ * choice of k (their analysis also asks for security against colluding nodes, which the
  * threshold fraction sets). Capped at n − 1 (the complete graph) and {@link MAX_NEIGHBOURS}.
  */
 export function defaultNeighbours(n: number, fraction: number, dropout = 1 / 3, failure = 2 ** -20): number {
