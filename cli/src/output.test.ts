@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { PrivacyRecord, RoundRecord } from '@fedmq/protocol';
-import { privacyCell, roundHeader, roundLine } from './output.ts';
+import { privacyCell, roundHeader, roundLine, secaggCell } from './output.ts';
 
 const record = (extra: Partial<RoundRecord> = {}): RoundRecord => ({
   round: 1, modelVersion: 2, accepted: true, mode: 'sync', selected: 10, reported: 10, failures: {}, trainLoss: 0.4498, testLoss: 0.3, testAccuracy: 0.8492,
@@ -29,5 +29,18 @@ describe('round table lines', () => {
     expect(roundLine(record({ accepted: false, reported: 1, trainLoss: null }))).toBe('    1    1/10!           -    0.8492     7.99 MB     7.97 MB      5.9');
     expect(roundLine(record())).not.toMatch(/ε|δ/);
     expect(roundHeader()).toBe('round    nodes  train loss  test acc  bytes down    bytes up  seconds');
+  });
+
+  it('appends a secure-aggregation round\'s stages: answered/cohort and seconds each, then recovered nodes or the abort code', () => {
+    const stages = [
+      { stage: 'advertise-keys' as const, cohort: 20, answered: 20, durationMs: 162 }, { stage: 'share-keys' as const, cohort: 20, answered: 19, durationMs: 268 },
+      { stage: 'fit' as const, cohort: 19, answered: 17, durationMs: 2919 }, { stage: 'unmask' as const, cohort: 17, answered: 17, durationMs: 140 },
+      { stage: 'aggregate' as const, cohort: 17, answered: 17, durationMs: 133 },
+    ];
+    const secagg = { graph: 'harary' as const, neighbours: 19, threshold: 10, bits: 21, dims: 199_211, recovered: 2, aborted: null, stages };
+    const cell = 'secagg k=19 t=10 b=21: keys 20/20 0.2s, shares 19/20 0.3s, masked 17/19 2.9s, unmask 17/17 0.1s, sum 17/17 0.1s, recovered 2';
+    expect(secaggCell(secagg)).toBe(cell);
+    expect(roundLine(record({ trainLoss: null, secagg }))).toBe(`    1    10/10           -    0.8492     7.99 MB     7.97 MB      5.9  ${cell}`);
+    expect(secaggCell({ ...secagg, recovered: 0, aborted: 'FEDMQ_SECAGG_ABORT', stages: stages.slice(0, 2) })).toBe('secagg k=19 t=10 b=21: keys 20/20 0.2s, shares 19/20 0.3s — aborted FEDMQ_SECAGG_ABORT');
   });
 });

@@ -53,6 +53,18 @@ export function roundLine(r: RoundRecord, o: RoundTableOptions = {}): string {
     cells.splice(4, 0, f ? f.accuracy.toFixed(4) : '-', f ? `${f.accuracySpread.p10.toFixed(2)}–${f.accuracySpread.p90.toFixed(2)}` : '-');
     widths = [...WIDTHS.slice(0, 4), ...FED_WIDTHS, ...WIDTHS.slice(4)];
   }
-  const line = cells.map((c, i) => c.padStart(widths[i])).join('  ');
-  return r.privacy ? `${line}  ${privacyCell(r.privacy)}` : line;
+  let line = cells.map((c, i) => c.padStart(widths[i])).join('  ');
+  if (r.privacy) line = `${line}  ${privacyCell(r.privacy)}`;
+  return r.secagg ? `${line}  ${secaggCell(r.secagg)}` : line;
+}
+
+/**
+ * A secure-aggregation round in one cell: each stage's cohort (answered/sent) and seconds, e.g.
+ * `secagg k=19 t=10 b=21: keys 20/20 0.2s, shares 20/20 0.3s, masked 20/20 2.9s, unmask 20/20 0.1s` (+ `recovered N`, or the abort code).
+ */
+export function secaggCell(s: NonNullable<RoundRecord['secagg']>): string {
+  const name: Record<string, string> = { 'advertise-keys': 'keys', 'share-keys': 'shares', fit: 'masked', unmask: 'unmask', aggregate: 'sum' };
+  const stages = s.stages.map((x) => `${name[x.stage] ?? x.stage} ${x.answered}/${x.cohort} ${(x.durationMs / 1000).toFixed(1)}s`).join(', ');
+  const tail = s.aborted ? ` — aborted ${s.aborted}` : s.recovered > 0 ? `, recovered ${s.recovered}` : '';
+  return `secagg k=${s.neighbours} t=${s.threshold} b=${s.bits}: ${stages}${tail}`;
 }

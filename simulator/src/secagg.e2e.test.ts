@@ -1,6 +1,6 @@
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeUpdate, topicFilter, type RoundRecord } from '@fedmq/protocol';
+import { Reassembler, decodeUpdate, topicFilter, type RoundRecord } from '@fedmq/protocol';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
 import { Coordinator, createStrategy, type CoordinatorOptions } from '@fedmq/coordinator';
 import { ddgEpsilon, ddgL2Sensitivity, ddgZcdpRho } from '@fedmq/privacy';
@@ -39,7 +39,13 @@ describe('secure aggregation end to end over a real Aedes broker (MNIST, mnist-2
     open.push(o);
     o.watcher = await mqtt.connectAsync(broker.url, { clientId: `watch-${job}` });
     const updates: ReturnType<typeof decodeUpdate>[] = [];
-    o.watcher.on('message', (_t, payload) => updates.push(decodeUpdate(payload)));
+    // chunked updates (maxPayloadBytes) are reassembled as the coordinator does (docs/chunking.md)
+    const chunks = new Reassembler({ maxTotalBytes: 2 ** 24, maxPendingBytes: 2 ** 26, timeoutMs: 120_000 });
+    o.watcher.on('message', (topic, payload) => {
+      if (!extra.maxPayloadBytes) return void updates.push(decodeUpdate(payload));
+      const whole = chunks.push(topic, payload);
+      if (whole) updates.push(decodeUpdate(whole));
+    });
     await o.watcher.subscribeAsync(topicFilter('nodeUpdate', job), { qos: 1 });
     o.coordinator = new Coordinator({
       brokerUrl: broker.url, job, model: 'mnist-2nn', rounds, minAvailableNodes: NODES, deadlineMs: 120_000, testData: test, seed: 42,
@@ -48,6 +54,7 @@ describe('secure aggregation end to end over a real Aedes broker (MNIST, mnist-2
     const done = o.coordinator.run();
     o.sim = await startSimulation({ brokerUrl: broker.url, job, nodes: NODES, train, partition: { kind: 'iid' }, seed: 1, workers: 2 });
     const history = await done;
+    chunks.close();
     await o.sim.stop();
     o.sim = undefined;
     return { history, updates };
@@ -86,9 +93,10 @@ describe('secure aggregation end to end over a real Aedes broker (MNIST, mnist-2
     expect(plain.updates.every((u) => u.tensors.length > 0 && u.secagg === undefined)).toBe(true);
   }, 240_000);
 
-  it('--secagg --dp distributed: each node noises its own share, the round reports the ε of the distributed discrete Gaussian', async () => {
+  it('--secagg --dp distributed, masked inputs in chunks: each node noises its own share, the round reports the ε of the distributed discrete Gaussian', async () => {
     const z = 0.5;
-    const secure = await runJob('ddp', { secagg: {}, dp: { mode: 'distributed', noiseMultiplier: z, clipNorm: 0.5 } }, 2);
+    // in chunks of at most 128 KiB (the masked input of the 2NN is ~500 kB)
+    const secure = await runJob('ddp', { secagg: {}, dp: { mode: 'distributed', noiseMultiplier: z, clipNorm: 0.5 }, maxPayloadBytes: 131_072 }, 2);
     const rec = secure.history.map((r) => r.privacy!);
     expect(rec.map((p) => p.mode)).toEqual(['distributed', 'distributed']);
     expect(rec.map((p) => p.steps)).toEqual([1, 2]);
@@ -102,6 +110,7 @@ describe('secure aggregation end to end over a real Aedes broker (MNIST, mnist-2
     expect(secure.history.every((r) => r.accepted && r.secagg!.aborted === null)).toBe(true);
     // the noised mean still trains: better than the initial model's chance level
     expect(secure.history.at(-1)!.testAccuracy!).toBeGreaterThan(0.3);
+    expect(secure.updates).toHaveLength(2 * NODES);
     expect(secure.updates.every((u) => u.tensors.length === 0 && u.secagg !== undefined)).toBe(true);
   }, 240_000);
 });
