@@ -21,7 +21,7 @@ import { registerPrivacyCommand } from './privacy-command.ts';
 import { registerInversionDemo } from './demo-inversion.ts';
 import { LABELS_HELP, parseLabels } from './data-flags.ts';
 import { addDpOptions, dpOptions, dpSummary, type DpFlags } from './dp-flags.ts';
-import { addSecAggOptions, secaggOptions, type SecAggFlags } from './secagg-flags.ts';
+import { addSecAggOptions, secaggOptions, secaggSummary, type SecAggFlags } from './secagg-flags.ts';
 import { logLevelOption, onSignal, runProgram } from './process.ts';
 import { withUrlCredentials } from './broker-url.ts';
 import { assertJobId, defaultRunDir, prepareOutDir } from './out-dir.ts';
@@ -248,6 +248,7 @@ withClientSecurityOptions(withRoundOptions(
     downlink: o.downlink, strategy, dp: dpOptions(o), secagg: secaggOptions(o),
   });
   if (coordinator.privacy) process.stdout.write(`${dpSummary(coordinator.privacy, o.targetEpsilon)}\n`);
+  for (const line of secaggSummary(o, coordinator)) process.stdout.write(`${line}\n`);
   const metrics = await serveMetricsOrFallback(coordinatorMetrics(coordinator), o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort === undefined, o.metricsHost);
   const federated = o.evaluateFraction > 0;
   process.stdout.write(`coordinator for job ${o.job} on ${shownBroker}; waiting for ${o.minNodes ?? 2} node(s); run folder ${out}\nPrometheus metrics: ${metrics.url}\n${roundHeader({ federated })}\n`);
@@ -425,6 +426,7 @@ withClientSecurityOptions(withRoundOptions(
     onRound: (r) => progress.write(`${roundLine(r, { federated })}\n`),
     onCoordinator: (c) => {
       if (c.privacy) progress.write(`${dpSummary(c.privacy, o.targetEpsilon)}\n`);
+      for (const line of secaggSummary(o, c)) progress.write(`${line}\n`);
       progress.onCoordinator(c);
     },
     onSimulation: progress.onSimulation,

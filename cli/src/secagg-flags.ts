@@ -1,5 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import type { SecAggJobOptions } from '@fedmq/coordinator';
+import type { DistributedDpLedger, SecAggJobOptions } from '@fedmq/coordinator';
 
 /** The secure-aggregation flags as commander parses them (docs/privacy.md, "Secure aggregation"). */
 export interface SecAggFlags {
@@ -55,4 +55,13 @@ export function secaggOptions(o: SecAggFlags): SecAggJobOptions | undefined {
     return undefined;
   }
   return { graph: o.secaggGraph, thresholdFraction: o.secaggThreshold, neighbours: o.secaggNeighbours, clip: o.secaggClip, quantBits: o.secaggQuantBits };
+}
+
+/** The lines describing a run's secure aggregation (and distributed DP) for the CLI's header; none without `--secagg`. */
+export function secaggSummary(o: SecAggFlags, c: { distributedDp?: DistributedDpLedger }): string[] {
+  if (!o.secagg) return [];
+  const graph = o.secaggGraph === 'complete' ? 'SecAgg (complete graph)' : `SecAgg+ (random ${o.secaggNeighbours ?? 'k'}-regular graph${o.secaggNeighbours ? '' : ', k from the cohort'})`;
+  const d = c.distributedDp;
+  const enc = d ? `distributed DP: each node adds discrete Gaussian noise, z=${d.noiseMultiplier}, C=${d.clipNorm} (L2), C/γ=${d.scale}, δ=${d.delta}, no amplification by sampling claimed${d.maxEpsilon !== null ? `, budget ε ≤ ${d.maxEpsilon}` : ''}` : `${o.secaggQuantBits ?? 16}-bit levels over [−${o.secaggClip ?? 1}, ${o.secaggClip ?? 1}]`;
+  return [`secure aggregation: ${graph}, threshold θ=${o.secaggThreshold ?? 0.5}, ${enc}`];
 }

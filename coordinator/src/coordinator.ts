@@ -160,6 +160,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private done = false;
   /** Differential privacy of the run (accountant, clip norm), when `dp` is set. */
   readonly privacy?: PrivacyLedger;
+  /** Distributed differential privacy under secure aggregation (`dp.mode` distributed): its ledger. */
+  readonly distributedDp?: DistributedDpLedger;
   /** Why a run that resolved stopped early, when it was not a `stop()`: FEDMQ_PRIVACY_BUDGET. */
   stopError?: FedmqError;
 
@@ -191,6 +193,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         const dims = createModel(opts.model, 0).getWeights().reduce((n, t) => n + t.data.length, 0);
         const expected = Math.max(2, Math.ceil(thresholdFraction * Math.max(2, Math.ceil((typeof fraction === 'number' ? fraction : 1) * opts.minAvailableNodes))));
         distributed = new DistributedDpLedger(opts.dp, { dims, expectedThreshold: expected, fraction: typeof fraction === 'number' ? fraction : 1, quantBits });
+        this.distributedDp = distributed;
         const d = distributed;
         encoding = ddgSecAggEncoding(d);
         secagg = { graph: s.graph ?? 'harary', thresholdFraction, neighbours: s.neighbours, ...encoding, onRelease: () => d.release() };
@@ -284,7 +287,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     // brokerUrl may carry credentials and outDir is a local path: neither goes on the wire
     const { strategy, testData: _t, logger: _l, mqtt: _m, brokerUrl: _b, outDir: _o, checkpointDir: _c, resume, clock: _k, dpRandom: _r, dp, ...rest } = this.opts;
     const p = this.privacy;
-    const privacy = dp && p ? { dp: { ...dp, noiseMultiplier: p.noiseMultiplier, delta: p.delta, q: p.q, sampling: 'poisson' } } : {};
+    const privacy = dp && p ? { dp: { ...dp, noiseMultiplier: p.noiseMultiplier, delta: p.delta, q: p.q, sampling: 'poisson' } } : dp ? { dp: { ...dp, sampling: 'none' } } : {};
     return { ...rest, ...privacy, runId: this.runId, strategy: strategy.name, ...(resume ? { resumedFrom: resume.runId, resumedAtRound: resume.round } : {}) };
   }
 
