@@ -226,7 +226,7 @@ describe('ending the run', () => {
     // the broker's session store (aedes-persistence, promise API)
     const store = (broker!.aedes as unknown as { persistence: { subscriptionsByClient(c: { id: string }): Promise<unknown[]> } }).persistence;
     const subs = async () => (await store.subscriptionsByClient({ id })) ?? [];
-    expect((await subs()).length).toBe(4); // while it runs: status, update, evaluation, v1 status
+    expect((await subs()).length).toBe(5); // while it runs: status, update, secure-aggregation answers, evaluation, v1 status
     await c.close();
     expect(await subs()).toEqual([]);
   });

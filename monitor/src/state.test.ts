@@ -78,7 +78,7 @@ describe('FleetState', () => {
       [topics.coordinatorStatus(J), json({ v: 2, job: J }), ErrorCodes.SCHEMA],
       [topics.coordinatorStatus(J), json(coord('r1', 'training' as CoordinatorStatus['state'], 1, 1)), ErrorCodes.SCHEMA], // a v1 phase is no v2 state
       [topics.stage(J), Buffer.from('[]'), ErrorCodes.SCHEMA],
-      [topics.stage(J), json({ ...stage('r1', 1, 'fit', 1), stage: 'unmask' }), ErrorCodes.SCHEMA],
+      [topics.stage(J), json({ ...stage('r1', 1, 'fit', 1), stage: 'shuffle' }), ErrorCodes.SCHEMA],
       [topics.stage(J), json({ ...stage('r1', 1, 'fit', 1), job: 'job-b' }), ErrorCodes.WRONG_JOB],
       ['fedmq/v2/job-a/nodes/pi-1/whatever', json({}), ErrorCodes.BAD_TOPIC],
       ['fedmq/v1/job-a/task', json({}), ErrorCodes.BAD_TOPIC],
