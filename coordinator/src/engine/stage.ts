@@ -32,7 +32,7 @@ export type Answer =
  * One stage of a round (docs/architecture.md, "Stages"): its cohort and deadline are set in
  * `enter`, its message schema is the answer kind it takes, its completion rule is `isComplete`.
  * Today's synchronous round is waiting → select → fit → aggregate → evaluate ({@link SYNC_ROUND});
- * secure aggregation will insert advertise-keys, share-keys, masked-input and unmask stages.
+ * with secure aggregation (engine/secagg.ts) advertise-keys, share-keys, fit as the masked input, unmask and the unmasking aggregate.
  */
 export interface Stage<R> {
   readonly name: StageName;
