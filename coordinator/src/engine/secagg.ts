@@ -137,7 +137,8 @@ const advertiseKeys: Stage<SyncRound> = {
     const o = m.cfg.secagg!;
     const u0 = r.selected;
     try {
-      if (u0.length < 2) throw new FedmqError(ErrorCodes.SECAGG_ABORT, `secure aggregation needs at least 2 selected nodes, got ${u0.length}`);
+      // each node Shamir-shares its secrets among ≥ 2 neighbours with t_i ≥ 2: a cohort of at least 3
+      if (u0.length < 3) throw new FedmqError(ErrorCodes.SECAGG_ABORT, `secure aggregation needs at least 3 selected nodes, got ${u0.length}`);
       const params = m.global.reduce((s, t) => s + t.data.length, 0);
       const maxExamples = Math.max(1, ...u0.map((n) => m.registry.get(n)?.numExamples ?? 1));
       sa.threshold = Math.max(2, Math.ceil(o.thresholdFraction * u0.length));

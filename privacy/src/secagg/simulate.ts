@@ -42,7 +42,7 @@ export interface SimulatedSecAgg extends SecAggResult {
  */
 export async function simulateSecAgg(o: SimulateSecAggOptions): Promise<SimulatedSecAgg> {
   const ids = [...o.inputs.keys()].sort();
-  if (ids.length < 2) throw new FedmqError(ErrorCodes.SECAGG_RANGE, 'secure aggregation needs at least 2 nodes');
+  if (ids.length < 3) throw new FedmqError(ErrorCodes.SECAGG_RANGE, 'secure aggregation needs at least 3 nodes (each shares its secrets, 2 of at least 2 neighbours)');
   const dims = o.inputs.get(ids[0])!.length;
   const theta = o.thresholdFraction ?? 0.5;
   const kind = o.graph ?? 'harary';
