@@ -705,8 +705,9 @@ describe('secure aggregation in the round engine: fuzzed stage messages', () => 
     const r = f.record(1);
     expect(r).toMatchObject({ accepted: true, reported: 6, secagg: { recovered: 2, aborted: null } });
     expect(cohortsOf(r).find(([s]) => s === 'fit')).toEqual(['fit', 8, 6]);
-    // (counted as `offline` today, where a plain fit stage counts a given-up task as `failed`)
-    expect((r.failures.offline ?? 0) + (r.failures.failed ?? 0)).toBe(2);
+    // a given-up task counts as `failed`, as in a plain fit stage
+    expect(r.failures.failed).toBe(2);
+    expect(r.failures.offline).toBeUndefined();
     expect(f.h.rejections()).toEqual([]);
     expectFedAvgStep(initial(), f.model(), f.nodes.filter((n) => !victims.includes(n.id)), f.maxExamples);
   });

@@ -69,7 +69,10 @@ export interface SecAggRound {
   /** Node → open task id of the current stage. */
   tasks: Map<string, number>;
   answered: Set<string>;
+  /** Cohort nodes of the current stage that went offline. */
   gone: Set<string>;
+  /** Cohort nodes of the current stage that gave their task up (idle after it without an answer). */
+  gaveUp: Set<string>;
   stageStart: number;
   stages: SecAggStageRecord[];
   aborted?: FedmqError;
@@ -78,7 +81,7 @@ export interface SecAggRound {
 }
 
 export function newSecAggRound(): SecAggRound {
-  return { bits: 0, dims: 0, neighbours: 0, threshold: 0, tasks: new Map(), answered: new Set(), gone: new Set(), stageStart: 0, stages: [], computing: false };
+  return { bits: 0, dims: 0, neighbours: 0, threshold: 0, tasks: new Map(), answered: new Set(), gone: new Set(), gaveUp: new Set(), stageStart: 0, stages: [], computing: false };
 }
 
 function abort(m: RoundMachine, r: SyncRound, err: unknown): void {
@@ -95,6 +98,7 @@ function open(m: RoundMachine, r: SyncRound, stage: StageName, cohort: readonly 
   sa.tasks.clear();
   sa.answered.clear();
   sa.gone.clear();
+  sa.gaveUp.clear();
   sa.stageStart = m.now();
   const deadline = m.now() + m.cfg.deadlineMs;
   m.enterStage(r.round, stage, cohort.length, deadline);
@@ -105,23 +109,31 @@ function open(m: RoundMachine, r: SyncRound, stage: StageName, cohort: readonly 
 /** Closes a stage: its tasks, its record, the missing counted. */
 function close(m: RoundMachine, r: SyncRound, stage: StageName): void {
   const sa = r.sa!;
-  const missing = [...sa.tasks.keys()].filter((n) => !sa.answered.has(n) && !sa.gone.has(n));
+  const missing = missingOf(sa);
   if (missing.length > 0) r.failures.timeout = (r.failures.timeout ?? 0) + missing.length;
   if (sa.gone.size > 0) r.failures.offline = (r.failures.offline ?? 0) + sa.gone.size;
+  if (sa.gaveUp.size > 0) r.failures.failed = (r.failures.failed ?? 0) + sa.gaveUp.size;
   m.closeTasks(sa.tasks.values());
   sa.stages.push({ stage, cohort: sa.tasks.size, answered: sa.answered.size, durationMs: m.now() - sa.stageStart });
+}
+
+/** Cohort nodes of the current stage that neither answered, went offline nor gave up (the deadline's). */
+function missingOf(sa: SecAggRound): string[] {
+  return [...sa.tasks.keys()].filter((n) => !sa.answered.has(n) && !sa.gone.has(n) && !sa.gaveUp.has(n));
 }
 
 const presence: Stage<SyncRound>['onPresence'] = (_m, r, nodeId, p) => {
   const sa = r.sa!;
   if (!sa.tasks.has(nodeId) || sa.answered.has(nodeId)) return;
-  if (p === 'back') sa.gone.delete(nodeId);
-  else sa.gone.add(nodeId);
+  sa.gone.delete(nodeId);
+  sa.gaveUp.delete(nodeId);
+  if (p === 'offline') sa.gone.add(nodeId);
+  if (p === 'gave-up') sa.gaveUp.add(nodeId);
 };
 
 const stageDone = (r: SyncRound, stage: StageName) => {
   const sa = r.sa!;
-  return !!sa.aborted || r.closed.has(stage) || sa.answered.size + sa.gone.size >= sa.tasks.size;
+  return !!sa.aborted || r.closed.has(stage) || sa.answered.size + sa.gone.size + sa.gaveUp.size >= sa.tasks.size;
 };
 
 function secaggAnswer(a: Answer, stage: SecAggAnswer['stage']): SecAggAnswer {
@@ -248,17 +260,14 @@ export const maskedInput: Stage<SyncRound> = {
     r.bytesDown += u.metrics.bytesDown ?? 0;
     m.notice({ type: 'accepted', nodeId: u.nodeId, round: r.round, bytes: a.wireBytes, taskId: a.task.taskId, trainMs: u.metrics.trainMs });
   },
-  onPresence(m, r, nodeId, p) {
-    presence!(m, r, nodeId, p);
-    if (p === 'gave-up' && r.sa!.tasks.has(nodeId) && !r.sa!.answered.has(nodeId)) r.gaveUp.add(nodeId);
-  },
+  onPresence: presence,
   isComplete: (_m, r) => stageDone(r, 'fit'),
   exit(m, r) {
     const sa = r.sa!;
     r.trainMs = m.now() - r.startedAt;
     if (sa.aborted) return;
     close(m, r, 'fit');
-    r.fitFailures = failureList([...sa.tasks.keys()].filter((n) => !sa.answered.has(n) && !sa.gone.has(n)), sa.gone);
+    r.fitFailures = failureList(missingOf(sa), sa.gone, sa.gaveUp);
     try {
       sa.server!.closeMaskedInput();
     } catch (err) {

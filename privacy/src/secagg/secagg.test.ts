@@ -156,6 +156,23 @@ describe('a node and the coordinator refuse what the protocol does not allow', (
     code(() => server.onAdvertise('a', { encPublicKey: new Uint8Array(32), maskPublicKey: new Uint8Array(32) }), ErrorCodes.SECAGG_PROTOCOL);
   });
 
+  it('the coordinator refuses a node whose advertised keys repeat another node\'s (or each other), and only that node', () => {
+    const ids = ['a', 'b', 'c', 'd'];
+    const server = new SecAggServer({ ctx, bits: 16, dims: 4, graph: neighbourGraph(ids, 3, 'complete'), thresholds: new Map(ids.map((x) => [x, 2])), threshold: 3 });
+    const clients = new Map(ids.map((x) => [x, new SecAggClient(x, ctx)]));
+    const a = clients.get('a')!.advertise(server.advertiseRequest('a'));
+    server.onAdvertise('a', a);
+    const code = (f: () => unknown) => expect(f).toThrow(expect.objectContaining({ code: ErrorCodes.SECAGG_PROTOCOL }));
+    const b = clients.get('b')!.advertise(server.advertiseRequest('b'));
+    code(() => server.onAdvertise('b', { encPublicKey: a.encPublicKey, maskPublicKey: b.maskPublicKey }));
+    code(() => server.onAdvertise('b', { encPublicKey: b.encPublicKey, maskPublicKey: a.encPublicKey }));
+    code(() => server.onAdvertise('b', { encPublicKey: b.encPublicKey, maskPublicKey: b.encPublicKey }));
+    // refused answers left nothing behind: b's own keys are taken, and the others'
+    server.onAdvertise('b', b);
+    for (const x of ['c', 'd']) server.onAdvertise(x, clients.get(x)!.advertise(server.advertiseRequest(x)));
+    expect(server.closeAdvertise()).toEqual(ids);
+  });
+
   it('a share of another round does not open (the round is in the associated data and the keys)', async () => {
     const { server, clients } = await threeStages();
     const other = new SecAggClient('x', { ...ctx, round: 2 });

@@ -51,6 +51,8 @@ export class SecAggServer {
   stage: SecAggStage = 'advertise-keys';
   readonly u0: string[];
   private readonly keys = new Map<string, AdvertiseKeysReply>();
+  /** Every public key advertised this round (hex). */
+  private readonly seenKeys = new Set<string>();
   private u1: Set<string> = new Set();
   /** receiver → sender → ciphertext. */
   private readonly mailbox = new Map<string, Map<string, Uint8Array>>();
@@ -98,6 +100,11 @@ export class SecAggServer {
     this.expect('advertise-keys', nodeId, this.u0);
     if (this.keys.has(nodeId)) throw protocolError(`${nodeId} advertised keys twice`, { nodeId });
     if (reply.encPublicKey.length !== KEY_BYTES || reply.maskPublicKey.length !== KEY_BYTES) throw protocolError(`keys of ${nodeId} are not ${KEY_BYTES} bytes`, { nodeId });
+    // all keys distinct (Bonawitz et al. Fig. 4, round 1): a copied key would make the round fail at every neighbour, so it is refused here, for this node only
+    const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+    const mine = [hex(reply.encPublicKey), hex(reply.maskPublicKey)];
+    if (mine[0] === mine[1] || mine.some((k) => this.seenKeys.has(k))) throw protocolError(`keys of ${nodeId} repeat a key already advertised`, { nodeId });
+    for (const k of mine) this.seenKeys.add(k);
     this.keys.set(nodeId, { encPublicKey: reply.encPublicKey.slice(), maskPublicKey: reply.maskPublicKey.slice() });
   }
 
