@@ -6,24 +6,28 @@
  *   readers, payload, message, QoS, retain, will);
  * - §3: every message's field table against its zod schema in MESSAGE_SCHEMAS (field names,
  *   nested ones as `a.b` and `a[].b`; required vs optional; nullable; enum and literal values;
- *   the kind of type), and every JSON example against its schema, with no field the schema drops;
+ *   the kind of type; for discriminated unions, the forms a field belongs to), and every JSON
+ *   example against its schema, with no field the schema drops;
  * - §1.2: which messages refuse unknown keys (strict objects);
  * - §7: the error code table against ErrorCodes, both ways; every FEDMQ_ code the text names exists;
  * - worked examples, recomputed: the model hash (§4, weightsSha256), the held-out split (§5.4,
  *   reimplemented here from the text and compared with @fedmq/edge-node's splitIndices), the
  *   training seeds (§5.2), the chunk example (§10, splitPayload / decodeChunk), the codec
- *   examples (§11: decoded from the doc's hex, and re-encoded), the reconnect policy (§1.3);
+ *   examples (§11: decoded from the doc's hex, and re-encoded), the reconnect policy (§1.3), the
+ *   secure-aggregation vectors and examples (§12: keys, KDF, PRG, AEAD, Shamir, thresholds,
+ *   modulus bits, packing, the ddg parameters — from the text's rules with node:crypto, and with
+ *   @fedmq/privacy — and §3.14's annotated SecAggAnswer);
  * - every in-page link (`](#anchor)`) names a heading.
  *
  * Tables are plain pipe tables with fixed headers; a failure names the section, the line and the row.
  */
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash, createPrivateKey, createPublicKey, diffieHellman, hkdfSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   CHUNK_OVERHEAD_BYTES, CODEC_NAMES, ErrorCodes, MESSAGE_SCHEMAS, PROTOCOL_VERSION, TOPIC_KINDS, TOPIC_TABLE, backoffDelay, createRng, decodeChunk,
-  encodePacked, fnv1a32, getCodec, splitPayload, weightsSha256, weightsToWire,
-  type CodecParams, type GlobalModelMessage, type UpdateMessage,
+  decodeSecAggAnswer, encodePacked, encodeSecAggAnswer, fnv1a32, getCodec, splitPayload, unpackMessage, weightsSha256, weightsToWire,
+  type CodecParams, type GlobalModelMessage, type SecAggAnswer, type UpdateMessage,
 } from '@fedmq/protocol';
 
 const DOC = 'docs/protocol.md';
@@ -155,16 +159,33 @@ interface FieldSpec {
   path: string;
   optional: boolean;
   nullable: boolean;
-  /** zod type name after unwrapping: object, array, string, number, boolean, enum, literal, record, custom … */
+  /** zod type name after unwrapping: object, array, string, number, boolean, enum, literal, record, custom, union … */
   kind: string;
   int: boolean;
   values?: readonly unknown[];
+  /**
+   * A field of some of the options of a discriminated union only: the discriminator values of the
+   * options that have it (the Meaning must name them); undefined when every option has it.
+   */
+  only?: string[];
 }
 
-type AnySchema = { def: { type: string; innerType?: AnySchema; values?: unknown[]; catchall?: AnySchema }; shape?: Record<string, AnySchema>; options?: unknown[]; element?: AnySchema; isInt?: boolean };
+type AnySchema = {
+  def: { type: string; innerType?: AnySchema; values?: unknown[]; catchall?: AnySchema; discriminator?: string; options?: AnySchema[] };
+  shape?: Record<string, AnySchema>; options?: unknown[]; element?: AnySchema; isInt?: boolean;
+};
 
-/** The fields of an object schema, depth first: `a`, `a.b`, `a[].b` for arrays of objects. */
+/** Whether the fields of `s` are walked: objects and discriminated unions of objects. */
+const hasFields = (s: AnySchema) => s.def.type === 'object' || s.def.type === 'union';
+
+/**
+ * The fields of an object schema, depth first: `a`, `a.b`, `a[].b` for arrays of objects. A
+ * discriminated union of objects (SecAggAnswer, AdvertiseKeysTask `encoding`) has the fields of
+ * all its options: one row per field name, the discriminator's values merged, and a field that
+ * only some options have marked with those options' discriminator values.
+ */
 function fieldsOf(schema: AnySchema, prefix = '', out: FieldSpec[] = []): FieldSpec[] {
+  if (schema.def.type === 'union') return unionFieldsOf(schema, prefix, out);
   for (const [key, s0] of Object.entries(schema.shape ?? {})) {
     let s = s0;
     let optional = false;
@@ -178,9 +199,33 @@ function fieldsOf(schema: AnySchema, prefix = '', out: FieldSpec[] = []): FieldS
     const kind = s.def.type;
     const path = prefix + key;
     out.push({ path, optional, nullable, kind, int: kind === 'number' && s.isInt === true, values: kind === 'enum' ? s.options : kind === 'literal' ? s.def.values : undefined });
-    if (kind === 'object') fieldsOf(s, `${path}.`, out);
-    if (kind === 'array' && s.element!.def.type === 'object') fieldsOf(s.element!, `${path}[].`, out);
+    if (hasFields(s)) fieldsOf(s, `${path}.`, out);
+    if (kind === 'array' && hasFields(s.element!)) fieldsOf(s.element!, `${path}[].`, out);
   }
+  return out;
+}
+
+function unionFieldsOf(schema: AnySchema, prefix: string, out: FieldSpec[]): FieldSpec[] {
+  const key = schema.def.discriminator;
+  const options = schema.def.options ?? [];
+  if (!key || options.some((o) => o.def.type !== 'object')) throw new Error(`${prefix || 'a message'}: only discriminated unions of objects have field tables`);
+  const merged = new Map<string, FieldSpec & { in: string[] }>();
+  for (const o of options) {
+    const tag = String(o.shape![key].def.values![0]);
+    for (const f of fieldsOf(o, prefix)) {
+      const m = merged.get(f.path);
+      if (!m) {
+        merged.set(f.path, { ...f, values: f.values && [...f.values], in: [tag] });
+        continue;
+      }
+      if (m.kind !== f.kind || m.optional !== f.optional || m.nullable !== f.nullable || m.int !== f.int) {
+        throw new Error(`${f.path}: the options of the union disagree on its type; the field table cannot describe it in one row`);
+      }
+      if (f.values) m.values = [...new Set([...(m.values ?? []), ...f.values])];
+      m.in.push(tag);
+    }
+  }
+  for (const { in: tags, ...f } of merged.values()) out.push({ ...f, only: tags.length === options.length ? f.only : tags });
   return out;
 }
 
@@ -190,7 +235,8 @@ function typeWords(f: FieldSpec): RegExp {
     case 'number': return f.int ? /\bint\b/ : /\bnumber\b/;
     case 'string': return /\b(string|str|id|hex)\b/;
     case 'boolean': return /\bboolean\b/;
-    case 'object': return /\bobject\b/;
+    case 'object':
+    case 'union': return /\bobject\b/;
     case 'record': return /\bmap\b/;
     case 'array': return /\[\]|\barray\b/;
     case 'custom': return /\bbin\b/;
@@ -248,15 +294,30 @@ describe('docs/protocol.md §2 topic table', () => {
 });
 
 describe('docs/protocol.md §3 message tables', () => {
-  const all = HEADINGS.filter((h) => h.level === 3 && /^3\.\d+ /.test(h.title)).map((h) => /^3\.\d+ (\w+)/.exec(h.title)![1]);
+  const heads = HEADINGS.filter((h) => h.level === 3 && /^3\.\d+ /.test(h.title)).map((h) => {
+    const m = /^3\.(\d+) (\w+)/.exec(h.title)!;
+    return { n: Number(m[1]), msg: m[2] };
+  });
+  const all = heads.map((h) => h.msg);
+  // messages sent only as MessagePack (their bin fields have no JSON form): no JSON example
+  const packed = new Set<string>(TOPIC_KINDS.filter((k) => TOPIC_TABLE[k].payload.startsWith('msgpack')).map((k) => TOPIC_TABLE[k].message));
 
-  it('has one subsection per message of MESSAGE_SCHEMAS, in its order', () => {
-    expect(all, `${DOC} §3: the ### 3.N headings must name the messages of MESSAGE_SCHEMAS`).toEqual(Object.keys(MESSAGE_SCHEMAS));
+  it('has one subsection per message of MESSAGE_SCHEMAS, numbered 3.1, 3.2, … without gaps', () => {
+    // the doc's order is the order the messages were added in (new ones at the end, so that
+    // references like §3.8 stay valid), not necessarily MESSAGE_SCHEMAS' order
+    expect(heads.map((h) => h.n), `${DOC} §3: the ### 3.N headings must be numbered 1, 2, 3 …`).toEqual(heads.map((_, i) => i + 1));
+    expect(all.filter((x, i) => all.indexOf(x) !== i), `${DOC} §3: messages with two subsections`).toEqual([]);
+    expect(all.filter((x) => !(x in MESSAGE_SCHEMAS)), `${DOC} §3: ### 3.N headings naming no message of MESSAGE_SCHEMAS`).toEqual([]);
+    expect(Object.keys(MESSAGE_SCHEMAS).filter((x) => !all.includes(x)), `${DOC} §3: messages of MESSAGE_SCHEMAS without a ### 3.N subsection`).toEqual([]);
   });
 
   for (const [msg, schema] of Object.entries(MESSAGE_SCHEMAS)) {
     describe(msg, () => {
       const index = all.indexOf(msg) + 1;
+      if (index === 0) {
+        it('has a ### 3.N subsection', () => expect.fail(`${DOC} §3: no ### 3.N ${msg} subsection`));
+        return;
+      }
       const s = section(`### 3.${index} ${msg}`);
       const t = table(s, ['Field', 'Type', 'Required', 'Meaning']);
       const fields = fieldsOf(schema as unknown as AnySchema);
@@ -287,11 +348,22 @@ describe('docs/protocol.md §3 message tables', () => {
             const listed = spans(type).filter((x) => !f.values!.map(String).includes(x));
             expect(listed, `${where}: the type lists values the schema does not allow`).toEqual([]);
           }
+          // a field of some forms only: its meaning, or the meaning of a field it is nested in, names them
+          const named = (tag: string) => {
+            for (let p = f.path; p; p = p.replace(/(\[\])?\.?[^.[\]]*$/, '')) {
+              const r = rows.get(p);
+              if (r && spans(r.cells[3]).includes(tag)) return true;
+            }
+            return false;
+          };
+          for (const tag of f.only ?? []) {
+            expect(named(tag), `${where}: a field of the \`${f.only!.join('`, `')}\` form${f.only!.length > 1 ? 's' : ''} only: its meaning (or its parent's) must name \`${tag}\``).toBe(true);
+          }
         });
       }
 
       const examples = codeBlocks(s, 'json');
-      if (msg !== 'GlobalModel' && msg !== 'Update') {
+      if (!packed.has(msg)) {
         it('has a JSON example', () => expect(examples.length, `${DOC}:${s.line} §3.${index} ${msg}: no \`\`\`json example`).toBeGreaterThan(0));
       }
       for (const ex of examples) {
@@ -622,6 +694,190 @@ describe('docs/protocol.md worked examples', () => {
       expect(backoffDelay(n, { rng: () => 0 }), `${DOC} §1.3: shortest delay of attempt ${n}`).toBe(cap / 2);
       expect(backoffDelay(n, { rng: () => 0.999999 }), `${DOC} §1.3: longest delay of attempt ${n}`).toBeLessThan(cap);
     }
+  });
+});
+
+describe('docs/protocol.md §12 secure aggregation, recomputed', () => {
+  const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+  const x25519Public = (sk: Uint8Array) =>
+    new Uint8Array(createPublicKey(createPrivateKey({ key: Buffer.concat([PKCS8_X25519, sk]), format: 'der', type: 'pkcs8' })).export({ format: 'der', type: 'spki' }).subarray(12));
+  const x25519 = (sk: Uint8Array, pk: Uint8Array) => {
+    const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, sk]), format: 'der', type: 'pkcs8' });
+    const publicKey = createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b656e032100', 'hex'), pk]), format: 'der', type: 'spki' });
+    return new Uint8Array(diffieHellman({ privateKey, publicKey }));
+  };
+  // §12.2 from the text: info, HKDF, PRG, AAD
+  const info = (purpose: string, job: string, runId: string, round: number, a: string, b: string) =>
+    Buffer.from([purpose, job, runId, String(round), a < b ? a : b, a < b ? b : a].join('\0'), 'utf8');
+  const kdf = (purpose: string, z: Uint8Array, job: string, runId: string, round: number, a: string, b: string) =>
+    new Uint8Array(hkdfSync('sha256', z, Buffer.from('fedmq/secagg/v1'), info(purpose, job, runId, round, a, b), 32));
+  const prg = (seed: Uint8Array, count: number, bits: number) => {
+    const ks = createCipheriv('chacha20', seed, Buffer.alloc(16)).update(Buffer.alloc(4 * count));
+    return Array.from({ length: count }, (_, m) => Number(BigInt(ks.readUInt32LE(4 * m)) & ((1n << BigInt(bits)) - 1n)));
+  };
+  const aad = (job: string, runId: string, round: number, sender: string, receiver: string) =>
+    Buffer.from(['fedmq/secagg/v1', 'share-keys', job, runId, String(round), sender, receiver].join('\0'), 'utf8');
+
+  it('§12.2: the test vectors follow from RFC 7748, RFC 5869, RFC 8439 and the text, and the code gives the same', async () => {
+    const s = section('### 12.2 ');
+    const marker = '<!-- example: secagg-keys -->';
+    const [block] = codeBlocks(s, 'text', marker);
+    if (!block) throw new Error(`${DOC}:${s.line} §12.2: no \`\`\`text vector block after ${marker}`);
+    const kv = new Map(block.lines.filter((l) => l.trim()).map((l) => {
+      const m = /^(\S+)\s+(.*)$/.exec(l.trim())!;
+      return [m[1], m[2].trim()] as const;
+    }));
+    const get = (k: string) => {
+      const v = kv.get(k);
+      if (v === undefined) throw new Error(`${DOC}:${block.n} §12.2 vectors: no "${k}" line`);
+      return v;
+    };
+    const bin = (k: string) => fromHex(get(k));
+    const where = `${DOC}:${block.n} §12.2 vectors`;
+    const [aSk, aPk, bSk, bPk] = ['aSecretKey', 'aPublicKey', 'bSecretKey', 'bPublicKey'].map(bin);
+    expect(hex(x25519Public(aSk)), `${where}: aPublicKey`).toBe(hex(aPk));
+    expect(hex(x25519Public(bSk)), `${where}: bPublicKey`).toBe(hex(bPk));
+    const shared = x25519(aSk, bPk);
+    expect(hex(shared), `${where}: shared = X25519(a, B)`).toBe(get('shared'));
+    expect(hex(x25519(bSk, aPk)), `${where}: shared = X25519(b, A)`).toBe(get('shared'));
+    const job = get('job');
+    const runId = get('runId');
+    const round = Number(get('round'));
+    const [idA, idB] = [get('idA'), get('idB')];
+    expect(get('salt'), `${where}: salt`).toBe(Buffer.from('fedmq/secagg/v1').toString('hex'));
+    for (const [purpose, infoKey, keyKey] of [['mask', 'infoMask', 'maskKey'], ['enc', 'infoEnc', 'encKey']] as const) {
+      expect(hex(info(purpose, job, runId, round, idB, idA)), `${where}: ${infoKey}`).toBe(get(infoKey).replace(/\s+/g, ''));
+      expect(hex(kdf(purpose, shared, job, runId, round, idA, idB)), `${where}: ${keyKey}`).toBe(get(keyKey));
+    }
+    const maskKey = bin('maskKey');
+    const encKey = bin('encKey');
+    const words20 = get('prgMask20').split(/\s+/).map(Number);
+    expect(prg(maskKey, words20.length, 20), `${where}: prgMask20`).toEqual(words20);
+    const words32 = get('prgMask32').split(/\s+/);
+    expect(prg(maskKey, words32.length, 32).map((w) => w.toString(16).padStart(8, '0')), `${where}: prgMask32`).toEqual(words32);
+    const zero = createCipheriv('chacha20', Buffer.alloc(32), Buffer.alloc(16)).update(Buffer.alloc(128));
+    expect(zero.toString('hex'), `${where}: prgZero (RFC 8439 A.1 #1 and #2)`).toBe(get('prgZero'));
+    expect(get('prgZero').startsWith('76b8e0ada0f13d90405d6ae55386bd28'), `${where}: prgZero is RFC 8439 A.1 test vector #1`).toBe(true);
+    const ad = aad(job, runId, round, idA, idB);
+    expect(hex(ad), `${where}: aad`).toBe(get('aad').replace(/\s+/g, ''));
+    const nonce = bin('nonce');
+    const plaintext = bin('plaintext');
+    expect(plaintext.length, `${where}: plaintext = two 33-byte shares`).toBe(66);
+    const c = createCipheriv('chacha20-poly1305', encKey, nonce, { authTagLength: 16 });
+    c.setAAD(ad, { plaintextLength: plaintext.length });
+    const sealed = Buffer.concat([nonce, c.update(plaintext), c.final(), c.getAuthTag()]);
+    expect(sealed.toString('hex'), `${where}: sealed = nonce ‖ ChaCha20-Poly1305 ‖ tag`).toBe(get('sealed'));
+    expect(sealed.length, `${where}: sealed length`).toBe(94);
+    // the code (@fedmq/privacy) gives the same
+    const p = await import('@fedmq/privacy');
+    const ctx = { job, runId, round };
+    expect(hex(p.deriveKey('mask', ctx, idA, idB, aSk, bPk)), `${where}: deriveKey mask`).toBe(get('maskKey'));
+    expect(hex(p.deriveKey('mask', ctx, idB, idA, bSk, aPk)), `${where}: deriveKey mask, the other end`).toBe(get('maskKey'));
+    expect(hex(p.deriveKey('enc', ctx, idB, idA, bSk, aPk)), `${where}: deriveKey enc`).toBe(get('encKey'));
+    expect(Array.from(p.prgWords(maskKey, words20.length, 20)), `${where}: prgWords`).toEqual(words20);
+    expect(hex(p.shareAad(ctx, idA, idB)), `${where}: shareAad`).toBe(hex(ad));
+    expect(hex(p.open(encKey, sealed, ad)), `${where}: open`).toBe(hex(plaintext));
+  });
+
+  it('§12.2: the Shamir example, in GF(2^8) with 0x11B, and with the library', async () => {
+    const text = prose(section('### 12.2 '));
+    const m = /f\(x\) = 0x([0-9a-f]{2}) ⊕ 0x([0-9a-f]{2})·x\): shares `([0-9a-f]{4})` and `([0-9a-f]{4})` combine to `([0-9a-f]{2})`/.exec(text);
+    expect(m, `${DOC} §12.2: "f(x) = 0x.. ⊕ 0x..·x): shares \`....\` and \`....\` combine to \`..\`"`).not.toBeNull();
+    const mul = (a: number, b: number) => {
+      let r = 0;
+      for (; b; b >>= 1, a = (a << 1) ^ (a & 0x80 ? 0x11b : 0)) if (b & 1) r ^= a;
+      return r;
+    };
+    const [a0, a1] = [parseInt(m![1], 16), parseInt(m![2], 16)];
+    for (const share of [m![3], m![4]]) {
+      const x = parseInt(share.slice(2), 16);
+      expect(share.slice(0, 2), `${DOC} §12.2 Shamir example: f(${x})`).toBe((a0 ^ mul(a1, x)).toString(16).padStart(2, '0'));
+    }
+    expect(m![5], `${DOC} §12.2 Shamir example: f(0)`).toBe(a0.toString(16).padStart(2, '0'));
+    const { combineShares } = await import('@fedmq/privacy');
+    expect(hex(await combineShares([fromHex(m![3]), fromHex(m![4])], 2)), `${DOC} §12.2 Shamir example: combineShares`).toBe(m![5]);
+  });
+
+  it('§12.1: the default neighbours and the node thresholds', async () => {
+    const { defaultNeighbours, nodeThreshold } = await import('@fedmq/privacy');
+    const text = prose(section('### 12.1 '));
+    const k = /at most min\(n − 1, 254\): n = (\d+) → (\d+), n = (\d+) → (\d+), n = ([\d ]+) → (\d+) \(θ = ([\d.]+)\)/.exec(text);
+    expect(k, `${DOC} §12.1: the default-k examples`).not.toBeNull();
+    for (let i = 1; i <= 5; i += 2) {
+      const n = num(k![i]);
+      expect(Math.min(n - 1, defaultNeighbours(n, Number(k![7]))), `${DOC} §12.1: default k for n = ${n}`).toBe(Number(k![i + 1]));
+    }
+    const t = /E\.g\. θ = ([\d.]+): ((?:k = \d+ → \d+(?:, )?)+); θ = 1: t_i = k_i/.exec(text);
+    expect(t, `${DOC} §12.1: the t_i examples`).not.toBeNull();
+    const theta = Number(t![1]);
+    for (const x of t![2].matchAll(/k = (\d+) → (\d+)/g)) {
+      const kk = Number(x[1]);
+      expect(Math.min(kk, Math.max(2, Math.floor(theta * kk) + 1)), `${DOC} §12.1: t_i for k = ${kk} (the text's rule)`).toBe(Number(x[2]));
+      expect(Math.min(kk, nodeThreshold(kk, theta)), `${DOC} §12.1: t_i for k = ${kk} (the engine's)`).toBe(Number(x[2]));
+    }
+    for (const kk of [1, 2, 7, 254]) expect(Math.min(kk, nodeThreshold(kk, 1)), `${DOC} §12.1: θ = 1`).toBe(kk);
+  });
+
+  it('§12.4: modulus bits, the ddg example, packing', async () => {
+    const { ddgBits, modulusBits, packBits, unpackBits } = await import('@fedmq/privacy');
+    const text = prose(section('### 12.4 '));
+    const mb = /With (\d+)-bit levels: b = (\d+) for ([\d ]+) nodes, (\d+) for ([\d ]+)\./.exec(text);
+    expect(mb, `${DOC} §12.4: "With q-bit levels: b = … for … nodes, … for …"`).not.toBeNull();
+    const q = Number(mb![1]);
+    for (const [b, n] of [[mb![2], mb![3]], [mb![4], mb![5]]].map(([x, y]) => [Number(x), num(y)])) {
+      let rule = 1;
+      while (!(BigInt(n) * BigInt(2 ** q - 1) < 1n << BigInt(rule))) rule++;
+      expect(rule, `${DOC} §12.4: b for ${n} nodes (the text's rule n·L < 2^b)`).toBe(b);
+      expect(modulusBits(n, { clip: 1, levelBits: q }), `${DOC} §12.4: modulusBits(${n})`).toBe(b);
+    }
+    const dd = /Example: z = ([\d.]+), C = ([\d.]+), q = (\d+), n = (\d+) \(t = (\d+)\), mnist-2nn \(p = ([\d ]+)\): c = (\d+), γ = ([\d.]+), σ² = ([\d.]+), b = (\d+)\./.exec(text);
+    expect(dd, `${DOC} §12.4: the ddg example sentence`).not.toBeNull();
+    const [z, C, qq, n, t, p] = [Number(dd![1]), Number(dd![2]), Number(dd![3]), Number(dd![4]), Number(dd![5]), num(dd![6])];
+    const c = 2 ** (qq - 2);
+    expect(t, `${DOC} §12.4 ddg example: t = max(2, ⌈0.5·n⌉)`).toBe(Math.max(2, Math.ceil(0.5 * n)));
+    expect(Number(dd![7]), `${DOC} §12.4 ddg example: c`).toBe(c);
+    expect(Number(dd![8]), `${DOC} §12.4 ddg example: γ`).toBe(C / c);
+    expect(Number(dd![9]), `${DOC} §12.4 ddg example: σ²`).toBe((z * c) ** 2 / t);
+    const bound = n * (c + 1) + Math.sqrt(2 * n * ((z * c) ** 2 / t) * Math.log((2 * p) / 1e-9));
+    let b = 1;
+    while (!(2 * bound < 2 ** b)) b++;
+    expect(Number(dd![10]), `${DOC} §12.4 ddg example: b (the text's rule)`).toBe(b);
+    expect(ddgBits({ nodes: n, dims: p, clipNorm: C, gamma: C / c, sigma2: (z * c) ** 2 / t, wrapProbability: 1e-9 }), `${DOC} §12.4 ddg example: ddgBits`).toBe(b);
+    const pk = /the words ([\d ]+) at b = (\d+) pack to `([0-9a-f]+)`/.exec(text);
+    expect(pk, `${DOC} §12.4: the packing example`).not.toBeNull();
+    const words = pk![1].trim().split(/\s+/).map(Number);
+    const bits = Number(pk![2]);
+    let acc = 0n;
+    words.forEach((w, i) => (acc |= BigInt(w) << BigInt(i * bits)));
+    const bytes = Array.from({ length: Math.ceil((words.length * bits) / 8) }, (_, i) => Number((acc >> BigInt(8 * i)) & 0xffn));
+    expect(hex(new Uint8Array(bytes)), `${DOC} §12.4 packing example (the text's rule)`).toBe(pk![3]);
+    expect(hex(packBits(Uint32Array.from(words), bits)), `${DOC} §12.4 packing example (packBits)`).toBe(pk![3]);
+    expect(Array.from(unpackBits(fromHex(pk![3]), words.length, bits)), `${DOC} §12.4 packing example (unpackBits)`).toEqual(words);
+  });
+
+  it('§3.8: the size of an mnist-2nn masked input', () => {
+    const m = /\(d = ([\d ]+) words of b = (\d+) bits\) carries ([\d ]+) bytes/.exec(prose(section('### 3.8 ')));
+    expect(m, `${DOC} §3.8: "(d = … words of b = … bits) carries … bytes"`).not.toBeNull();
+    const t9 = table(section('## 9.'), ['#', 'name', 'shape', 'elements', 'bytes']);
+    expect(num(m![1]), `${DOC} §3.8: d = the §9 parameters + the ratio word`).toBe(t9.rows.reduce((n, r) => n + num(r.cells[3]), 0) + 1);
+    expect(num(m![3]), `${DOC} §3.8: ⌈d·b/8⌉`).toBe(Math.ceil((num(m![1]) * Number(m![2])) / 8));
+  });
+
+  it('§3.14: the annotated SecAggAnswer is what the packer writes', () => {
+    const s = section('### 3.14 ');
+    const marker = '<!-- example: secagg-answer -->';
+    const [block] = codeBlocks(s, 'text', marker);
+    if (!block) throw new Error(`${DOC}:${s.line} §3.14: no annotated \`\`\`text block after ${marker}`);
+    const bytes = fromHex(block.lines.map((l) => l.trim().split(/\s{2,}/)[0].replace(/\s+/g, '')).join(''));
+    const where = `${DOC}:${block.n} §3.14 annotated answer`;
+    const answer = decodeSecAggAnswer(bytes); // a valid answer …
+    // … and byte for byte what the packer writes for it, in the reference node's key order (map key order is not significant, §1)
+    expect(hex(encodeSecAggAnswer(unpackMessage(bytes) as SecAggAnswer)), `${where}: re-encoded`).toBe(hex(bytes));
+    expect(prose(s, marker), `${where}: its size`).toContain(`(${bytes.length} bytes`);
+    const keys = codeBlocks(section('### 12.2 '), 'text', '<!-- example: secagg-keys -->')[0].lines.join('\n');
+    if (answer.stage !== 'advertise-keys') throw new Error(`${where}: expected an advertise-keys answer`);
+    expect(keys, `${where}: the keys are §12.2's`).toContain(hex(answer.encPublicKey));
+    expect(keys, `${where}: the keys are §12.2's`).toContain(hex(answer.maskPublicKey));
   });
 });
 
