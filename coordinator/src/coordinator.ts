@@ -11,7 +11,7 @@ import {
 import { checkDataFits, createModel, type Dataset, type FederatedModel } from '@fedmq/ml';
 import type { Strategy } from './strategy.ts';
 import { RoundMachine } from './engine/machine.ts';
-import { maxUpdateBytes } from './validate.ts';
+import { maxMaskedInputBytes, maxUpdateBytes } from './validate.ts';
 import type { DpOptions } from './privacy/options.ts';
 import { PrivacyLedger } from './privacy/ledger.ts';
 import { withDp } from './privacy/dp-fedavg.ts';
@@ -303,7 +303,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       // one pending transfer per node, none larger than an honest update of this model and codec:
       // a node can hold at most one update's worth of the shared budget (docs/chunking.md §3)
       this.reassembler = new Reassembler({
-        maxTotalBytes: maxUpdateBytes(this.machine.global, this.opts.codec ?? 'float32', this.opts.codecParams),
+        // with secure aggregation the updates are masked inputs (d + 1 words of b ≤ 32 bits), whatever the codec
+        maxTotalBytes: this.opts.secagg ? maxMaskedInputBytes(this.machine.global) : maxUpdateBytes(this.machine.global, this.opts.codec ?? 'float32', this.opts.codecParams),
         maxPendingBytes: 1024 * 2 ** 20, maxPendingPerSender: 1, timeoutMs: this.opts.deadlineMs,
         onError: (error, info) => this.dispatch({ type: 'rejected', error, nodeId: info.sender }),
       });

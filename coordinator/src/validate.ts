@@ -35,6 +35,15 @@ const UPDATE_ENVELOPE_BYTES = 64 * 1024;
  * node cannot reserve more of the reassembly budget than a real update takes (docs/chunking.md §3).
  * @throws FedmqError FEDMQ_BAD_CONFIG for an unknown codec.
  */
+/**
+ * The largest masked-input Update (secure aggregation, docs/protocol.md §12.4) for a model of these
+ * tensors: d + 1 words of at most 32 bits, plus {@link UPDATE_ENVELOPE_BYTES}, bytes.
+ */
+export function maxMaskedInputBytes(global: readonly NamedTensor[]): number {
+  const params = global.reduce((n, t) => n + t.data.length, 0);
+  return 4 * (params + 1) + UPDATE_ENVELOPE_BYTES;
+}
+
 export function maxUpdateBytes(global: readonly NamedTensor[], codec: string, params: CodecParams = {}): number {
   const rng = seededRng(1);
   const delta = global.map((t) => {

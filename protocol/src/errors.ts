@@ -68,7 +68,7 @@ export const ErrorCodes = {
   SECAGG_RANGE: 'FEDMQ_SECAGG_RANGE',
   /** Secure aggregation: a share ciphertext did not authenticate (wrong key, sender, receiver, round or stage), or an X25519 public key is invalid (docs/protocol.md §12.2). */
   SECAGG_AUTH: 'FEDMQ_SECAGG_AUTH',
-  /** Secure aggregation: a stage message breaks the protocol: a peer not in the node's neighbourhood, a node named both survivor and dropped, a second unmask request that differs from the first, a share for the wrong node (docs/protocol.md §12.3). */
+  /** Secure aggregation: a stage message breaks the protocol: a peer not in the node's neighbourhood, a node named both survivor and dropped, a second unmask task in a round, a share for the wrong node, a key repeating another (docs/protocol.md §12.3, §12.5, §12.6). */
   SECAGG_PROTOCOL: 'FEDMQ_SECAGG_PROTOCOL',
   /** Secure aggregation does not compose with the configured codec, strategy, DP mode or engine mode (docs/privacy.md, "What composes with secure aggregation"). */
   SECAGG_COMPOSITION: 'FEDMQ_SECAGG_COMPOSITION',

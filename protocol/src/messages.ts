@@ -180,7 +180,8 @@ export type DpMode = (typeof DP_MODES)[number];
  * tensors, add Gaussian noise in local mode, report the clipping bit when adaptive clipping asks.
  */
 export const FitDpSchema = z.strictObject({
-  mode: z.enum(DP_MODES),
+  /** `central` or `local` (distributed DP travels in the secure-aggregation encoding, §12.4, not here). */
+  mode: z.enum(['central', 'local']),
   /** C: the node scales its delta so that ‖Δ‖₂ ≤ C (over all tensors together, before encoding). */
   clipNorm: z.number().positive().finite(),
   /** Local mode only: σ; the node adds N(0, σ²C²) to every coordinate of the clipped delta, from a CSPRNG. */
@@ -218,7 +219,7 @@ const neighbourList = z.array(id).max(SECAGG_MAX_NEIGHBOURS);
 export const SecAggEncodingSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('fedavg'), clip: z.number().positive().finite(), levelBits: z.number().int().min(1).max(24), maxExamples: z.number().int().min(1) }),
   z.strictObject({
-    kind: z.literal('ddg'), clipNorm: z.number().positive().finite(), gamma: z.number().positive().finite(), sigma2: z.number().positive().finite(), beta: z.number().positive().max(1),
+    kind: z.literal('ddg'), clipNorm: z.number().positive().finite(), gamma: z.number().positive().finite(), sigma2: z.number().positive().finite(), beta: z.number().min(0).lt(1),
   }),
 ]);
 export type SecAggEncoding = z.infer<typeof SecAggEncodingSchema>;

@@ -67,7 +67,7 @@ export const TOPIC_TABLE = {
   }),
   stage: spec({
     pattern: 'coordinator/stage', publisher: 'coordinator', readers: ['monitor'], payload: 'json', message: 'StageStatus',
-    qos: 1, retain: true, summary: 'The stage the round engine is in (waiting, select, fit, aggregate, evaluate), its cohort and deadline.',
+    qos: 1, retain: true, summary: 'The stage the round engine is in (waiting, select, fit, aggregate, evaluate; with secure aggregation also advertise-keys, share-keys, unmask), its cohort and deadline.',
   }),
   model: spec({
     pattern: 'models/{version}', publisher: 'coordinator', readers: ['node'], payload: 'msgpack', message: 'GlobalModel',

@@ -95,8 +95,9 @@ describe('secure aggregation end to end over a real Aedes broker (MNIST, mnist-2
 
   it('--secagg --dp distributed, masked inputs in chunks: each node noises its own share, the round reports the ε of the distributed discrete Gaussian', async () => {
     const z = 0.5;
-    // in chunks of at most 128 KiB (the masked input of the 2NN is ~500 kB)
-    const secure = await runJob('ddp', { secagg: {}, dp: { mode: 'distributed', noiseMultiplier: z, clipNorm: 0.5 }, maxPayloadBytes: 131_072 }, 2);
+    // in chunks of at most 128 KiB (the masked input of the 2NN is ~500 kB), in a job whose codec is int8:
+    // the masked input replaces the codec, and the coordinator's limit on a chunked transfer is a masked input's
+    const secure = await runJob('ddp', { secagg: {}, dp: { mode: 'distributed', noiseMultiplier: z, clipNorm: 0.5 }, maxPayloadBytes: 131_072, codec: 'int8' }, 2);
     const rec = secure.history.map((r) => r.privacy!);
     expect(rec.map((p) => p.mode)).toEqual(['distributed', 'distributed']);
     expect(rec.map((p) => p.steps)).toEqual([1, 2]);

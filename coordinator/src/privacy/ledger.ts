@@ -63,7 +63,7 @@ const bad = (message: string, details: Record<string, unknown> = {}) => new Fedm
  * CSPRNG: a seeded generator would let anyone who knows the seed recompute the cohorts and the noise.
  */
 export class PrivacyLedger {
-  readonly mode: DpMode;
+  readonly mode: 'central' | 'local';
   /** q, the sampling probability of a node in a round. */
   readonly q: number;
   /** z: the noise multiplier the accountant composes per round (central), or each node's σ (local). */
