@@ -17,4 +17,4 @@ export { AlieCollusion, AlieColluder, alieDelta, alieZ, inverseNormalCdf, type A
 // chaos.ts: dropouts, stragglers and slow devices (docs/fault-tolerance.md)
 export { DEFAULT_CHAOS, chaosFor, isSlowNode, parseChaos, withChaos, type ChaosDecision, type ChaosOptions } from './chaos.ts';
 // inversion.ts: the gradient inversion attack secure aggregation stops (docs/privacy.md)
-export { INVERSION_DEMO, byteStats, chiSquarePValue, dequantize, gammaQ, grayPng, oneStepDeltas, oneStepUpdate, reconstructFromDelta, reconstructInput, reconstructionError, runInversionDemo, type ByteStats, type InversionDemoOptions, type InversionDemoResult, type OneStepUpdate, type Reconstruction, type ReconstructionError } from './inversion.ts';
+export { INVERSION_DEMO, byteStats, chiSquarePValue, dequantize, grayPng, oneStepDeltas, oneStepUpdate, reconstructFromDelta, reconstructInput, reconstructionError, runInversionDemo, type ByteStats, type InversionDemoOptions, type InversionDemoResult, type OneStepUpdate, type Reconstruction, type ReconstructionError } from './inversion.ts';

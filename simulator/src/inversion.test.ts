@@ -2,26 +2,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { PNG } from 'pngjs';
 import { initBackend, loadMnist, type Dataset } from '@fedmq/ml';
 import {
-  byteStats, chiSquarePValue, dequantize, gammaQ, grayPng, lnGamma, oneStepUpdate, reconstructFromDelta, reconstructInput, reconstructionError,
+  byteStats, chiSquarePValue, dequantize, grayPng, oneStepUpdate, reconstructFromDelta, reconstructInput, reconstructionError,
   runInversionDemo,
 } from './inversion.ts';
 
-describe('gammaQ and the chi-square p-value', () => {
-  // reference values: scipy 1.17.1, scipy.special.gammaincc and scipy.stats.chi2.sf
-  it.each([
-    [0.5, 0.1, 0.6547208460185768],
-    [3.5, 2, 0.779777408475716],
-    [127.5, 100, 0.9954254445419519],
-    [127.5, 150, 0.02772752205390483],
-    [0.001, 0.001, 0.006312353291139709],
-    [50, 49.5, 0.5094721987983741],
-    [127, 100, 0.9947705653049934],
-    [127, 160, 0.0031069854875163017],
-    [128, 500, 1.8615178565778337e-88],
-  ])('Q(%d, %d) = %d', (a, x, q) => {
-    expect(Math.abs(gammaQ(a, x) - q) / q).toBeLessThan(1e-10);
-  });
-
+describe('the chi-square p-value (@stdlib\'s regularized upper incomplete gamma)', () => {
+  // reference values: scipy 1.17.1, scipy.stats.chi2.sf
   it('matches the chi-square tables at 255 degrees of freedom', () => {
     expect(chiSquarePValue(293.2478350807012, 255)).toBeCloseTo(0.05, 12); // scipy chi2.isf(0.05, 255)
     expect(chiSquarePValue(310.45738821990585, 255)).toBeCloseTo(0.01, 12);
@@ -31,32 +17,9 @@ describe('gammaQ and the chi-square p-value', () => {
     expect(chiSquarePValue(0, 255)).toBe(1);
   });
 
-  it('agrees with the closed form of integer a, Q(n, x) = e^(−x) Σ_{k<n} x^k/k!', () => {
-    for (const n of [1, 2, 7, 40, 127]) {
-      for (const x of [0.3, n / 2, n - 0.5, n, n + 1.5, 2 * n + 3]) {
-        let term = Math.exp(-x);
-        let sum = term;
-        for (let k = 1; k < n; k++) {
-          term *= x / k;
-          sum += term;
-        }
-        expect(Math.abs(gammaQ(n, x) - sum) / sum).toBeLessThan(1e-11);
-      }
-    }
-  });
-
-  it('lnGamma is ln((n−1)!) at integers and ln √π at 1/2', () => {
-    let f = 0;
-    for (let n = 1; n < 60; n++) {
-      expect(Math.abs(lnGamma(n) - f)).toBeLessThan(1e-12 * Math.max(1, f));
-      f += Math.log(n);
-    }
-    expect(lnGamma(0.5)).toBeCloseTo(0.5 * Math.log(Math.PI), 13);
-  });
-
-  it('refuses a ≤ 0 and x < 0', () => {
-    expect(() => gammaQ(0, 1)).toThrow(/a > 0/);
-    expect(() => gammaQ(1, -1)).toThrow(/x ≥ 0/);
+  it('refuses a negative statistic and df ≤ 0', () => {
+    expect(() => chiSquarePValue(-1, 255)).toThrow(/statistic ≥ 0/);
+    expect(() => chiSquarePValue(1, 0)).toThrow(/df > 0/);
   });
 });
 
