@@ -643,7 +643,8 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     const bytes = payloads.reduce((n, p) => n + p.length, 0);
     this.emit('publishing', { round: task.round, taskId: task.taskId, bytes });
     for (const p of payloads) await this.client!.publishAsync(topics.nodeUpdate(this.job, this.nodeId), p, { qos: 1 });
-    this.last = { round: task.round, loss: r.loss, trainMs: r.trainMs };
+    // the retained status does not reveal the loss either (0, as in the Update)
+    this.last = { round: task.round, loss: 0, trainMs: r.trainMs };
     this.log.info({ round: task.round, taskId: task.taskId, bytes, chunks: payloads.length, bits: params.bits }, 'masked input published');
     this.emit('updated', { round: task.round, taskId: task.taskId, loss: r.loss, trainMs: r.trainMs, bytes });
   }
