@@ -531,7 +531,8 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     this.emit('publishing', { round: task.round, taskId: task.taskId, bytes: payloads.reduce((n, p) => n + p.length, 0) });
     for (const p of payloads) await this.client!.publishAsync(topics.nodeUpdate(this.job, this.nodeId), p, { qos: 1 });
     const bytes = payloads.reduce((n, p) => n + p.length, 0);
-    this.last = { round: task.round, loss: r.loss, trainMs: r.trainMs };
+    // local DP: the retained status must not carry the un-noised loss either
+    this.last = { round: task.round, loss: task.dp?.mode === 'local' ? 0 : r.loss, trainMs: r.trainMs };
     log.info({ loss: r.loss, trainMs: Math.round(r.trainMs), bytes, chunks: payloads.length, numExamples: r.numExamples }, 'update published');
     this.emit('updated', { round: task.round, taskId: task.taskId, loss: r.loss, trainMs: r.trainMs, bytes });
   }
