@@ -1,6 +1,6 @@
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Reassembler, decodeUpdate, topicFilter, type RoundRecord } from '@fedmq/protocol';
+import { Reassembler, decodeUpdate, topicFilter, type NodeStatus, type RoundRecord } from '@fedmq/protocol';
 import { startBroker, type RunningBroker } from '@fedmq/broker';
 import { Coordinator, createStrategy, type CoordinatorOptions } from '@fedmq/coordinator';
 import { ddgEpsilon, ddgL2Sensitivity, ddgZcdpRho } from '@fedmq/privacy';
@@ -34,7 +34,7 @@ describe('secure aggregation end to end over a real Aedes broker (MNIST, mnist-2
   });
 
   /** One run of `rounds` rounds on job `job`; also returns what a listener on the update topics saw. */
-  async function runJob(job: string, extra: Partial<CoordinatorOptions>, rounds = 3): Promise<{ history: RoundRecord[]; updates: ReturnType<typeof decodeUpdate>[] }> {
+  async function runJob(job: string, extra: Partial<CoordinatorOptions>, rounds = 3): Promise<{ history: RoundRecord[]; updates: ReturnType<typeof decodeUpdate>[]; statuses: NodeStatus[] }> {
     const o: (typeof open)[number] = {};
     open.push(o);
     o.watcher = await mqtt.connectAsync(broker.url, { clientId: `watch-${job}` });
@@ -54,10 +54,11 @@ describe('secure aggregation end to end over a real Aedes broker (MNIST, mnist-2
     const done = o.coordinator.run();
     o.sim = await startSimulation({ brokerUrl: broker.url, job, nodes: NODES, train, partition: { kind: 'iid' }, seed: 1, workers: 2 });
     const history = await done;
+    const statuses = o.coordinator.nodes();
     chunks.close();
     await o.sim.stop();
     o.sim = undefined;
-    return { history, updates };
+    return { history, updates, statuses };
   }
 
   it('--secagg reaches the test accuracy of plain FedAvg with the same seed (within 0.3 points), and the coordinator only ever receives masked inputs', async () => {
@@ -91,6 +92,9 @@ describe('secure aggregation end to end over a real Aedes broker (MNIST, mnist-2
       expect(u.secagg!.data.length).toBe(Math.ceil((199_211 * 20) / 8));
     }
     expect(plain.updates.every((u) => u.tensors.length > 0 && u.secagg === undefined)).toBe(true);
+    // nor do the nodes' retained statuses carry their training loss after a secure round
+    expect(secure.statuses.map((n) => n.lastRound?.loss)).toEqual(Array(NODES).fill(0));
+    expect(plain.statuses.every((n) => n.lastRound!.loss > 0)).toBe(true);
   }, 240_000);
 
   it('--secagg --dp distributed, masked inputs in chunks: each node noises its own share, the round reports the ε of the distributed discrete Gaussian', async () => {
