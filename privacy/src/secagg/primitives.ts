@@ -134,22 +134,8 @@ export const MAX_MODULUS_BITS = 32;
  * used for one vector only, so the fixed nonce never repeats under one key.
  */
 export function prgWords(seed: Uint8Array, count: number, bits: number, backend: 'auto' | 'noble' = 'auto'): Uint32Array {
-  if (seed.length !== SEED_BYTES) throw new FedmqError(ErrorCodes.BAD_CONFIG, `PRG seeds are ${SEED_BYTES} bytes, got ${seed.length}`);
-  const bytes = new Uint8Array(count * 4);
-  if (useNode && backend === 'auto') {
-    // node:crypto's chacha20 takes a 16-byte IV: 4-byte little-endian block counter ‖ 12-byte nonce
-    const cipher = createCipheriv('chacha20', seed, Buffer.alloc(16));
-    const ks = cipher.update(bytes);
-    bytes.set(ks);
-  } else {
-    chacha20(seed, new Uint8Array(NONCE_BYTES), bytes, bytes);
-  }
-  const words = new Uint32Array(bytes.buffer, 0, count);
-  if (!littleEndian) for (let i = 0; i < count; i++) words[i] = readLe(bytes, 4 * i);
-  if (bits < 32) {
-    const mask = 2 ** bits - 1;
-    for (let i = 0; i < count; i++) words[i] &= mask;
-  }
+  const words = new Uint32Array(count);
+  addPrg(words, seed, 1, bits, backend);
   return words;
 }
 
@@ -201,12 +187,13 @@ export function randomSeed(): Uint8Array {
  * target ← target + sign · PRG(seed) mod 2^bits, in place, word by word (the PRG as {@link prgWords},
  * generated in 64 KiB blocks so no d-word mask is held). Words of `target` must be < 2^bits.
  */
-export function addPrg(target: Uint32Array, seed: Uint8Array, sign: 1 | -1, bits: number): void {
+export function addPrg(target: Uint32Array, seed: Uint8Array, sign: 1 | -1, bits: number, backend: 'auto' | 'noble' = 'auto'): void {
   if (seed.length !== SEED_BYTES) throw new FedmqError(ErrorCodes.BAD_CONFIG, `PRG seeds are ${SEED_BYTES} bytes, got ${seed.length}`);
   const mask = bits === 32 ? 0xffff_ffff : 2 ** bits - 1;
   const block = 16384; // words per block
   const zeros = new Uint8Array(block * 4);
-  const cipher = useNode ? createCipheriv('chacha20', seed, Buffer.alloc(16)) : undefined;
+  // node:crypto's chacha20 takes a 16-byte IV: 4-byte little-endian block counter ‖ 12-byte nonce
+  const cipher = useNode && backend === 'auto' ? createCipheriv('chacha20', seed, Buffer.alloc(16)) : undefined;
   let counterBlocks = 0; // 64-byte ChaCha20 blocks consumed (noble path)
   for (let start = 0; start < target.length; start += block) {
     const n = Math.min(block, target.length - start);
