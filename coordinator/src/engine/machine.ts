@@ -16,7 +16,7 @@ import type { Answer, OpenTask, Stage } from './stage.ts';
 import { FedBuff } from './fedbuff.ts';
 
 /** The fields every task carries (taskBase of docs/protocol.md §3.4). */
-type FitTaskBase = Omit<FitTask, 'stage' | 'cohort' | 'config' | 'codec' | 'codecParams' | 'maxPayloadBytes' | 'updateKind' | 'dp' | 'secagg'>;
+type TaskBase = Omit<EvaluateTask, 'stage' | 'batchSize'>;
 
 /** A published model version, kept while a task may fetch it. */
 interface PublishedModel {
@@ -218,14 +218,10 @@ export class RoundMachine {
 
   /** Sends a fit task for the current global model to `nodeId` (`cohort`: nodes sent one in this round, sync mode; `secagg`: the sealed shares of a secure-aggregation round). */
   sendFitTask(nodeId: string, round: number, deadline: number, cohort?: number, secagg?: FitTask['secagg']): OpenTask {
-    const m = this.currentModel();
-    const task: FitTask = {
-      v: PROTOCOL_VERSION, job: this.cfg.job, runId: this.cfg.runId, nodeId, taskId: ++this.taskCounter, round, stage: 'fit', cohort,
-      modelVersion: this.version, modelSha256: m.sha256, modelChunks: m.chunked ? m.payloads.length : undefined, deadline, timeoutMs: this.cfg.deadlineMs,
-      valFraction: this.cfg.valFraction, config: this.cfg.strategy.fitConfig(round), codec: this.cfg.codec, codecParams: this.cfg.codecParams,
-      maxPayloadBytes: this.cfg.maxPayloadBytes, updateKind: 'delta', dp: this.cfg.privacy?.fitDp(), secagg, ts: this.now(),
-    };
-    return this.sendTask(task);
+    return this.sendTask({
+      ...this.taskBase(nodeId, round, deadline), stage: 'fit', cohort, config: this.cfg.strategy.fitConfig(round), codec: this.cfg.codec, codecParams: this.cfg.codecParams,
+      maxPayloadBytes: this.cfg.maxPayloadBytes, updateKind: 'delta', dp: this.cfg.privacy?.fitDp(), secagg,
+    });
   }
 
   /**
@@ -233,25 +229,23 @@ export class RoundMachine {
    */
   sendSecAggTask(
     nodeId: string, round: number, deadline: number,
-    body: Omit<AdvertiseKeysTask, keyof FitTaskBase> | Omit<ShareKeysTask, keyof FitTaskBase> | Omit<UnmaskTask, keyof FitTaskBase>,
+    body: Omit<AdvertiseKeysTask, keyof TaskBase> | Omit<ShareKeysTask, keyof TaskBase> | Omit<UnmaskTask, keyof TaskBase>,
   ): OpenTask {
-    const m = this.currentModel();
-    const task = {
-      v: PROTOCOL_VERSION, job: this.cfg.job, runId: this.cfg.runId, nodeId, taskId: ++this.taskCounter, round, modelVersion: this.version, modelSha256: m.sha256,
-      modelChunks: m.chunked ? m.payloads.length : undefined, deadline, timeoutMs: this.cfg.deadlineMs, valFraction: this.cfg.valFraction, ts: this.now(), ...body,
-    } as NodeTask;
-    return this.sendTask(task);
+    return this.sendTask({ ...this.taskBase(nodeId, round, deadline), ...body });
   }
 
   /** Sends an evaluate task for the current global model to `nodeId`. */
   sendEvaluateTask(nodeId: string, round: number, deadline: number): OpenTask {
+    return this.sendTask({ ...this.taskBase(nodeId, round, deadline), stage: 'evaluate', batchSize: this.cfg.evaluateBatchSize });
+  }
+
+  /** The fields every task carries (docs/protocol.md §3.4), with a fresh task id, naming the current global model. */
+  private taskBase(nodeId: string, round: number, deadline: number): TaskBase {
     const m = this.currentModel();
-    const task: EvaluateTask = {
-      v: PROTOCOL_VERSION, job: this.cfg.job, runId: this.cfg.runId, nodeId, taskId: ++this.taskCounter, round, stage: 'evaluate',
-      modelVersion: this.version, modelSha256: m.sha256, modelChunks: m.chunked ? m.payloads.length : undefined, deadline, timeoutMs: this.cfg.deadlineMs,
-      valFraction: this.cfg.valFraction, batchSize: this.cfg.evaluateBatchSize, ts: this.now(),
+    return {
+      v: PROTOCOL_VERSION, job: this.cfg.job, runId: this.cfg.runId, nodeId, taskId: ++this.taskCounter, round, modelVersion: this.version, modelSha256: m.sha256,
+      modelChunks: m.chunked ? m.payloads.length : undefined, deadline, timeoutMs: this.cfg.deadlineMs, valFraction: this.cfg.valFraction, ts: this.now(),
     };
-    return this.sendTask(task);
   }
 
   private sendTask(task: NodeTask): OpenTask {
