@@ -2,6 +2,7 @@ import type { CodecName, CodecParams, DownlinkDtype, FedmqError, NamedTensor, Ro
 import type { Strategy, StrategyState } from '../strategy.ts';
 import type { PrivacyLedger, PrivacyLedgerState } from '../privacy/ledger.ts';
 import type { SecAggOptions } from './secagg.ts';
+import type { DistributedDpLedger } from '../privacy/distributed.ts';
 
 /**
  * The round engine's vocabulary (docs/architecture.md, "Round engine"): the coordinator is a pure
@@ -114,7 +115,7 @@ export interface EngineConfig {
   /** Secure aggregation (sync mode, docs/privacy.md "Secure aggregation"): the round gains the advertise-keys, share-keys and unmask stages. */
   secagg?: SecAggOptions;
   /** Distributed DP under secure aggregation: reports the round's ε (absent otherwise). */
-  distributedDp?: { record(): import('@fedmq/protocol').PrivacyRecord; release(): void; wouldExceedBudget(): boolean; budgetError(round: number): import('@fedmq/protocol').FedmqError };
+  distributedDp?: DistributedDpLedger;
 }
 
 /**
