@@ -179,50 +179,45 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ job: opts.job });
     const evaluateFraction = opts.evaluateFraction ?? 0;
     let strategy = opts.strategy;
-    let distributed: DistributedDpLedger | undefined;
-    let secagg: SecAggOptions | undefined;
+    const selectorFraction = (strategy.selector as { fraction?: unknown }).fraction;
+    const fraction = typeof selectorFraction === 'number' ? selectorFraction : undefined;
     if (opts.dp?.mode === 'distributed' && !opts.secagg) throw new FedmqError(ErrorCodes.SECAGG_COMPOSITION, 'distributed DP (--dp distributed) needs secure aggregation (--secagg): without it the coordinator sees every noised update');
-    if (opts.secagg) {
-      const s = opts.secagg;
-      const thresholdFraction = s.thresholdFraction ?? 0.5;
-      const quantBits = s.quantBits ?? 16;
-      let encoding = fedavgEncoding(s.clip ?? 1, quantBits);
-      if (opts.dp?.mode === 'distributed') {
-        if (opts.resume) throw new FedmqError(ErrorCodes.BAD_CONFIG, 'resuming a distributed-DP run is not supported: its accountant is not in the checkpoint');
-        const fraction = (strategy.selector as { fraction?: unknown }).fraction;
-        const dims = createModel(opts.model, 0).getWeights().reduce((n, t) => n + t.data.length, 0);
-        const expected = Math.max(2, Math.ceil(thresholdFraction * Math.max(2, Math.ceil((typeof fraction === 'number' ? fraction : 1) * opts.minAvailableNodes))));
-        distributed = new DistributedDpLedger(opts.dp, { dims, expectedThreshold: expected, fraction: typeof fraction === 'number' ? fraction : 1, quantBits });
-        this.distributedDp = distributed;
-        const d = distributed;
-        encoding = ddgSecAggEncoding(d);
-        secagg = { graph: s.graph ?? 'harary', thresholdFraction, neighbours: s.neighbours, ...encoding, onRelease: () => d.release() };
-      } else {
-        secagg = { graph: s.graph ?? 'harary', thresholdFraction, neighbours: s.neighbours, ...encoding };
-      }
-    }
-    if (opts.dp && opts.dp.mode !== 'distributed') {
-      const fraction = (strategy.selector as { fraction?: unknown }).fraction;
-      if (typeof fraction !== 'number') throw new FedmqError(ErrorCodes.BAD_CONFIG, 'dp: the strategy must sample a fraction of the nodes (--fraction), the Poisson sampling probability q');
-      this.privacy = new PrivacyLedger(opts.dp, { fraction, rounds: opts.rounds, expectedCohort: fraction * opts.minAvailableNodes }, opts.dpRandom);
-      strategy = withDp(strategy, this.privacy);
-    }
-    const cfg: EngineConfig = {
-      job: opts.job, runId: this.runId, model: opts.model, mode: opts.mode ?? 'sync', rounds: opts.rounds, strategy, privacy: this.privacy, secagg, distributedDp: distributed,
-      minAvailableNodes: opts.minAvailableNodes, minAcceptedUpdates: opts.minAcceptedUpdates ?? 1, minCompletionRate: opts.minCompletionRate ?? 0,
-      overSelection: opts.overSelection ?? 0, maxRoundRetries: opts.maxRoundRetries ?? 3, deadlineMs: opts.deadlineMs, codec: opts.codec ?? 'float32',
-      codecParams: opts.codecParams, maxPayloadBytes: opts.maxPayloadBytes, downlink: opts.downlink ?? 'float32', seed: opts.seed ?? 42,
-      centralEval: opts.testData !== undefined, evaluateFraction, valFraction: opts.valFraction ?? (evaluateFraction > 0 ? 0.1 : 0),
-      evaluateBatchSize: opts.evaluateBatchSize ?? 256, async: opts.async, describe: this.describe(),
-    };
     let model: FederatedModel;
     try {
       model = createModel(opts.model, opts.seed ?? 42);
     } catch (err) {
       throw new FedmqError(ErrorCodes.BAD_CONFIG, `unknown model ${JSON.stringify(opts.model)}`, {}, { cause: err });
     }
-    const weights = opts.resume ? opts.resume.weights : model.getWeights();
     try {
+      const weights = opts.resume ? opts.resume.weights : model.getWeights();
+      let secagg: SecAggOptions | undefined;
+      if (opts.secagg) {
+        const s = opts.secagg;
+        const thresholdFraction = s.thresholdFraction ?? 0.5;
+        const quantBits = s.quantBits ?? 16;
+        let encoding: Pick<SecAggOptions, 'encoding' | 'decode' | 'onRelease'> = fedavgEncoding(s.clip ?? 1, quantBits);
+        if (opts.dp?.mode === 'distributed') {
+          if (opts.resume) throw new FedmqError(ErrorCodes.BAD_CONFIG, 'resuming a distributed-DP run is not supported: its accountant is not in the checkpoint');
+          const dims = weights.reduce((n, t) => n + t.data.length, 0);
+          const expectedThreshold = Math.max(2, Math.ceil(thresholdFraction * Math.max(2, Math.ceil((fraction ?? 1) * opts.minAvailableNodes))));
+          this.distributedDp = new DistributedDpLedger(opts.dp, { dims, expectedThreshold, fraction: fraction ?? 1, quantBits });
+          encoding = ddgSecAggEncoding(this.distributedDp);
+        }
+        secagg = { graph: s.graph ?? 'harary', thresholdFraction, neighbours: s.neighbours, ...encoding };
+      }
+      if (opts.dp && opts.dp.mode !== 'distributed') {
+        if (fraction === undefined) throw new FedmqError(ErrorCodes.BAD_CONFIG, 'dp: the strategy must sample a fraction of the nodes (--fraction), the Poisson sampling probability q');
+        this.privacy = new PrivacyLedger(opts.dp, { fraction, rounds: opts.rounds, expectedCohort: fraction * opts.minAvailableNodes }, opts.dpRandom);
+        strategy = withDp(strategy, this.privacy);
+      }
+      const cfg: EngineConfig = {
+        job: opts.job, runId: this.runId, model: opts.model, mode: opts.mode ?? 'sync', rounds: opts.rounds, strategy, privacy: this.privacy, secagg, distributedDp: this.distributedDp,
+        minAvailableNodes: opts.minAvailableNodes, minAcceptedUpdates: opts.minAcceptedUpdates ?? 1, minCompletionRate: opts.minCompletionRate ?? 0,
+        overSelection: opts.overSelection ?? 0, maxRoundRetries: opts.maxRoundRetries ?? 3, deadlineMs: opts.deadlineMs, codec: opts.codec ?? 'float32',
+        codecParams: opts.codecParams, maxPayloadBytes: opts.maxPayloadBytes, downlink: opts.downlink ?? 'float32', seed: opts.seed ?? 42,
+        centralEval: opts.testData !== undefined, evaluateFraction, valFraction: opts.valFraction ?? (evaluateFraction > 0 ? 0.1 : 0),
+        evaluateBatchSize: opts.evaluateBatchSize ?? 256, async: opts.async, describe: this.describe(),
+      };
       // a test set that does not fit the model fails now, not after round 1 trained
       if (opts.testData) checkDataFits(opts.testData, model.info, 'testData');
       this.machine = new RoundMachine(cfg, { weights, resume: opts.resume }, this.clock);

@@ -127,10 +127,11 @@ export class DistributedDpLedger {
   }
 }
 
-/** The secure-aggregation encoding of distributed DP. */
-export function ddgSecAggEncoding(ledger: DistributedDpLedger): Pick<SecAggOptions, 'encoding' | 'decode'> {
+/** The secure-aggregation encoding of distributed DP: each unmasked round spends its ρ in the ledger. */
+export function ddgSecAggEncoding(ledger: DistributedDpLedger): Pick<SecAggOptions, 'encoding' | 'decode' | 'onRelease'> {
   return {
     encoding: (cohort, _maxExamples, threshold) => ledger.encoding(cohort, threshold),
     decode: (sum, count, _encoding, bits) => ledger.decode(sum, count, bits),
+    onRelease: () => ledger.release(),
   };
 }
