@@ -66,6 +66,8 @@ export interface SecAggRound {
   dims: number;
   neighbours: number;
   threshold: number;
+  /** The nodes the current stage is for: U0, then the cohort the server returned when the previous stage closed (U1, U2, U3). */
+  cohort: string[];
   /** Node → open task id of the current stage. */
   tasks: Map<string, number>;
   answered: Set<string>;
@@ -81,7 +83,7 @@ export interface SecAggRound {
 }
 
 export function newSecAggRound(): SecAggRound {
-  return { bits: 0, dims: 0, neighbours: 0, threshold: 0, tasks: new Map(), answered: new Set(), gone: new Set(), gaveUp: new Set(), stageStart: 0, stages: [], computing: false };
+  return { bits: 0, dims: 0, neighbours: 0, threshold: 0, cohort: [], tasks: new Map(), answered: new Set(), gone: new Set(), gaveUp: new Set(), stageStart: 0, stages: [], computing: false };
 }
 
 function abort(m: RoundMachine, r: SyncRound, err: unknown): void {
@@ -92,8 +94,8 @@ function abort(m: RoundMachine, r: SyncRound, err: unknown): void {
   m.notice({ type: 'rejected', error, round: r.round });
 }
 
-/** Opens a stage for `cohort`: tasks out via `send`, deadline set. */
-function open(m: RoundMachine, r: SyncRound, stage: StageName, cohort: readonly string[], send: (nodeId: string, deadline: number) => number): void {
+/** Opens a stage for the round's current cohort: tasks out via `send`, deadline set. */
+function open(m: RoundMachine, r: SyncRound, stage: StageName, send: (nodeId: string, deadline: number) => number): void {
   const sa = r.sa!;
   sa.tasks.clear();
   sa.answered.clear();
@@ -101,20 +103,37 @@ function open(m: RoundMachine, r: SyncRound, stage: StageName, cohort: readonly 
   sa.gaveUp.clear();
   sa.stageStart = m.now();
   const deadline = m.now() + m.cfg.deadlineMs;
-  m.enterStage(r.round, stage, cohort.length, deadline);
-  for (const nodeId of cohort) sa.tasks.set(nodeId, send(nodeId, deadline));
+  m.enterStage(r.round, stage, sa.cohort.length, deadline);
+  for (const nodeId of sa.cohort) sa.tasks.set(nodeId, send(nodeId, deadline));
   m.deadline(r.round, stage, deadline);
 }
 
-/** Closes a stage: its tasks, its record, the missing counted. */
-function close(m: RoundMachine, r: SyncRound, stage: StageName): void {
+/**
+ * Closes a stage (unless the round aborted): its tasks, its record, the missing counted; then
+ * `closeServer` ends the server's stage, whose cohort becomes the next stage's (an abort below the
+ * threshold is recorded).
+ */
+function close(m: RoundMachine, r: SyncRound, stage: StageName, closeServer?: (server: SecAggServer) => string[]): void {
   const sa = r.sa!;
+  if (sa.aborted) return;
   const missing = missingOf(sa);
   if (missing.length > 0) r.failures.timeout = (r.failures.timeout ?? 0) + missing.length;
   if (sa.gone.size > 0) r.failures.offline = (r.failures.offline ?? 0) + sa.gone.size;
   if (sa.gaveUp.size > 0) r.failures.failed = (r.failures.failed ?? 0) + sa.gaveUp.size;
   m.closeTasks(sa.tasks.values());
   sa.stages.push({ stage, cohort: sa.tasks.size, answered: sa.answered.size, durationMs: m.now() - sa.stageStart });
+  if (!closeServer) return;
+  try {
+    sa.cohort = closeServer(sa.server!);
+  } catch (err) {
+    abort(m, r, err);
+  }
+}
+
+/** Counts an accepted answer of the current stage. */
+function answered(r: SyncRound, nodeId: string, wireBytes: number): void {
+  r.sa!.answered.add(nodeId);
+  r.bytesUp += wireBytes;
 }
 
 /** Cohort nodes of the current stage that neither answered, went offline nor gave up (the deadline's). */
@@ -136,9 +155,9 @@ const stageDone = (r: SyncRound, stage: StageName) => {
   return !!sa.aborted || r.closed.has(stage) || sa.answered.size + sa.gone.size + sa.gaveUp.size >= sa.tasks.size;
 };
 
-function secaggAnswer(a: Answer, stage: SecAggAnswer['stage']): SecAggAnswer {
+function secaggAnswer<S extends SecAggAnswer['stage']>(a: Answer, stage: S): Extract<SecAggAnswer, { stage: S }> {
   if (a.kind !== 'secagg' || a.answer.stage !== stage) throw new FedmqError(ErrorCodes.STALE_UPDATE, `a ${a.kind} answer during ${stage}`);
-  return a.answer;
+  return a.answer as Extract<SecAggAnswer, { stage: S }>;
 }
 
 const advertiseKeys: Stage<SyncRound> = {
@@ -168,28 +187,20 @@ const advertiseKeys: Stage<SyncRound> = {
       return;
     }
     const server = sa.server;
-    open(m, r, 'advertise-keys', u0, (nodeId, deadline) => {
+    sa.cohort = u0;
+    open(m, r, 'advertise-keys', (nodeId, deadline) => {
       const q = server.advertiseRequest(nodeId);
       return m.sendSecAggTask(nodeId, r.round, deadline, { stage: 'advertise-keys', neighbours: q.neighbours, threshold: q.threshold, bits: q.bits, dims: q.dims, encoding: sa.encoding! }).taskId;
     });
   },
   onAnswer(_m, r, a) {
-    const ans = secaggAnswer(a, 'advertise-keys') as Extract<SecAggAnswer, { stage: 'advertise-keys' }>;
+    const ans = secaggAnswer(a, 'advertise-keys');
     r.sa!.server!.onAdvertise(ans.nodeId, { encPublicKey: ans.encPublicKey, maskPublicKey: ans.maskPublicKey });
-    r.sa!.answered.add(ans.nodeId);
-    r.bytesUp += a.wireBytes;
+    answered(r, ans.nodeId, a.wireBytes);
   },
   onPresence: presence,
   isComplete: (_m, r) => stageDone(r, 'advertise-keys'),
-  exit(m, r) {
-    if (r.sa!.aborted) return;
-    close(m, r, 'advertise-keys');
-    try {
-      r.sa!.server!.closeAdvertise();
-    } catch (err) {
-      abort(m, r, err);
-    }
-  },
+  exit: (m, r) => close(m, r, 'advertise-keys', (server) => server.closeAdvertise()),
 };
 
 const b64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
@@ -201,8 +212,7 @@ const shareKeys: Stage<SyncRound> = {
     const sa = r.sa!;
     if (sa.aborted) return;
     const server = sa.server!;
-    const u1 = server.u0.filter((n) => sa.answered.has(n));
-    open(m, r, 'share-keys', u1, (nodeId, deadline) => {
+    open(m, r, 'share-keys', (nodeId, deadline) => {
       const q = server.shareKeysRequest(nodeId);
       return m.sendSecAggTask(nodeId, r.round, deadline, {
         stage: 'share-keys', peers: q.peers.map((p) => ({ nodeId: p.nodeId, encPublicKey: b64(p.encPublicKey), maskPublicKey: b64(p.maskPublicKey) })),
@@ -210,23 +220,13 @@ const shareKeys: Stage<SyncRound> = {
     });
   },
   onAnswer(_m, r, a) {
-    const ans = secaggAnswer(a, 'share-keys') as Extract<SecAggAnswer, { stage: 'share-keys' }>;
+    const ans = secaggAnswer(a, 'share-keys');
     r.sa!.server!.onShareKeys(ans.nodeId, { shares: ans.shares.map((s) => ({ from: ans.nodeId, to: s.to, ciphertext: s.ciphertext })) });
-    r.sa!.answered.add(ans.nodeId);
-    r.bytesUp += a.wireBytes;
+    answered(r, ans.nodeId, a.wireBytes);
   },
   onPresence: presence,
   isComplete: (_m, r) => stageDone(r, 'share-keys'),
-  exit(m, r) {
-    const sa = r.sa!;
-    if (sa.aborted) return;
-    close(m, r, 'share-keys');
-    try {
-      sa.server!.closeShareKeys();
-    } catch (err) {
-      abort(m, r, err);
-    }
-  },
+  exit: (m, r) => close(m, r, 'share-keys', (server) => server.closeShareKeys()),
 };
 
 /** The fit stage of a secure-aggregation round: U2's masked inputs, folded into the server's sum. */
@@ -237,12 +237,11 @@ export const maskedInput: Stage<SyncRound> = {
     const sa = r.sa!;
     if (sa.aborted) return;
     const server = sa.server!;
-    const u2 = server.u0.filter((n) => sa.answered.has(n));
-    r.target = u2.length;
+    r.target = sa.cohort.length;
     r.aggregate = m.cfg.strategy.aggregator.begin(r.round, m.global);
-    open(m, r, 'fit', u2, (nodeId, deadline) => {
+    open(m, r, 'fit', (nodeId, deadline) => {
       const q = server.maskedInputRequest(nodeId);
-      const task = m.sendFitTask(nodeId, r.round, deadline, u2.length, { shares: q.shares.map((s) => ({ from: s.from, ciphertext: b64(s.ciphertext) })) });
+      const task = m.sendFitTask(nodeId, r.round, deadline, sa.cohort.length, { shares: q.shares.map((s) => ({ from: s.from, ciphertext: b64(s.ciphertext) })) });
       r.fitTasks.set(nodeId, task.taskId);
       return task.taskId;
     });
@@ -254,9 +253,8 @@ export const maskedInput: Stage<SyncRound> = {
     if (!u.secagg || u.tensors.length > 0) throw new FedmqError(ErrorCodes.SECAGG_PROTOCOL, `update of ${u.nodeId} in a secure-aggregation round must carry only its masked input (secagg.data, no tensors)`, { nodeId: u.nodeId });
     const words = unpackBits(u.secagg.data, sa.dims, sa.bits);
     sa.server!.onMaskedInput(u.nodeId, words);
-    sa.answered.add(u.nodeId);
+    answered(r, u.nodeId, a.wireBytes);
     r.reported.add(u.nodeId);
-    r.bytesUp += a.wireBytes;
     r.bytesDown += u.metrics.bytesDown ?? 0;
     m.notice({ type: 'accepted', nodeId: u.nodeId, round: r.round, bytes: a.wireBytes, taskId: a.task.taskId, trainMs: u.metrics.trainMs });
   },
@@ -265,14 +263,8 @@ export const maskedInput: Stage<SyncRound> = {
   exit(m, r) {
     const sa = r.sa!;
     r.trainMs = m.now() - r.startedAt;
-    if (sa.aborted) return;
-    close(m, r, 'fit');
-    r.fitFailures = failureList(missingOf(sa), sa.gone, sa.gaveUp);
-    try {
-      sa.server!.closeMaskedInput();
-    } catch (err) {
-      abort(m, r, err);
-    }
+    if (!sa.aborted) r.fitFailures = failureList(missingOf(sa), sa.gone, sa.gaveUp);
+    close(m, r, 'fit', (server) => server.closeMaskedInput());
   },
 };
 
@@ -283,24 +275,19 @@ const unmask: Stage<SyncRound> = {
     const sa = r.sa!;
     if (sa.aborted) return;
     const server = sa.server!;
-    const u3 = server.u0.filter((n) => sa.answered.has(n));
-    open(m, r, 'unmask', u3, (nodeId, deadline) => {
+    open(m, r, 'unmask', (nodeId, deadline) => {
       const q = server.unmaskRequest(nodeId);
       return m.sendSecAggTask(nodeId, r.round, deadline, { stage: 'unmask', survivors: q.survivors, dropped: q.dropped }).taskId;
     });
   },
   onAnswer(_m, r, a) {
-    const ans = secaggAnswer(a, 'unmask') as Extract<SecAggAnswer, { stage: 'unmask' }>;
+    const ans = secaggAnswer(a, 'unmask');
     r.sa!.server!.onUnmask(ans.nodeId, { selfMaskShares: ans.selfMaskShares, maskKeyShares: ans.maskKeyShares });
-    r.sa!.answered.add(ans.nodeId);
-    r.bytesUp += a.wireBytes;
+    answered(r, ans.nodeId, a.wireBytes);
   },
   onPresence: presence,
   isComplete: (_m, r) => stageDone(r, 'unmask'),
-  exit(m, r) {
-    if (r.sa!.aborted) return;
-    close(m, r, 'unmask');
-  },
+  exit: (m, r) => close(m, r, 'unmask'),
 };
 
 /** Aggregate of a secure-aggregation round: unmask (asynchronously, a `compute` effect), then the strategy's step on the mean delta. */
@@ -310,7 +297,7 @@ export const secureAggregate: Stage<SyncRound> = {
     const sa = r.sa!;
     r.accepted = false;
     if (sa.aborted || !sa.server) return;
-    m.enterStage(r.round, 'aggregate', sa.server.cohorts()[2]);
+    m.enterStage(r.round, 'aggregate', sa.cohort.length); // U3: the inputs in the sum
     sa.stageStart = m.now();
     sa.computing = true;
     const server = sa.server;

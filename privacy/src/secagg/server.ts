@@ -250,7 +250,7 @@ export class SecAggServer {
         sk.fill(0);
       }
       this.stage = 'done';
-      return { sum, survivors: [...this.u3].sort(), recovered, cohorts: [this.u1.size, this.u2.size, this.u3.size, this.unmasked.size] };
+      return { sum, survivors: [...this.u3].sort(), recovered, cohorts: this.cohorts() };
     } catch (err) {
       this.stage = 'aborted';
       throw err;
