@@ -32,8 +32,6 @@ export interface SimulatedSecAgg extends SecAggResult {
   masked: Map<string, Uint32Array>;
   neighbours: number;
   threshold: number;
-  /** Bytes each node sent and received per stage, summed over nodes, in the protocol's own units (keys 32, ciphertexts 94, shares 33, words b bits). */
-  bytes: { up: number; down: number };
 }
 
 /**
@@ -56,9 +54,7 @@ export async function simulateSecAgg(o: SimulateSecAggOptions): Promise<Simulate
   const dropMasked = new Set(o.dropBeforeMasked ?? []);
   const dropUnmask = new Set(o.dropBeforeUnmask ?? []);
   const time = (stage: string, side: 'nodes' | 'coordinator', t0: number) => o.onTiming?.(stage, side, performance.now() - t0);
-  const bytes = { up: 0, down: 0 };
   const masked = new Map<string, Uint32Array>();
-  const wordBytes = Math.ceil((dims * o.bits) / 8);
 
   let t0 = performance.now();
   const adv = new Map(ids.map((id) => [id, server.advertiseRequest(id)]));
@@ -66,7 +62,6 @@ export async function simulateSecAgg(o: SimulateSecAggOptions): Promise<Simulate
   t0 = performance.now();
   for (const id of ids) {
     const reply = clients.get(id)!.advertise(adv.get(id)!);
-    bytes.up += 64;
     server.onAdvertise(id, reply);
   }
   time('advertise-keys', 'nodes', t0);
@@ -74,11 +69,9 @@ export async function simulateSecAgg(o: SimulateSecAggOptions): Promise<Simulate
 
   for (const id of u1) {
     const req = server.shareKeysRequest(id);
-    bytes.down += 64 * req.peers.length;
     t0 = performance.now();
     const reply = await clients.get(id)!.shareKeys(req);
     time('share-keys', 'nodes', t0);
-    bytes.up += reply.shares.reduce((s, x) => s + x.ciphertext.length, 0);
     t0 = performance.now();
     server.onShareKeys(id, reply);
     time('share-keys', 'coordinator', t0);
@@ -88,11 +81,9 @@ export async function simulateSecAgg(o: SimulateSecAggOptions): Promise<Simulate
   for (const id of u2) {
     const req = server.maskedInputRequest(id);
     if (dropMasked.has(id)) continue;
-    bytes.down += req.shares.reduce((s, x) => s + x.ciphertext.length, 0);
     t0 = performance.now();
     const y = clients.get(id)!.maskInput(req, o.inputs.get(id)!);
     time('masked-input', 'nodes', t0);
-    bytes.up += wordBytes;
     masked.set(id, y);
     t0 = performance.now();
     server.onMaskedInput(id, y);
@@ -103,15 +94,13 @@ export async function simulateSecAgg(o: SimulateSecAggOptions): Promise<Simulate
   for (const id of u3) {
     if (dropUnmask.has(id)) continue;
     const req = server.unmaskRequest(id);
-    bytes.down += 0;
     t0 = performance.now();
     const reply = clients.get(id)!.unmask(req);
     time('unmask', 'nodes', t0);
-    bytes.up += 33 * (reply.selfMaskShares.length + reply.maskKeyShares.length);
     server.onUnmask(id, reply);
   }
   t0 = performance.now();
   const result = await server.finish();
   time('unmask', 'coordinator', t0);
-  return { ...result, masked, neighbours: k, threshold, bytes };
+  return { ...result, masked, neighbours: k, threshold };
 }
