@@ -1,4 +1,4 @@
-import { ErrorCodes, FedmqError } from '@fedmq/protocol';
+import { ErrorCodes, FedmqError, ID_PATTERN } from '@fedmq/protocol';
 import {
   KEY_BYTES, MAX_MODULUS_BITS, deriveKey, generateKeyPair, open, randomSeed, seal, shareAad, addPrg, type KeyPair, type SecAggContext,
 } from './primitives.ts';
@@ -7,9 +7,6 @@ import { MAX_NEIGHBOURS } from './graph.ts';
 import type {
   AdvertiseKeysReply, AdvertiseKeysRequest, HeldShare, MaskedInputRequest, PeerKeys, SealedShare, ShareKeysReply, ShareKeysRequest, UnmaskReply, UnmaskRequest,
 } from './messages.ts';
-
-/** Node ids as the protocol allows them (docs/protocol.md §2). */
-export const NODE_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 
 const protocolError = (msg: string, details: Record<string, unknown> = {}) => new FedmqError(ErrorCodes.SECAGG_PROTOCOL, msg, details);
 
@@ -51,7 +48,7 @@ export class SecAggClient {
   private held = new Map<string, [Uint8Array, Uint8Array]>();
 
   constructor(readonly nodeId: string, readonly ctx: SecAggContext) {
-    if (!NODE_ID.test(nodeId)) throw protocolError(`bad node id ${JSON.stringify(nodeId)}`);
+    if (!ID_PATTERN.test(nodeId)) throw protocolError(`bad node id ${JSON.stringify(nodeId)}`);
   }
 
   /** The request of stage 1, once it was accepted. */
@@ -67,7 +64,7 @@ export class SecAggClient {
     if (this.stage !== 'new') throw protocolError(`advertise-keys after ${this.stage}`);
     const nb = new Set(req.neighbours);
     if (nb.size !== req.neighbours.length) throw protocolError('advertise-keys names a neighbour twice');
-    for (const id of nb) if (!NODE_ID.test(id)) throw protocolError(`bad neighbour id ${JSON.stringify(id)}`);
+    for (const id of nb) if (!ID_PATTERN.test(id)) throw protocolError(`bad neighbour id ${JSON.stringify(id)}`);
     if (nb.has(this.nodeId)) throw protocolError('advertise-keys names the node among its own neighbours');
     if (nb.size > MAX_NEIGHBOURS) throw new FedmqError(ErrorCodes.SECAGG_RANGE, `at most ${MAX_NEIGHBOURS} neighbours, got ${nb.size}`);
     if (!(Number.isInteger(req.threshold) && req.threshold >= 2 && req.threshold <= nb.size)) {

@@ -10,7 +10,7 @@ export { MAX_SHARES, SHARE_BYTES, combineShares, splitSecret } from './shamir.ts
 export { MAX_NEIGHBOURS, binomialCdfBelow, defaultNeighbours, neighbourGraph, nodeThreshold, type SecAggGraphKind } from './graph.ts';
 export { DEFAULT_QUANTIZE, dequantizeSum, modulusBits, packBits, quantizeVector, unpackBits, type QuantizeOptions } from './quantize.ts';
 export type * from './messages.ts';
-export { NODE_ID, SecAggClient } from './client.ts';
+export { SecAggClient } from './client.ts';
 export { SecAggServer, type SecAggResult, type SecAggServerOptions, type SecAggStage } from './server.ts';
 export { simulateSecAgg, type SimulateSecAggOptions, type SimulatedSecAgg } from './simulate.ts';
 export { secaggDecodeMean, secaggDims, secaggBits, secaggEncode } from './encoding.ts';
