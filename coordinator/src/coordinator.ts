@@ -195,7 +195,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         const s = opts.secagg;
         const thresholdFraction = s.thresholdFraction ?? 0.5;
         const quantBits = s.quantBits ?? 16;
-        let encoding: Pick<SecAggOptions, 'encoding' | 'decode' | 'onRelease'> = fedavgEncoding(s.clip ?? 1, quantBits);
+        let encoding: Pick<SecAggOptions, 'encoding' | 'onRelease'> = fedavgEncoding(s.clip ?? 1, quantBits);
         if (opts.dp?.mode === 'distributed') {
           if (opts.resume) throw new FedmqError(ErrorCodes.BAD_CONFIG, 'resuming a distributed-DP run is not supported: its accountant is not in the checkpoint');
           const dims = weights.reduce((n, t) => n + t.data.length, 0);

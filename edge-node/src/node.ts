@@ -11,7 +11,7 @@ import {
   type AdvertiseKeysTask, type SecAggAnswer, type SecAggEncoding, type ShareKeysTask, type UnmaskTask, encodeSecAggAnswer,
 } from '@fedmq/protocol';
 import type { LocalDataset } from '@fedmq/ml';
-import { SecAggClient, addGaussianNoise, clipL2, cryptoRandom, ddgEncode, packBits, secaggEncode, type RandomSource } from '@fedmq/privacy';
+import { SecAggClient, addGaussianNoise, clipL2, cryptoRandom, packBits, secaggEncode, type RandomSource } from '@fedmq/privacy';
 import { createTrainer, type LocalEvaluation, type LocalTrainer } from './trainer.ts';
 import { fnv1a, splitDataset, type DataSplit } from './split.ts';
 
@@ -621,17 +621,7 @@ export class EdgeNode extends EventEmitter<EdgeNodeEvents> {
     const byName = new Map(delta.map((t) => [t.name, t]));
     const ordered = global.map((g) => byName.get(g.name)!);
     const params = s.client.params!;
-    let input: Uint32Array;
-    if (s.encoding.kind === 'fedavg') input = secaggEncode(ordered, r.numExamples, s.encoding);
-    else {
-      const flat = new Float64Array(ordered.reduce((n, t) => n + t.data.length, 0));
-      let off = 0;
-      for (const t of ordered) {
-        flat.set(t.data, off);
-        off += t.data.length;
-      }
-      input = ddgEncode(flat, { clipNorm: s.encoding.clipNorm, gamma: s.encoding.gamma, sigma2: s.encoding.sigma2, bits: params.bits, beta: s.encoding.beta }, cryptoRandom()).values;
-    }
+    const input = secaggEncode(ordered, r.numExamples, s.encoding, cryptoRandom(), params.bits);
     const shares = task.secagg!.shares.map((x) => ({ from: x.from, to: this.nodeId, ciphertext: fromBase64(x.ciphertext) }));
     const masked = s.client.maskInput({ shares }, input);
     const update: UpdateMessage = {

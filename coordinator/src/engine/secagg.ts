@@ -33,20 +33,17 @@ export interface SecAggOptions {
   neighbours?: number;
   /** How nodes encode their delta (fedavg quantization, or the distributed discrete Gaussian). */
   encoding: (cohort: number, maxExamples: number, threshold: number) => { encoding: SecAggEncoding; bits: number };
-  /** The mean delta from the unmasked sum of `count` inputs. */
-  decode: (sum: Uint32Array, count: number, encoding: SecAggEncoding, bits: number) => Float64Array;
   /** Distributed DP: the round's sum was unmasked (its privacy cost is spent). */
   onRelease?: () => void;
 }
 
 /** The default quantization encoding for a cohort (FedAvg weighting inside the masked vector). */
-export function fedavgEncoding(clip: number, levelBits: number): Pick<SecAggOptions, 'encoding' | 'decode'> {
+export function fedavgEncoding(clip: number, levelBits: number): Pick<SecAggOptions, 'encoding'> {
   return {
     encoding: (cohort, maxExamples) => {
       const encoding: SecAggEncoding = { kind: 'fedavg', clip, levelBits, maxExamples };
       return { encoding, bits: secaggBits(cohort, encoding) };
     },
-    decode: (sum, count, encoding) => secaggDecodeMean(sum, count, encoding),
   };
 }
 
@@ -320,7 +317,7 @@ export const secureAggregate: Stage<SyncRound> = {
     if (count < needed) return;
     let mean: Float64Array;
     try {
-      mean = m.cfg.secagg!.decode(result.sum, count, sa.encoding!, sa.bits);
+      mean = secaggDecodeMean(result.sum, count, sa.encoding!, sa.bits);
     } catch (err) {
       abort(m, r, err);
       return;

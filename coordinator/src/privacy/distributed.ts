@@ -1,5 +1,5 @@
 import { ErrorCodes, FedmqError, type PrivacyRecord, type SecAggEncoding } from '@fedmq/protocol';
-import { ddgBits, ddgDecode, ddgEpsilon, ddgL2Sensitivity, ddgZcdpRho } from '@fedmq/privacy';
+import { ddgBits, ddgEpsilon, ddgL2Sensitivity, ddgZcdpRho } from '@fedmq/privacy';
 import type { SecAggOptions } from '../engine/secagg.ts';
 import { DEFAULT_DP_DELTA } from './ledger.ts';
 import type { DpOptions } from './options.ts';
@@ -85,13 +85,6 @@ export class DistributedDpLedger {
     return { encoding: { kind: 'ddg', clipNorm: this.clipNorm, gamma: this.gamma, sigma2, beta: DDG_BETA }, bits };
   }
 
-  /** The round's mean delta from the unmasked sum of `count` noised inputs (Σ/count, deltas' units). */
-  decode(sum: Uint32Array, count: number, bits: number): Float64Array {
-    const v = ddgDecode(sum, bits, this.gamma);
-    for (let i = 0; i < v.length; i++) v[i] /= count;
-    return v;
-  }
-
   /** The round's sum was unmasked: compose its ρ. */
   release(): void {
     this.rho += this.pending;
@@ -128,10 +121,9 @@ export class DistributedDpLedger {
 }
 
 /** The secure-aggregation encoding of distributed DP: each unmasked round spends its ρ in the ledger. */
-export function ddgSecAggEncoding(ledger: DistributedDpLedger): Pick<SecAggOptions, 'encoding' | 'decode' | 'onRelease'> {
+export function ddgSecAggEncoding(ledger: DistributedDpLedger): Pick<SecAggOptions, 'encoding' | 'onRelease'> {
   return {
     encoding: (cohort, _maxExamples, threshold) => ledger.encoding(cohort, threshold),
-    decode: (sum, count, _encoding, bits) => ledger.decode(sum, count, bits),
     onRelease: () => ledger.release(),
   };
 }

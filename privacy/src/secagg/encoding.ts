@@ -1,6 +1,7 @@
 import { ErrorCodes, FedmqError, type SecAggEncoding } from '@fedmq/protocol';
 import { cryptoRandom, type RandomSource } from '../random.ts';
-import { dequantizeSum, modulusBits, quantizeVector } from './quantize.ts';
+import { ddgDecode, ddgEncode } from '../ddg.ts';
+import { dequantizeSum, modulusBits, quantizeVector, stochasticRound } from './quantize.ts';
 
 /**
  * How a node's delta becomes its secure-aggregation input and how the coordinator turns the sum
@@ -29,12 +30,25 @@ export function secaggBits(cohort: number, encoding: SecAggEncoding): number {
 }
 
 /**
- * A node's input: its delta (tensors in model order) as `secaggDims` words < 2^bits.
- * @throws FedmqError FEDMQ_NON_FINITE on a NaN coordinate; FEDMQ_SECAGG_RANGE on bad options
+ * A node's input: its delta (tensors in model order) as `secaggDims` words < 2^bits — the FedAvg
+ * quantization above, or the distributed discrete Gaussian ({@link ddgEncode}: L2 clip, conditional
+ * rounding, noise share, mod 2^bits; needs `bits`).
+ * @throws FedmqError FEDMQ_NON_FINITE on a NaN coordinate; FEDMQ_SECAGG_RANGE on bad options (or a ddg encoding without `bits`); as {@link ddgEncode}
  */
-export function secaggEncode(delta: readonly { data: ArrayLike<number> }[], numExamples: number, encoding: SecAggEncoding, random: RandomSource = cryptoRandom()): Uint32Array {
+export function secaggEncode(
+  delta: readonly { data: ArrayLike<number> }[], numExamples: number, encoding: SecAggEncoding, random: RandomSource = cryptoRandom(), bits?: number,
+): Uint32Array {
   const params = delta.reduce((s, t) => s + t.data.length, 0);
-  if (encoding.kind !== 'fedavg') throw new FedmqError(ErrorCodes.SECAGG_RANGE, 'the ddg encoding goes through ddgEncode');
+  if (encoding.kind === 'ddg') {
+    if (bits === undefined) throw new FedmqError(ErrorCodes.SECAGG_RANGE, 'the ddg encoding needs the round\'s modulus bits');
+    const flat = new Float64Array(params);
+    let at = 0;
+    for (const t of delta) {
+      for (let i = 0; i < t.data.length; i++) flat[at + i] = t.data[i];
+      at += t.data.length;
+    }
+    return ddgEncode(flat, { clipNorm: encoding.clipNorm, gamma: encoding.gamma, sigma2: encoding.sigma2, bits, beta: encoding.beta }, random).values;
+  }
   const q = { clip: encoding.clip, levelBits: encoding.levelBits };
   const out = new Uint32Array(params + 1);
   const ratio = Math.min(numExamples, encoding.maxExamples) / encoding.maxExamples;
@@ -47,18 +61,22 @@ export function secaggEncode(delta: readonly { data: ArrayLike<number> }[], numE
   }
   // r on the levels of [0, 1]: stochastic rounding of r·L
   const levels = 2 ** encoding.levelBits - 1;
-  const x = ratio * levels;
-  const lo = Math.floor(x);
-  out[params] = Math.min(levels, lo + (random.nextDouble() < x - lo ? 1 : 0));
+  out[params] = stochasticRound(ratio * levels, levels, random);
   return out;
 }
 
 /**
- * The round's mean delta (flat, model order) from the sum of `count` inputs.
- * @throws FedmqError FEDMQ_SECAGG_ABORT when the weights sum to 0 (nothing to average)
+ * The round's mean delta (flat, model order) from the unmasked sum of `count` inputs: Σ r·Δ / Σ r
+ * (fedavg), or the centred ddg sum times γ over `count` ({@link ddgDecode}; needs `bits`).
+ * @throws FedmqError FEDMQ_SECAGG_ABORT when the weights sum to 0 (nothing to average); FEDMQ_SECAGG_RANGE on a ddg encoding without `bits`
  */
-export function secaggDecodeMean(sum: Uint32Array, count: number, encoding: SecAggEncoding): Float64Array {
-  if (encoding.kind !== 'fedavg') throw new FedmqError(ErrorCodes.SECAGG_RANGE, 'the ddg encoding goes through ddgDecode');
+export function secaggDecodeMean(sum: Uint32Array, count: number, encoding: SecAggEncoding, bits?: number): Float64Array {
+  if (encoding.kind === 'ddg') {
+    if (bits === undefined) throw new FedmqError(ErrorCodes.SECAGG_RANGE, 'the ddg encoding needs the round\'s modulus bits');
+    const v = ddgDecode(sum, bits, encoding.gamma);
+    for (let i = 0; i < v.length; i++) v[i] /= count;
+    return v;
+  }
   const params = sum.length - 1;
   const q = { clip: encoding.clip, levelBits: encoding.levelBits };
   const weighted = dequantizeSum(sum, count, q, 0, params);

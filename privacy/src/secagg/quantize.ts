@@ -58,11 +58,15 @@ export function quantizeVector(values: ArrayLike<number>, o: QuantizeOptions, ra
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (Number.isNaN(v)) throw new FedmqError(ErrorCodes.NON_FINITE, `coordinate ${i} is NaN`);
-    const x = (Math.min(o.clip, Math.max(-o.clip, v)) + o.clip) * scale; // in [0, L]
-    const lo = Math.floor(x);
-    target[offset + i] = Math.min(levels, lo + (random.nextDouble() < x - lo ? 1 : 0));
+    target[offset + i] = stochasticRound((Math.min(o.clip, Math.max(-o.clip, v)) + o.clip) * scale, levels, random); // x in [0, L]
   }
   return target;
+}
+
+/** ⌊x⌋ + Bernoulli(x − ⌊x⌋) from one CSPRNG double (unbiased), capped at `max`. */
+export function stochasticRound(x: number, max: number, random: RandomSource): number {
+  const lo = Math.floor(x);
+  return Math.min(max, lo + (random.nextDouble() < x - lo ? 1 : 0));
 }
 
 /**
