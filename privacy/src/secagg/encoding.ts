@@ -44,7 +44,7 @@ export function secaggEncode(
     const flat = new Float64Array(params);
     let at = 0;
     for (const t of delta) {
-      for (let i = 0; i < t.data.length; i++) flat[at + i] = t.data[i];
+      flat.set(t.data, at);
       at += t.data.length;
     }
     return ddgEncode(flat, { clipNorm: encoding.clipNorm, gamma: encoding.gamma, sigma2: encoding.sigma2, bits, beta: encoding.beta }, random).values;
